@@ -40,7 +40,7 @@ The benchmarks
 ``matching``    ``tracing.matching.match_ids`` vs ``numpy.isin`` and a pandas merge
 ``simulation``  agent-steps/s of ``sim.run.simulate``, one day of a 10^5 / 10^6-agent province (no baseline)
 ``onepass``     the one-pass adoption curve (``tracing.coverage.OnePass``) vs ``coverage_at`` per level
-``percolation`` Newman--Ziff (``tracing.percolation``) vs connected components per level (scipy, networkx)
+``percolation`` Newman--Ziff (``tracing.core.percolation``) vs connected components per level (scipy, networkx)
 """
 
 BENCHMARKS = ("neighbours", "matching", "percolation", "onepass", "simulation")

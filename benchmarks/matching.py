@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from benchmarks._core import Baseline, Case
-from tracing.matching import match_ids, match_mask
+from tracing.core.matching import match_ids, match_mask
 
 NAME = "matching"
 N_CASES = 1_000

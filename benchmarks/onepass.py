@@ -12,14 +12,14 @@ per-level re-computation there is ~10 hours (one ``coverage_at`` call on the 42 
 177 s at load ~6, and 210 are needed), so it is skipped with that note.
 
 The work timed is a sweep's analysis: 10 replicates (uniform adoption among phone owners,
-``phones_only=True`` as ``proxitrace sweep`` does; ``tracing.sweep.default_index_cases(n)`` index
+``phones_only=True`` as ``proxitrace sweep`` does; ``tracing.sweep.replicate.default_index_cases(n)`` index
 cases -- 200 at 100,000 agents; per-agent sync phases), each
 evaluated at 21 adoption levels ``0, 0.05, .., 1``:
 
 ours
     per replicate one ``OnePass(...)`` and one ``.evaluate(grid)``.
 coverage_at
-    per replicate and level one ``tracing.coverage.coverage_at(p, ...)`` -- adoption applied
+    per replicate and level one ``tracing.core.coverage.coverage_at(p, ...)`` -- adoption applied
     explicitly, brute force (210 calls).
 
 Agreement: every metric ``coverage_at`` returns equals the one-pass curve at every level (NaN where
@@ -66,7 +66,7 @@ def subset(pairs, pop: dict, k: int):
 
 def province(n_agents: int, days: int, cache: bool):
     """(pairs, n, population) of the simulated province; cached in out/benchcache/ if ``cache``."""
-    from tracing.distributed import read_population
+    from sim.runfolder import RunFolder
     from tracing.pipeline import pairs_from_run
 
     if cache:
@@ -81,14 +81,14 @@ def province(n_agents: int, days: int, cache: bool):
             pairs = pairs_from_run(folder, "bluezone")
             np.save(folder / "pairs-bluezone.tmp.npy", pairs)
             os.replace(folder / "pairs-bluezone.tmp.npy", pfile)
-        pop = read_population(folder)
+        pop = RunFolder(folder).population()
         n = json.loads((folder / "run.json").read_text())["n_agents"]
         return pairs, n, pop
     tmp = Path(tempfile.mkdtemp(prefix="proxitrace-bench-onepass-"))
     try:
         folder = _simulate(n_agents, days, tmp / "run")
         pairs = pairs_from_run(folder, "bluezone")
-        pop = read_population(folder)
+        pop = RunFolder(folder).population()
         n = json.loads((folder / "run.json").read_text())["n_agents"]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -97,9 +97,9 @@ def province(n_agents: int, days: int, cache: bool):
 
 def replicates(pairs, n, pop, k: int = REPLICATES, seed: int = 0):
     """Per replicate (ranks, index cases, sync phases), drawn as ``tracing.sweep.one_replicate`` does."""
-    from tracing.coverage import DelayModel, sample_index_cases
-    from tracing.strategies import priorities
-    from tracing.sweep import default_index_cases
+    from tracing.core.coverage import DelayModel, sample_index_cases
+    from sim.strategies import priorities
+    from tracing.sweep.replicate import default_index_cases
 
     delay = DelayModel()
     reps = []
@@ -113,7 +113,7 @@ def replicates(pairs, n, pop, k: int = REPLICATES, seed: int = 0):
 
 
 def ours(inp):
-    from tracing.coverage import OnePass
+    from tracing.core.coverage import OnePass
 
     out = []
     for ranks, f0, ph in inp["reps"]:
@@ -122,7 +122,7 @@ def ours(inp):
 
 
 def per_level(inp):
-    from tracing.coverage import coverage_at
+    from tracing.core.coverage import coverage_at
 
     out = []
     for ranks, f0, ph in inp["reps"]:
@@ -148,8 +148,8 @@ def details(curves) -> dict:
 
 
 def warmup() -> None:
-    from tracing.coverage import OnePass
-    from tracing.pairs import PAIR_DTYPE
+    from tracing.core.coverage import OnePass
+    from tracing.core.pairs import PAIR_DTYPE
 
     p = np.zeros(3, PAIR_DTYPE)
     p["i"], p["j"], p["t_first"] = [0, 1, 1], [1, 2, 3], [100.0, 50.0, 200.0]

@@ -1,4 +1,4 @@
-"""Site percolation: Newman--Ziff (``tracing.percolation``) vs one connected-components call per level.
+"""Site percolation: Newman--Ziff (``tracing.core.percolation``) vs one connected-components call per level.
 
 Graph: ``n`` nodes and ``10 n`` random edges (endpoints uniform, mean degree ~20, so the site
 percolation threshold is near p = 1/20); adoption ranks are a random permutation of ``(k + 1) / n``
@@ -37,7 +37,7 @@ def make_graph(n: int, seed: int = 0):
 
 
 def ours(inp):
-    from tracing.percolation import newman_ziff, order_from_ranks
+    from tracing.core.percolation import newman_ziff, order_from_ranks
 
     n, i, j, ranks = inp
     order = order_from_ranks(ranks)

@@ -43,6 +43,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import rankdata
+
+from ble import datasets as ds
+from ble.distance import estimate_distance
+from ble.radio import default_params, fit_radio, mean_rssi
+from ble.schema import write_text_atomic
+
+__all__ = ["CLOSE_M", "MIN_DISTANCE_M", "load", "known_offsets", "predict_rssi", "estimated_distance", "auc",
+           "metrics", "holdout", "calibrate", "format_report"]
 
 CLOSE_M = 2.0           #: m, the classifier's threshold distance
 MIN_DISTANCE_M = 0.2    #: m, rows closer than this are left out of fit and evaluation (near field)
@@ -91,7 +100,6 @@ def _looks_like(name: str, d: Path) -> bool:
 
 def load(data_dirs):
     """Pooled :class:`ble.datasets.RssiData` of the folders, and the tram folder (or None)."""
-    from ble import datasets as ds
     loaders = {"mit": ds.load_mit, "herald": ds.load_herald, "pcng": ds.load_pcng}
     found, tram = _resolve(data_dirs)
     parts = []
@@ -117,7 +125,6 @@ def known_offsets(fit, data) -> np.ndarray:
 
 def predict_rssi(params, data, extra_db=0.0) -> np.ndarray:
     """Mean RSSI (dBm) of every row from distance, carriage and platform (+ ``extra_db``, dB)."""
-    from ble.radio import mean_rssi
     return mean_rssi(data.distance_m, params, carriage_tx=data.carriage_tx, carriage_rx=data.carriage_rx,
                      platform_tx=np.where(data.platform_tx < 0, 0, data.platform_tx),
                      platform_rx=np.where(data.platform_rx < 0, 0, data.platform_rx)) + extra_db
@@ -125,7 +132,6 @@ def predict_rssi(params, data, extra_db=0.0) -> np.ndarray:
 
 def estimated_distance(params, data, extra_db=0.0) -> np.ndarray:
     """ML distance (m) of every row given the pair's known carriage/platform offset (+ ``extra_db``)."""
-    from ble.distance import estimate_distance
     off = params.offset_db(data.carriage_tx, data.carriage_rx,
                            np.where(data.platform_tx < 0, 0, data.platform_tx),
                            np.where(data.platform_rx < 0, 0, data.platform_rx)) + extra_db
@@ -134,7 +140,6 @@ def estimated_distance(params, data, extra_db=0.0) -> np.ndarray:
 
 def auc(score: np.ndarray, label: np.ndarray) -> float:
     """ROC AUC of ``score`` for boolean ``label`` (Mann–Whitney U with mid-ranks; NaN if one class)."""
-    from scipy.stats import rankdata
     label = np.asarray(label, dtype=bool)
     n1, n0 = int(label.sum()), int((~label).sum())
     if n1 == 0 or n0 == 0:
@@ -170,7 +175,6 @@ def holdout(data, *, min_distance_m: float = MIN_DISTANCE_M, close_m: float = CL
     """
     if scope not in ("pooled", "dataset"):
         raise ValueError(f"scope must be 'pooled' or 'dataset', got {scope!r}")
-    from ble.radio import default_params, fit_radio
     fit_kwargs = dict(fit_kwargs or {})
     fit_kwargs.setdefault("fit_min_distance_m", min_distance_m)
     use = data.distance_m >= min_distance_m
@@ -237,7 +241,6 @@ def calibrate(data_dirs, out_path, *, report_path=None, seed: int = 0, holdout_e
     """Fit on all data, write ``out_path`` (TOML: a ``[radio]`` table, the held-out summary as ``#``
     comments) and a JSON report (``report_path``, default ``out_path`` with suffix ``.json``); return
     the report."""
-    from ble.radio import fit_radio
     del seed   # the protocol is deterministic (folds = sessions in order); kept for the CLI's sake
     data, tram = load(data_dirs)
     fit = fit_radio(data=data, fit_min_distance_m=MIN_DISTANCE_M, tram_dir=tram)
@@ -281,7 +284,6 @@ def calibrate(data_dirs, out_path, *, report_path=None, seed: int = 0, holdout_e
     # only [radio]: the file is also a valid scenario overlay (sim.scenario rejects unknown tables)
     p.to_toml(out_path, header="\n".join(header_lines))
     report_path = Path(report_path) if report_path else Path(out_path).with_suffix(".json")
-    from ble.schema import write_text_atomic
     write_text_atomic(report_path, json.dumps(report, indent=2, default=float) + "\n")
     report["report_path"] = str(report_path)
     report["params_path"] = str(out_path)

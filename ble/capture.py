@@ -43,6 +43,18 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from ble import schema
+from ble.formats import JOURNAL_COLUMNS
+from ble.ids import id_to_u64
+
+__all__ = ["BLUEZONE_UUID16", "BLUEZONE_COMPANY", "BLUEZONE_ID_LEN", "GAEN_UUID16", "GAEN_RPI_LEN",
+           "START_TIMEOUT_S", "FLUSH_INTERVAL_S", "uuid16", "BLUEZONE_UUID", "GAEN_UUID", "CaptureError",
+           "classify_advertisement", "CaptureWriter", "convert_journal", "scanning_plan",
+           "bleak_scanner_factory", "capture", "main"]
 
 BLUEZONE_UUID16 = 0x4E56      #: Bluezone's 16-bit service UUID ("VN"), PROTOCOLS.md
 BLUEZONE_COMPANY = 8885       #: manufacturer-data company ID carrying Bluezone's 12-byte ID
@@ -115,7 +127,6 @@ class CaptureWriter:
         self.flush_interval_s, self.clock = float(flush_interval_s), clock
         self.meta = dict(meta or {})
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        from ble.formats import JOURNAL_COLUMNS
         self._fh = open(self.journal, "w", newline="", encoding="utf-8")
         self._csv = csv.writer(self._fh, lineterminator="\n")
         self._csv.writerow(JOURNAL_COLUMNS)
@@ -133,7 +144,6 @@ class CaptureWriter:
     def add(self, address, rssi, tx_power=None, service_uuids=(), service_data=None,
             manufacturer_data=None, t: float | None = None) -> bool:
         """Record one advertisement (RSSI, TX in dBm; ``t`` in s, default now). Returns whether kept."""
-        from ble.ids import id_to_u64
         self.seen += 1
         svc, idb = classify_advertisement(service_uuids, service_data, manufacturer_data)
         if self.service != "any" and svc != self.service:
@@ -187,11 +197,6 @@ def convert_journal(journal, out, meta: dict | None = None) -> dict:
 
     Vectorised (``pyarrow.csv``). A torn last line (process killed mid-write) is dropped and counted.
     """
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-    from ble import schema
-    from ble.formats import JOURNAL_COLUMNS
     journal, out = Path(journal), Path(out)
     types = {c: pa.string() for c in JOURNAL_COLUMNS}
     types.update(t=pa.float64(), observer=pa.int64(), rid=pa.uint64(), rssi=pa.float64(),
@@ -227,6 +232,7 @@ def convert_journal(journal, out, meta: dict | None = None) -> dict:
 
 # ----------------------------------------------------------------------------- scanning
 def _or_patterns(service: str):
+    # bleak is imported lazily (here and below): only a real scan needs it, and it loads D-Bus backends
     from bleak.args.bluez import OrPattern
     from bleak.assigned_numbers import AdvertisementDataType as T
     if service == "bluezone":

@@ -4,11 +4,13 @@ Registered through ``tracing.cli.COMMANDS``; the heavy modules are imported only
 """
 from __future__ import annotations
 
+from ble.formats import FORMATS, import_files   # light (numpy + pyarrow): loaded at every start
+
+__all__ = ["register"]
 
 
 def _import(args) -> int:
-    from ble import formats
-    summary = formats.import_files(args.format, args.files, args.out, sort=args.sort)
+    summary = import_files(args.format, args.files, args.out, sort=args.sort)
     st = summary["stats"]
     print(f"imported {summary['records']} {summary['kind']} from {st['files']} file(s) "
           f"({st['rows_read']} rows read; dropped {st['rssi_sentinel']} sentinel RSSI "
@@ -20,12 +22,12 @@ def _import(args) -> int:
 
 
 def _capture(args) -> int:
-    from ble import capture
+    from ble import capture   # lazy: loads numba (ble.ids); only this command needs it
     return capture.main(args)
 
 
 def _calibrate(args) -> int:
-    from ble import calibration
+    from ble import calibration   # lazy: loads scipy and numba; only this command needs it
     report = calibration.calibrate(args.data, args.out, report_path=args.report, seed=args.seed)
     print(calibration.format_report(report))
     return 0
@@ -33,7 +35,6 @@ def _calibrate(args) -> int:
 
 def register(subparsers) -> None:
     """Add ``import``, ``capture`` and ``calibrate`` to the ``proxitrace`` sub-command parser."""
-    from ble.formats import FORMATS   # light: numpy + pyarrow
     p = subparsers.add_parser(
         "import", help="convert real BLE logs to proxitrace Parquet records",
         description="Read real BLE log files and write DIR/sightings.parquet or DIR/windows.parquet, "

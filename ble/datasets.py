@@ -32,6 +32,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+__all__ = ["PLATFORMS", "RSSI_SENTINELS", "FEET_M", "DatasetError", "RssiData", "MIT_CARRIAGE", "load_mit",
+           "load_herald", "PCNG_CARRIAGE", "load_pcng", "load_all", "CalibrationTable",
+           "load_calibration_table", "TRAM_ATT_EDGES", "TramData", "load_dublintram"]
+
 #: Platform names indexed by the ``platform_*`` codes.
 PLATFORMS = ("android", "ios")
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtr, ndtri
 
+from ble._util import quiet_divide
 from ble.radio import RadioParams, default_params
+
+__all__ = ["estimate_distance", "p_within"]
 
 
 def _rssi_input(rssi, attenuation, p: RadioParams, tx_dbm):
@@ -65,8 +68,7 @@ def _trunc_normal_cdf(x0, m, s, a, b):
     den_up = ndtr(-za) - ndtr(-zb)
     num = np.where(upper, num_up, num_lo)
     den = np.where(upper, den_up, den_lo)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = num / den
+    out = quiet_divide(num, den)
     # window far in a tail: all mass at the bound nearest the mean
     degenerate = ~(den > 0)
     nearest = np.where(m <= a, a, b)

@@ -62,6 +62,9 @@ import hashlib
 
 import numba
 import numpy as np
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 BLUEZONE_SLOT_S = 900          #: s, lifetime of one Bluezone rolling ID
 GAEN_SLOT_S = 600              #: s, lifetime of one GAEN RPI (one ENInterval)
@@ -185,8 +188,6 @@ def en_interval_number(t) -> np.ndarray:
 
 def gaen_rpik(tek: bytes) -> bytes:
     """Rolling Proximity Identifier Key = HKDF-SHA256(TEK, salt=None, info="EN-RPIK", L=16)."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
     tek = _check_key(tek, "tek", 16)
     return HKDF(algorithm=hashes.SHA256(), length=16, salt=None, info=b"EN-RPIK").derive(tek)
 
@@ -194,7 +195,6 @@ def gaen_rpik(tek: bytes) -> bytes:
 def gaen_rpis(tek: bytes, en_interval_start: int, n: int = GAEN_RPIS_PER_TEK) -> np.ndarray:
     """The 144 RPIs of a TEK, shape (144, 16) uint8; row j is broadcast in ENInterval
     ``en_interval_start + j`` (600 s each). All blocks are encrypted in one AES-ECB call."""
-    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
     if int(en_interval_start) != en_interval_start or en_interval_start < 0:
         raise ValueError(f"en_interval_start must be a non-negative integer, got {en_interval_start!r}")
     if int(n) != n or n < 0:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import math
+import os
 import sys
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -45,6 +46,16 @@ from pathlib import Path
 import numba
 import numpy as np
 import tomli_w
+from scipy.special import ndtr
+
+from ble import datasets as ds
+from ble.datasets import load_calibration_table, load_dublintram
+from ble.schema import write_text_atomic
+
+__all__ = ["CARRIAGES", "PLATFORMS", "PLATFORM_KEYS", "BLUEZONE_LIVE_THRESHOLDS_DBM", "BLUEZONE_PLATFORM_DB",
+           "DEFAULT_TOML", "RadioParams", "default_params", "mean_rssi", "sample_rssi", "p_received",
+           "device_offsets", "calibration_summary", "FitResult", "fit_radio", "fit_tx_dbm",
+           "write_default_toml", "main"]
 
 #: Where a phone is carried; ``carriage_*`` codes index this tuple (-1 = not carried / unknown: 0 dB).
 CARRIAGES = ("hand", "trouser_pocket", "shirt_pocket", "bag", "backpack")
@@ -176,7 +187,6 @@ class RadioParams:
 
     def to_toml(self, path, header: str = "", extra: dict | None = None) -> None:
         """Write ``[radio]`` (and ``extra`` tables) to ``path`` atomically; ``header`` becomes # comments."""
-        from ble.schema import write_text_atomic
         d = self.to_dict()
         for k in _FLOAT_KEYS:
             d[k] = round(d[k], 4)
@@ -320,7 +330,6 @@ def sample_rssi(rng: np.random.Generator, d, params: RadioParams | None = None, 
 
 def p_received(d, params: RadioParams | None = None, offset_db=0.0) -> np.ndarray:
     """Probability that one advertisement at distance ``d`` (m) is received: P(rssi >= floor_dbm)."""
-    from scipy.special import ndtr
     p = params if params is not None else default_params()
     m = mean_rssi(d, p) + np.asarray(offset_db, float)
     if p.sigma_db == 0:
@@ -463,7 +472,6 @@ def fit_radio(data_dir=None, *, data=None, fit_min_distance_m: float = 0.2, devi
     tram GAEN attenuations when ``tram_dir`` is given (see :func:`fit_tx_dbm`), else kept from ``base``.
     The computation is deterministic (sufficient statistics per covariate group, then a dense solve).
     """
-    from ble import datasets as ds
     if data is None:
         if data_dir is None:
             raise ValueError("fit_radio: pass data_dir (the shared data folder) or data=")
@@ -600,7 +608,6 @@ def fit_tx_dbm(tram_dir, params: RadioParams) -> float:
     minute-weighted mean. The tram handsets' carriage is not recorded; each phone is assumed to carry
     the mean of ``carriage_db`` over :data:`CARRIAGES`, and the platform pair Android<-Android.
     """
-    from ble.datasets import load_dublintram
     t = load_dublintram(tram_dir)
     centre = 0.5 * (t.att_edges[:-1] + t.att_edges[1:])
     mean_car = float(np.mean(params.carriage_vector()))
@@ -615,7 +622,6 @@ def fit_tx_dbm(tram_dir, params: RadioParams) -> float:
 # command line: python -m ble.radio --fit
 
 def _default_data_dir() -> Path | None:
-    import os
     root = Path(__file__).resolve().parents[1]
     for c in (os.environ.get("PROXITRACE_DATA"), root.parent / "shared" / "data", root / "shared" / "data"):
         if c and Path(c).is_dir():
@@ -666,7 +672,6 @@ def main(argv=None) -> int:
     if data_dir is None:
         print("error: shared data folder not found (pass --data or set PROXITRACE_DATA)", file=sys.stderr)
         return 2
-    from ble.datasets import load_calibration_table
     res = fit_radio(data_dir, tram_dir=data_dir / "dublintram-gaen")
     print(res.table())
     if not a.no_write:

@@ -23,6 +23,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+__all__ = ["SCHEMA_VERSION", "ATT_EDGES", "N_ATT_BUCKETS", "SIGHTING_DTYPE", "WINDOW_DTYPE",
+           "GROUND_TRUTH_DTYPE", "CONTACT_DTYPE", "CHECKIN_DTYPE", "SCHEMAS", "RecordError", "empty", "validate", "to_table",
+           "from_table", "atomic_path", "write_atomic_bytes", "write_text_atomic", "write_parquet",
+           "read_parquet", "read_meta", "ParquetAppender"]
+
 SCHEMA_VERSION = 1
 
 #: Attenuation bucket edges (dB) of exposure windows. The union of every rule's thresholds (GAEN v1
@@ -70,6 +75,15 @@ CONTACT_DTYPE = np.dtype([
     ("t", "f8"),              # s, NaN = unknown (no time order)
     ("duration_s", "f4"),
     ("detected", "?"),
+])
+
+#: QR venue check-ins (``sim.qr`` writes them, ``tracing.core.qr`` warns from them).
+CHECKIN_DTYPE = np.dtype([
+    ("agent", "i8"),
+    ("venue", "i8"),        # place instance
+    ("t", "f8"),            # s, entry (check-in) time
+    ("place_type", "i1"),   # index in sim.places.PLACE_TYPES
+    ("scan", "?"),          # would scan the code were the agent an app user
 ])
 
 SCHEMAS = {

@@ -50,6 +50,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ble._util import quiet_divide
 from ble.schema import ATT_EDGES, N_ATT_BUCKETS, SIGHTING_DTYPE, WINDOW_DTYPE, validate
 
 __all__ = ["aggregate", "WindowAggregator"]
@@ -205,9 +206,8 @@ def _to_windows(obs, rid, f) -> np.ndarray:
     n = f[:, _NSCANS]
     out["rssi_mean"] = f[:, _RSSI_SUM] / n
     out["rssi_max"] = f[:, _RSSI_MAX]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out["tx_power"] = np.where(f[:, _TX_N] > 0, f[:, _TX_SUM] / f[:, _TX_N], np.nan)
-        out["att_typical"] = np.where(f[:, _ATT_N] > 0, f[:, _ATT_SUM] / f[:, _ATT_N], np.nan)
+    out["tx_power"] = np.where(f[:, _TX_N] > 0, quiet_divide(f[:, _TX_SUM], f[:, _TX_N]), np.nan)
+    out["att_typical"] = np.where(f[:, _ATT_N] > 0, quiet_divide(f[:, _ATT_SUM], f[:, _ATT_N]), np.nan)
     out["att_min"] = np.where(np.isfinite(f[:, _ATT_MIN]), f[:, _ATT_MIN], np.nan)
     out["att_secs"] = f[:, _SECS0:_SECS0 + N_ATT_BUCKETS]
     return out

@@ -1,6 +1,6 @@
-"""The epidemic: disease course, transmission from proximity, and the branching-process theory.
+"""The epidemic: its parameters, the disease state of a population, and transmission from proximity.
 
-This module holds the disease state and the numba kernels; it does not know how contacts are produced.
+This module holds the disease state and the transmission kernels; it does not know how contacts are produced.
 It is driven by *contact records* -- flat arrays ``i, j, t, dist_m, dt_s, place`` (one row per pair and
 simulator step, or one row per pair and day from a run's ground truth) -- by
 :mod:`tracing.closedloop`, which adds the interventions (testing, isolation, app/manual/QR tracing).
@@ -51,9 +51,10 @@ an infectious agent not in isolation infects ``Poisson(kappa_env * days)`` unifo
 day (``kappa_env = kappa_phase * r_env / r_contact``); no app or manual tracer can see it. A small
 background (``import_per_day``, per susceptible and day) seeds infections from outside the population.
 
-Theory: :func:`growth_rate` solves the Euler-Lotka equation ``1 = int beta(tau) exp(-r tau) dtau`` with
-the mean infectiousness profile ``beta(tau)`` of this course (closed form through the Laplace transform
-of Erlang phases), used by the tests as the known answer for the growth rate with the app off.
+The course (durations, states, infectiousness in time) and the theory (:func:`growth_rate`, the
+Euler-Lotka equation of this course, used by the tests as the known answer for the growth rate with the
+app off) live in :mod:`sim.course`; a well-mixed synthetic contact process in :mod:`sim.mixing`; the
+counter-based random streams in :mod:`sim.rng`. They are re-exported here.
 """
 from __future__ import annotations
 
@@ -65,21 +66,25 @@ from pathlib import Path
 import numba
 import numpy as np
 
-DAY_S = 86400.0  #: s
+from sim.course import (DAY_S, STATES, A, Course, E, I, P, R, S, _infectious_day, _infectiousness,
+                        advance_course, draw_course, generation_interval_mean, growth_rate, lotka_transform)
+from sim.mixing import well_mixed_day
+from sim.places import PLACE_TYPES
+from sim.rng import (ST_COMPLY, ST_DROP, ST_ENV, ST_ENV_T, ST_IMPORT, ST_SEED, ST_TEST, ST_TX, stream_hash,
+                     unif, uniforms)
 
-#: Disease states (int8 codes).
-S, E, P, I, A, R = 0, 1, 2, 3, 4, 5
-STATES = ("S", "E", "P", "I", "A", "R")
+__all__ = [
+    "EpidemicParams", "load_epidemic", "VENTILATION", "PLACE_TYPES", "HOME",
+    "Epidemic", "check_records", "record_doses", "calibrate_dose_norm",
+    # re-exported from sim.course, sim.mixing and sim.rng (their home is there)
+    "DAY_S", "S", "E", "P", "I", "A", "R", "STATES", "Course", "draw_course", "advance_course",
+    "lotka_transform", "growth_rate", "generation_interval_mean", "well_mixed_day", "uniforms",
+]
 
-#: Place types whose modifiers are configurable, in the order of ``sim.places.PLACE_TYPES`` (index =
-#: place code of a contact record); records with place code ``-1`` (unknown) get the modifier 1.
-try:
-    from sim.places import PLACE_TYPES as _PT
-except Exception:  # pragma: no cover - sim.places always exists in this repository
-    _PT = ("home", "school", "university", "office", "workplace", "factory", "hospital", "market",
-           "restaurant", "hotel", "station", "bus")
-PLACE_TYPES = tuple(_PT)
+#: Place code of a contact record = index in ``sim.places.PLACE_TYPES``; code ``-1`` (unknown) gets the
+#: modifier 1.
 HOME = PLACE_TYPES.index("home")
+
 
 VENTILATION = {"poor": 1.0, "normal": 0.7, "good": 0.5}  #: relative airborne dose (assumed)
 
@@ -92,9 +97,9 @@ _PLACE_AIR = {
     "hotel": (0.1, "normal"), "station": (0.5, "normal"), "bus": (0.0, "poor"),
 }
 
-# counter-based random streams
-_ST_COURSE, _ST_SYM, _ST_TX, _ST_ENV, _ST_ENV_T, _ST_IMPORT, _ST_TEST = 1, 2, 3, 4, 5, 6, 7
-_ST_COMPLY, _ST_DROP, _ST_SEED = 8, 9, 10
+# TEMPORARY aliases for tracing.closedloop (until it imports sim.rng's public names)
+_ST_COMPLY, _ST_DROP, _ST_TEST = ST_COMPLY, ST_DROP, ST_TEST
+
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -262,215 +267,6 @@ def load_epidemic(path_or_table=None, source: str | None = None) -> EpidemicPara
 
 
 # ----------------------------------------------------------------------------------------------------
-# theory: Euler-Lotka
-# ----------------------------------------------------------------------------------------------------
-def _erlang_laplace(r: float, mean: float, shape: int) -> float:
-    return (1.0 + r * mean / shape) ** (-shape)
-
-
-def _one_minus_over_r(r: float, mean: float, shape: int) -> float:
-    """(1 - L(r)) / r for an Erlang phase: the Laplace transform of its survival function."""
-    if abs(r) < 1e-12:
-        return mean
-    return (1.0 - _erlang_laplace(r, mean, shape)) / r
-
-
-def lotka_transform(r: float, p: EpidemicParams) -> float:
-    """``int beta(tau) exp(-r tau) dtau`` (r per day) for the mean infectiousness profile, counting the
-    environmental share (``= R0`` at r = 0)."""
-    k_pre, k_sym, k_asym = p.kappas()
-    ps = p.p_symptomatic
-    le = _erlang_laplace(r, p.latent_mean_d, p.latent_shape)
-    lp = _erlang_laplace(r, p.presym_mean_d, p.presym_shape)
-    f = ps * le * (k_pre * _one_minus_over_r(r, p.presym_mean_d, p.presym_shape)
-                   + k_sym * lp * _one_minus_over_r(r, p.sym_mean_d, p.sym_shape))
-    f += (1 - ps) * le * k_asym * _one_minus_over_r(r, p.asym_mean_d, p.asym_shape)
-    return f * (1.0 + p.env_factor())
-
-
-def growth_rate(p: EpidemicParams, r0_scale: float = 1.0) -> float:
-    """Exponential growth rate r (per day) from the Euler-Lotka equation ``r0_scale * L(r) = 1``
-    (``r0_scale`` rescales R0, e.g. to the R measured on a network)."""
-    from scipy.optimize import brentq
-
-    def g(r):
-        return r0_scale * lotka_transform(r, p) - 1.0
-    if abs(g(0.0)) < 1e-15:
-        return 0.0
-    lo = -0.9 * min(p.latent_shape / p.latent_mean_d, 5.0)
-    return float(brentq(g, lo, 5.0, xtol=1e-12))
-
-
-def generation_interval_mean(p: EpidemicParams) -> float:
-    """Mean generation interval (days): ``-L'(0) / L(0)`` of :func:`lotka_transform`."""
-    h = 1e-6
-    return float(-(lotka_transform(h, p) - lotka_transform(-h, p)) / (2 * h) / lotka_transform(0.0, p))
-
-
-# ----------------------------------------------------------------------------------------------------
-# counter-based random numbers (splitmix64 finaliser; no state, thread-count independent)
-# ----------------------------------------------------------------------------------------------------
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_G = np.uint64(0x9E3779B97F4A7C15)
-
-
-@numba.njit(cache=True, inline="always")
-def _mix(x):
-    x = x ^ (x >> np.uint64(30))
-    x = x * _M1
-    x = x ^ (x >> np.uint64(27))
-    x = x * _M2
-    return x ^ (x >> np.uint64(31))
-
-
-@numba.njit(cache=True, inline="always")
-def _hash(seed, stream, a, b, c):
-    h = _mix(np.uint64(seed) + _G)
-    h = _mix(h ^ (np.uint64(stream) * _G))
-    h = _mix(h ^ (np.uint64(a) + _G))
-    h = _mix(h ^ (np.uint64(b) * _M1 + _G))
-    h = _mix(h ^ (np.uint64(c) * _M2 + _G))
-    return h
-
-
-@numba.njit(cache=True, inline="always")
-def _unif(seed, stream, a, b, c):
-    """Uniform in (0, 1) from the hash of (seed, stream, a, b, c)."""
-    return (np.float64(_hash(seed, stream, a, b, c) >> np.uint64(11)) + 0.5) * (1.0 / 9007199254740992.0)
-
-
-@numba.njit(cache=True)
-def uniform_kernel(seed, stream, a, b, c):
-    """Vector of counter-based uniforms for integer arrays ``a``, ``b``, ``c`` (same length)."""
-    out = np.empty(a.shape[0])
-    for k in range(a.shape[0]):
-        out[k] = _unif(seed, stream, a[k], b[k], c[k])
-    return out
-
-
-def uniforms(seed: int, stream: int, a, b=0, c=0) -> np.ndarray:
-    """Counter-based uniforms in (0, 1) keyed by (seed, stream, a, b, c); ``a``, ``b``, ``c`` are
-    broadcast non-negative integers. The same key always gives the same number."""
-    a, b, c = np.broadcast_arrays(np.asarray(a, np.int64), np.asarray(b, np.int64), np.asarray(c, np.int64))
-    if a.size and min(a.min(), b.min(), c.min()) < 0:
-        raise ValueError("uniforms: keys must be non-negative integers")
-    return uniform_kernel(np.uint64(seed), np.uint64(stream), a.ravel().copy(), b.ravel().copy(),
-                          c.ravel().copy()).reshape(a.shape)
-
-
-# ----------------------------------------------------------------------------------------------------
-# course
-# ----------------------------------------------------------------------------------------------------
-@numba.njit(cache=True, inline="always")
-def _erlang(seed, a, phase, mean_s, shape):
-    s = 0.0
-    for k in range(shape):
-        s -= math.log(_unif(seed, _ST_COURSE, a, phase, k))
-    return s * mean_s / shape
-
-
-@numba.njit(parallel=True, cache=True)
-def _course_kernel(seed, n, mE, kE, mP, kP, mI, kI, mA, kA, p_sym, dur_e, dur_p, dur_i, dur_a, sym):
-    for a in numba.prange(n):
-        dur_e[a] = _erlang(seed, a, 0, mE, kE)
-        dur_p[a] = _erlang(seed, a, 1, mP, kP)
-        dur_i[a] = _erlang(seed, a, 2, mI, kI)
-        dur_a[a] = _erlang(seed, a, 3, mA, kA)
-        sym[a] = _unif(seed, _ST_SYM, a, 0, 0) < p_sym
-
-
-@dataclass
-class Course:
-    """Per-agent phase durations (s) drawn once per (seed, agent), and the symptomatic flag. Only the
-    phases of the agent's branch are used (E, P, I if ``sym`` else E, A)."""
-    dur_e: np.ndarray
-    dur_p: np.ndarray
-    dur_i: np.ndarray
-    dur_a: np.ndarray
-    sym: np.ndarray
-
-    @property
-    def n(self) -> int:
-        return len(self.sym)
-
-    def onset_offset(self) -> np.ndarray:
-        """s from infection to symptom onset (inf for asymptomatic agents)."""
-        return np.where(self.sym, self.dur_e + self.dur_p, np.inf)
-
-    def end_offset(self) -> np.ndarray:
-        """s from infection to the end of infectiousness (recovery)."""
-        return np.where(self.sym, self.dur_e + self.dur_p + self.dur_i, self.dur_e + self.dur_a)
-
-
-def draw_course(n: int, params: EpidemicParams, seed: int) -> Course:
-    """Phase durations of every agent (counter-based: agent a's course depends on (seed, a) only)."""
-    n = int(n)
-    if n < 0:
-        raise ValueError("draw_course: n must be >= 0")
-    p = params
-    c = Course(np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n, np.bool_))
-    _course_kernel(np.uint64(seed), n, p.latent_mean_d * DAY_S, p.latent_shape, p.presym_mean_d * DAY_S,
-                   p.presym_shape, p.sym_mean_d * DAY_S, p.sym_shape, p.asym_mean_d * DAY_S, p.asym_shape,
-                   p.p_symptomatic, c.dur_e, c.dur_p, c.dur_i, c.dur_a, c.sym)
-    return c
-
-
-@numba.njit(cache=True, inline="always")
-def _infectiousness(a, t, t_inf, dur_e, dur_p, dur_i, dur_a, sym, k_pre, k_sym, k_asym):
-    """kappa (per day) of agent a at time t (s); 0 if not infectious."""
-    ti = t_inf[a]
-    if not (ti <= t):           # NaN (never infected) or infected later
-        return 0.0
-    tau = t - ti - dur_e[a]
-    if tau < 0:
-        return 0.0
-    if sym[a]:
-        if tau < dur_p[a]:
-            return k_pre
-        if tau < dur_p[a] + dur_i[a]:
-            return k_sym
-        return 0.0
-    if tau < dur_a[a]:
-        return k_asym
-    return 0.0
-
-
-@numba.njit(cache=True)
-def _state_kernel(t, t_inf, dur_e, dur_p, dur_i, dur_a, sym, out):
-    for a in range(t_inf.shape[0]):
-        ti = t_inf[a]
-        if not (ti <= t):
-            out[a] = 0
-            continue
-        tau = t - ti
-        if tau < dur_e[a]:
-            out[a] = 1
-        elif sym[a]:
-            if tau < dur_e[a] + dur_p[a]:
-                out[a] = 2
-            elif tau < dur_e[a] + dur_p[a] + dur_i[a]:
-                out[a] = 3
-            else:
-                out[a] = 5
-        elif tau < dur_e[a] + dur_a[a]:
-            out[a] = 4
-        else:
-            out[a] = 5
-
-
-def advance_course(t: float, t_inf: np.ndarray, course: Course) -> np.ndarray:
-    """Disease state (int8 codes :data:`S` .. :data:`R`) of every agent at time ``t`` (s), from the
-    infection times (NaN = never infected) and the course durations."""
-    t_inf = np.ascontiguousarray(t_inf, dtype=np.float64)
-    if t_inf.shape != (course.n,):
-        raise ValueError(f"advance_course: t_inf needs one value per agent ({course.n})")
-    out = np.empty(course.n, np.int8)
-    _state_kernel(float(t), t_inf, course.dur_e, course.dur_p, course.dur_i, course.dur_a, course.sym, out)
-    return out
-
-
-# ----------------------------------------------------------------------------------------------------
 # transmission
 # ----------------------------------------------------------------------------------------------------
 @numba.njit(cache=True, inline="always")
@@ -508,7 +304,7 @@ def _tx_fire_kernel(i, j, t, dose, keep, rec_id, day, seed, t_inf, dur_e, dur_p,
             if kap <= 0.0:
                 continue
             p = 1.0 - math.exp(-kap * dose[k] * inv_norm)
-            if _unif(seed, _ST_TX, day, rec_id[k], d) < p:
+            if unif(seed, ST_TX, day, rec_id[k], d) < p:
                 fire_t[k, d] = tk
 
 
@@ -528,43 +324,39 @@ def _merge_kernel(src_arr, dst_arr, tt, new_t, new_src):
 @numba.njit(cache=True)
 def _env_kernel(cand, day, seed, n, t_inf, dur_e, dur_p, dur_i, dur_a, sym, k_pre, k_sym, k_asym,
                 env_factor, kmax, out_dst, out_t):
-    """Environmental infections of day ``day`` from each candidate source (row per source, up to
-    ``kmax`` targets; -1 = none). Rate = env_factor * kappa(phase), integrated over the day."""
+    """Environmental infections of day ``day`` from each candidate source.
+
+    Parameters
+    ----------
+    cand : int64 array, shape (m,)
+        Candidate sources (infected before the end of the day).
+    day, n, kmax : int
+        Day, population size, most targets per source.
+    seed : uint64
+    t_inf, dur_e, dur_p, dur_i, dur_a, sym : arrays, shape (n,)
+        Infection times and course (s; :class:`sim.course.Course`).
+    k_pre, k_sym, k_asym, env_factor : float
+        kappa per day of each phase; the environmental rate is ``env_factor * kappa``.
+
+    Returns
+    -------
+    None; fills ``out_dst`` (int64, shape (m, kmax): targets, -1 = none) and ``out_t`` (float64, same
+    shape: s, NaN = none), row per source.
+    """
     t0 = day * 86400.0
     for r in range(cand.shape[0]):
         a = cand[r]
         for k in range(kmax):
             out_dst[r, k] = -1
             out_t[r, k] = np.nan
-        ti = t_inf[a]
-        if not (ti < t0 + 86400.0):
+        if not (t_inf[a] < t0 + 86400.0):
             continue
-        # phase boundaries (absolute s) and kappas
-        s0 = ti + dur_e[a]
-        if sym[a]:
-            b1 = s0 + dur_p[a]
-            b2 = b1 + dur_i[a]
-            kap1 = k_pre
-            kap2 = k_sym
-        else:
-            b1 = s0 + dur_a[a]
-            b2 = b1
-            kap1 = k_asym
-            kap2 = 0.0
-        lo = max(s0, t0)
-        hi = min(b1, t0 + 86400.0)
-        mu = 0.0
-        if hi > lo:
-            mu += kap1 * (hi - lo) / 86400.0
-        lo2 = max(b1, t0)
-        hi2 = min(b2, t0 + 86400.0)
-        if hi2 > lo2:
-            mu += kap2 * (hi2 - lo2) / 86400.0
+        mu, tlo, thi = _infectious_day(a, t0, t_inf, dur_e, dur_p, dur_i, dur_a, sym, k_pre, k_sym, k_asym)
         mu *= env_factor
         if mu <= 0.0:
             continue
         # Poisson(mu) by inversion of one uniform
-        u = _unif(seed, _ST_ENV, day, a, 0)
+        u = unif(seed, ST_ENV, day, a, 0)
         pk = math.exp(-mu)
         cdf = pk
         kk = 0
@@ -572,14 +364,12 @@ def _env_kernel(cand, day, seed, n, t_inf, dur_e, dur_p, dur_i, dur_a, sym, k_pr
             kk += 1
             pk *= mu / kk
             cdf += pk
-        tlo = max(s0, t0)
-        thi = min(b2, t0 + 86400.0)
         for k in range(kk):
-            dst = np.int64(_hash(seed, _ST_ENV_T, day, a, k + 1) % np.uint64(n))
+            dst = np.int64(stream_hash(seed, ST_ENV_T, day, a, k + 1) % np.uint64(n))
             if dst == a:
                 continue
             out_dst[r, k] = dst
-            out_t[r, k] = tlo + (thi - tlo) * _unif(seed, _ST_ENV_T, day, a, k + 1000)
+            out_t[r, k] = tlo + (thi - tlo) * unif(seed, ST_ENV_T, day, a, k + 1000)
 
 
 def check_records(i, j, t, dist, dt_s, place, n: int) -> tuple:
@@ -667,12 +457,12 @@ class Epidemic:
             k = self.params.seeds if k is None else int(k)
             if not 0 <= k <= self.n:
                 raise ValueError(f"seed_infections: k must lie in 0..{self.n}")
-            keys = uniforms(self.seed, _ST_SEED, np.arange(self.n))
+            keys = uniforms(self.seed, ST_SEED, np.arange(self.n))
             agents = np.argsort(keys, kind="stable")[:k]
         agents = np.asarray(agents, np.int64)
         if agents.size and (agents.min() < 0 or agents.max() >= self.n):
             raise ValueError("seed_infections: agents out of range")
-        tt = (day + uniforms(self.seed, _ST_SEED, agents, 1)) * DAY_S
+        tt = (day + uniforms(self.seed, ST_SEED, agents, 1)) * DAY_S
         new = np.isnan(self.t_inf[agents])
         a = agents[new]
         self.t_inf[a] = tt[new]
@@ -683,8 +473,9 @@ class Epidemic:
 
     def transmit_day(self, day: int, i, j, t, dist, dt_s, place, keep=None, rec_id=None,
                      blocked=None, env: bool = True, background: bool = True, dose=None) -> np.ndarray:
-        """One day of transmission (``dose``: optional precomputed :func:`record_doses`). Records (validated: :func:`check_records`) with ``keep`` False are
-        skipped (e.g. an end is isolated away from home); ``rec_id`` keys the random draw of each
+        """One day of transmission (``dose``: optional precomputed :func:`record_doses`). Records
+        (validated: :func:`check_records`) with ``keep`` False are skipped (e.g. an end is isolated away
+        from home); ``rec_id`` keys the random draw of each
         record (default: its index; keep it stable across adoption levels for common random numbers).
         ``blocked``: bool per agent, agents out of the environmental mixing (isolated: they neither
         spread nor catch environmentally). Returns the newly infected agents."""
@@ -739,12 +530,12 @@ class Epidemic:
         bg = np.zeros(n, bool)
         bg_t = np.full(n, np.inf)
         if background and p.import_per_day > 0:
-            u = uniforms(self.seed, _ST_IMPORT, np.arange(n), day)
+            u = uniforms(self.seed, ST_IMPORT, np.arange(n), day)
             bg = (u < p.import_per_day) & np.isnan(self.t_inf)
             if blocked is not None:
                 bg &= ~blocked
             a = np.flatnonzero(bg)
-            bg_t[a] = (day + uniforms(self.seed, _ST_IMPORT, a, day, 1)) * DAY_S
+            bg_t[a] = (day + uniforms(self.seed, ST_IMPORT, a, day, 1)) * DAY_S
         # combine: earliest route wins
         best = np.minimum(np.minimum(new_t, env_t), bg_t)
         newly = np.flatnonzero(np.isfinite(best) & ~(self.t_inf <= best))
@@ -766,35 +557,3 @@ class Epidemic:
         src = self.infector[self.infector >= 0]
         return np.bincount(src, minlength=self.n)
 
-
-# ----------------------------------------------------------------------------------------------------
-# synthetic contact processes (for theory checks and tests)
-# ----------------------------------------------------------------------------------------------------
-@numba.njit(parallel=True, cache=True)
-def _mixing_kernel(n, k_per_agent, day, seed, dist_lo, dist_hi, dur_s, oi, oj, ot, od):
-    for a in numba.prange(n):
-        for k in range(k_per_agent):
-            r = a * k_per_agent + k
-            b = np.int64(_hash(seed, 20, day, a, k) % np.uint64(n - 1))
-            if b >= a:
-                b += 1
-            oi[r] = a
-            oj[r] = b
-            ot[r] = day * 86400.0 + 86400.0 * _unif(seed, 21, day, a, k)
-            od[r] = dist_lo + (dist_hi - dist_lo) * _unif(seed, 22, day, a, k)
-
-
-def well_mixed_day(n: int, contacts_per_agent: int, day: int, seed: int, dist_m=(0.5, 2.0),
-                   duration_s: float = 900.0) -> dict:
-    """One day of a well-mixed contact process: each agent starts ``contacts_per_agent`` contacts with
-    uniformly random partners (fresh every day), at uniform times of the day, at a distance uniform in
-    ``dist_m`` (m), lasting ``duration_s`` (s), place unknown (modifier 1). Returns record arrays."""
-    n, k = int(n), int(contacts_per_agent)
-    if n < 2 or k < 0:
-        raise ValueError("well_mixed_day: need n >= 2 and contacts_per_agent >= 0")
-    m = n * k
-    oi, oj = np.empty(m, np.int64), np.empty(m, np.int64)
-    ot, od = np.empty(m), np.empty(m)
-    _mixing_kernel(n, k, int(day), np.uint64(seed), float(dist_m[0]), float(dist_m[1]), float(duration_s),
-                   oi, oj, ot, od)
-    return dict(i=oi, j=oj, t=ot, dist=od, dt_s=np.full(m, float(duration_s)), place=np.full(m, -1, np.int64))

@@ -34,6 +34,8 @@ import numpy as np
 
 from sim.population import R, WORK_HOTEL, WORK_RESTAURANT, WORK_SERVICE
 
+__all__ = ["PLACE_TYPES", "T", "LAYOUTS", "L", "Places", "build_places", "visit_instances"]
+
 PLACE_TYPES = ("home", "school", "university", "office", "workplace", "factory", "hospital", "market",
                "restaurant", "hotel", "station", "bus")
 T = {name: k for k, name in enumerate(PLACE_TYPES)}

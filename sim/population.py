@@ -33,6 +33,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sim.scanning import device_table
+
+__all__ = ["ROLES", "R", "WORK_NONE", "WORK_SERVICE", "WORK_RESTAURANT", "WORK_HOTEL", "WORK_AGRI", "Population",
+           "make_population"]
+
 ROLES = ("other", "civil_servant", "student", "teacher", "health_worker", "patient", "transport_worker",
          "factory_worker", "market_vendor")
 R = {name: k for k, name in enumerate(ROLES)}
@@ -111,7 +116,6 @@ def _solve_factor(w: np.ndarray, target: float, cap: float = 0.98) -> float:
 
 def _device_offsets(rng: np.random.Generator, n: int):
     """(model, tx_offset, rx_offset, tx_power) through ``ble.radio.device_offsets``; see sim.scanning."""
-    from sim.scanning import device_table
     return device_table(rng, n)
 
 

@@ -1,8 +1,8 @@
 """Positions inside places (metres, local coordinates of each place instance) at a given time.
 
 One numba kernel (:func:`_positions_kernel`, ``prange`` over agents) computes, for a step and a time,
-every agent's place instance and (x, y). All randomness is counter-based (:func:`hash_u01` of the run
-seed, day, step, agent, …), so results do not depend on the thread count.
+every agent's place instance and (x, y). All randomness is counter-based (:func:`sim.rng.hash4` of the
+run seed, day, step, agent, … and a ``sim.rng.SALT_*``), so results do not depend on the thread count.
 
 Models (parameters ``scenario.places.<type>`` and ``scenario.sim.jitter_m``):
 
@@ -29,47 +29,15 @@ import math
 import numpy as np
 from numba import njit, prange
 
-_GOLD = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
+from sim.rng import (SALT_BUS_SEAT, SALT_JITTER, SALT_MOVE, SALT_TABLE_SEAT, SALT_WAYPOINT_PHASE, STEP_STRIDE,
+                     hash4, mix64, normal2, u01)
 
-
-@njit(cache=True, inline="always")
-def mix64(z):
-    """splitmix64 finaliser (bijection on uint64)."""
-    z = (z ^ (z >> np.uint64(30))) * _M1
-    z = (z ^ (z >> np.uint64(27))) * _M2
-    return z ^ (z >> np.uint64(31))
-
-
-@njit(cache=True, inline="always")
-def hash4(seed, a, b, c):
-    """64-bit hash of four integers (counter-based random stream)."""
-    h = mix64(np.uint64(seed) + _GOLD)
-    h = mix64(h ^ (np.uint64(a) * _GOLD + np.uint64(0x632BE59BD9B4E019)))
-    h = mix64(h ^ (np.uint64(b) * _GOLD + np.uint64(0x8CB92BA72F3D8DD7)))
-    return mix64(h ^ (np.uint64(c) * _GOLD + np.uint64(0xD1B54A32D192ED03)))
-
-
-@njit(cache=True, inline="always")
-def u01(h):
-    """Uniform in [0, 1) from the top 53 bits of a hash."""
-    return np.float64(h >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-
-
-@njit(cache=True, inline="always")
-def normal2(h):
-    """Two independent standard normals (Box–Muller) from one 64-bit hash (2 × 32 bits)."""
-    u1 = (np.float64(h >> np.uint64(32)) + 0.5) * (1.0 / 4294967296.0)
-    u2 = (np.float64(h & np.uint64(0xFFFFFFFF)) + 0.5) * (1.0 / 4294967296.0)
-    r = math.sqrt(-2.0 * math.log(u1))
-    return r * math.cos(2.0 * math.pi * u2), r * math.sin(2.0 * math.pi * u2)
-
+__all__ = ["positions"]
 
 @njit(cache=True, inline="always")
 def _waypoint(seed, agent, inst, t, leg, w, h):
     """Random-waypoint position at time t (s): walk the first half of each leg, pause the second."""
-    ph = u01(hash4(seed, agent, inst, 0x5A5A)) * leg
+    ph = u01(hash4(seed, agent, inst, SALT_WAYPOINT_PHASE)) * leg
     f = (t + ph) / leg
     k = math.floor(f)
     fr = f - k
@@ -126,21 +94,21 @@ def _positions_kernel(seed, day, step, t, static, seg_start, seg_end, seg_inst, 
         if static or kind == 2:
             x, y = seat_x[i], seat_y[i]
             if not static:
-                hj = hash4(seed, day * 100000 + step, i, 0x11)
+                hj = hash4(seed, day * STEP_STRIDE + step, i, SALT_JITTER)
                 z1, z2 = normal2(hj)
                 x += jitter * z1
                 y += jitter * z2
         elif kind == 0:                    # own spot
-            hm = hash4(seed, day * 100000 + step, i, 0x22)
+            hm = hash4(seed, day * STEP_STRIDE + step, i, SALT_MOVE)
             if u01(hm) < type_move[ty]:
                 x, y = u01(mix64(hm)) * w, u01(mix64(hm + np.uint64(1))) * hgt
             else:
-                z1, z2 = normal2(hash4(seed, day * 100000 + step, i, 0x11))
+                z1, z2 = normal2(hash4(seed, day * STEP_STRIDE + step, i, SALT_JITTER))
                 x = seat_x[i] + jitter * z1
                 y = seat_y[i] + jitter * z2
         else:                              # visitor
             if lay == 2:                   # tables of 4
-                s = np.int64(u01(hash4(seed, day, i, 0x300 + slot)) * inst_cap[inst])
+                s = np.int64(u01(hash4(seed, day, i, SALT_TABLE_SEAT + slot)) * inst_cap[inst])
                 tb = s // 4
                 k = s % 4
                 ntab = max((inst_cap[inst] + 3) // 4, 1)
@@ -157,12 +125,12 @@ def _positions_kernel(seed, day, step, t, static, seg_start, seg_end, seg_inst, 
                 else:
                     y += 0.4
             elif lay == 1 and ty == 11:    # bus seat per ride
-                s = np.int64(u01(hash4(seed, day, i, 0x400 + slot)) * inst_cap[inst])
+                s = np.int64(u01(hash4(seed, day, i, SALT_BUS_SEAT + slot)) * inst_cap[inst])
                 x, y = _seat_grid(s, inst_cap[inst], type_spacing[ty])
             else:
                 leg = type_leg[ty] if lay == 3 else 300.0
                 x, y = _waypoint(seed, i, inst, t, leg, w, hgt)
-            z1, z2 = normal2(hash4(seed, day * 100000 + step, i, 0x11))
+            z1, z2 = normal2(hash4(seed, day * STEP_STRIDE + step, i, SALT_JITTER))
             x += jitter * z1
             y += jitter * z2
         out_x[i] = x

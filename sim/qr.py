@@ -19,17 +19,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from sim.epidemic import PLACE_TYPES, uniforms
+from ble.schema import CHECKIN_DTYPE
+from sim.places import PLACE_TYPES
+from sim.rng import ST_QR_SCAN, uniforms
+from sim.schedule import VISIT
 
-CHECKIN_DTYPE = np.dtype([
-    ("agent", "i8"),
-    ("venue", "i8"),        # place instance
-    ("t", "f8"),            # s, entry (check-in) time
-    ("place_type", "i1"),   # index in sim.places.PLACE_TYPES
-    ("scan", "?"),          # would scan the code were the agent an app user
-])
-
-_ST_SCAN = 31
+__all__ = ["CHECKIN_DTYPE", "DEFAULT_QR_TYPES", "QRParams", "checkins_from_visits", "visits_from_schedule"]
 
 #: Venue types with QR check-in in the 2021 campaign letters (markets, restaurants, hotels, hospitals,
 #: bus stations, public offices: "restaurants/hotels/markets", "transport hubs", "public offices").
@@ -96,7 +91,7 @@ def checkins_from_visits(agent, venue, t_in, place_type, params: QRParams, seed:
     out = np.zeros(int(sel.sum()), CHECKIN_DTYPE)
     out["agent"], out["venue"], out["t"] = agent[sel], venue[sel], t_in[sel]
     out["place_type"] = place_type[sel]
-    u = uniforms(seed, _ST_SCAN, agent[sel], venue[sel], np.floor(t_in[sel]).astype(np.int64))
+    u = uniforms(seed, ST_QR_SCAN, agent[sel], venue[sel], np.floor(t_in[sel]).astype(np.int64))
     out["scan"] = u < params.p_scan
     return out
 
@@ -105,7 +100,6 @@ def visits_from_schedule(sched, inst_type, step_s: float, kinds=None):
     """Visits of one day from a :class:`sim.schedule.DaySchedule`: every used segment of kind VISIT
     (default) as (agent, venue instance, entry time s, place type index), vectorised over the
     (agents x segments) arrays."""
-    from sim.schedule import VISIT
     kinds = (VISIT,) if kinds is None else tuple(kinds)
     inst = np.asarray(sched.seg_inst)
     used = (inst >= 0) & np.isin(np.asarray(sched.seg_kind), kinds) & (sched.seg_end > sched.seg_start)

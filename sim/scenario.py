@@ -336,20 +336,28 @@ def default_scenario(size: int = 100_000, scale: float = 1.0) -> Scenario:
     return _build(d, "<defaults>")
 
 
-def load_scenario(path: str | Path, overrides: dict | None = None) -> Scenario:
-    """Read a TOML scenario. ``preset = "<name>"`` at the top starts from that preset (else the
-    national defaults); every other key overrides the matching parameter. Errors name the file and key.
-    """
+def read_toml(path: str | Path) -> dict:
+    """The one reader of a scenario file: its TOML as a dict (every table: the scenario's own, and
+    ``[epidemic]`` and ``[qr]`` for ``sim.epidemic.load_epidemic`` and the closed loop). Errors name
+    the file and, for bad bytes, the line."""
     path = Path(path)
     data = path.read_bytes()
     try:
-        raw = tomllib.loads(data.decode("utf-8"))
+        return tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError as e:
         line = data[:e.start].count(b"\n") + 1
         raise ValueError(f"{path.name}: line {line}: not UTF-8 text "
                          f"(byte {e.start}: {e.reason})") from None
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"{path.name}: not valid TOML: {e}") from e
+
+
+def load_scenario(path: str | Path, overrides: dict | None = None) -> Scenario:
+    """Read a TOML scenario. ``preset = "<name>"`` at the top starts from that preset (else the
+    national defaults); every other key overrides the matching parameter. Errors name the file and key.
+    """
+    path = Path(path)
+    raw = read_toml(path)
     source = path.name
     base = copy.deepcopy(DEFAULTS)
     pname = (overrides or {}).get("preset") or raw.get("preset")

@@ -35,6 +35,8 @@ import numpy as np
 from sim.places import visit_instances
 from sim.population import R, WORK_HOTEL, WORK_RESTAURANT, WORK_SERVICE
 
+__all__ = ["M", "OWN", "VISIT", "NIGHT", "DaySchedule", "make_day"]
+
 M = 8                      #: segments per agent and day
 OWN, VISIT, NIGHT = 0, 1, 2
 

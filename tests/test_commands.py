@@ -8,7 +8,7 @@ import pytest
 
 from conftest import data_path
 from tracing.cli import main
-from tracing.sweep import parse_adoption
+from tracing.sweep.plan import parse_adoption
 
 COVERAGE_COLS = {"adoption", "replicate", "f1_coverage", "f1_precision", "f2_coverage",
                  "largest_component", "mean_notify_delay_h"}

@@ -10,9 +10,9 @@ import pytest
 
 from conftest import data_path
 from tracing.contacts import pairs_from_contacts, read_contacts
-from tracing.coverage import OnePass, coverage_at, coverage_curve, sample_index_cases
-from tracing.pairs import PAIR_DTYPE
-from tracing.strategies import priorities
+from tracing.core.coverage import OnePass, coverage_at, coverage_curve, sample_index_cases
+from tracing.core.pairs import PAIR_DTYPE
+from sim.strategies import priorities
 
 GRID = np.array([0.2, 0.3, 0.5, 0.6, 0.8])
 
@@ -142,7 +142,7 @@ def test_input_validation():
 
 
 def test_thresholds_crossing_peak_and_bootstrap():
-    from tracing.thresholds import compute_thresholds, crossing
+    from tracing.core.thresholds import compute_thresholds, crossing
     g = np.linspace(0, 1, 101)
     assert crossing(g, g ** 2, 0.5) == pytest.approx(np.sqrt(0.5), abs=2e-3)
     rng = np.random.default_rng(0)

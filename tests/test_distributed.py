@@ -8,8 +8,8 @@ import pytest
 
 from tests.test_sweep_resume import (REF_ARGS, assert_same_outputs, one_numba_thread, reference_sweep,
                                      run_sweep)
-from tracing.distributed import InProcess
-from tracing.sweep import sweep
+from tracing.sweep.engines import InProcess
+from tracing.sweep.adoption import sweep
 
 
 def test_local_cluster_gives_the_in_process_bytes(tmp_path, tmp_path_factory):

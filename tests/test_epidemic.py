@@ -9,8 +9,10 @@ import pytest
 from sim.epidemic import (DAY_S, HOME, PLACE_TYPES, Epidemic, EpidemicParams, advance_course,
                           calibrate_dose_norm, draw_course, generation_interval_mean, growth_rate,
                           load_epidemic, lotka_transform, record_doses, uniforms, well_mixed_day)
-from tracing.closedloop import (ContactDays, Interventions, _Isolation, load_closed_loop_params,
-                                r_below_one, run_closed_loop, synthetic_contacts)
+from tracing.closedloop.contacts import ContactDays, synthetic_contacts
+from tracing.closedloop.loop import _Isolation, run_closed_loop
+from tracing.closedloop.params import Interventions, load_closed_loop_params
+from tracing.core.thresholds import r_below_one
 
 
 # -- parameters ---------------------------------------------------------------------------------------
@@ -265,8 +267,8 @@ def test_contacts_from_run_places_doses_and_checkins(tiny_run):
     import pyarrow.parquet as pq
 
     from sim.qr import QRParams
-    from tracing.closedloop import contacts_from_run
-    from tracing.qr import run_qr_pairs
+    from tracing.closedloop.contacts import contacts_from_run
+    from tracing.sweep.channels import run_qr_pairs
     cd = contacts_from_run(tiny_run, "bluezone")
     gt = pq.read_table(tiny_run / "ground_truth.parquet").to_pandas()
     assert len(cd.days) == 2
@@ -289,7 +291,7 @@ def test_contacts_from_run_places_doses_and_checkins(tiny_run):
 
 
 def test_channel_sweep_per_channel_metrics(tiny_run, tmp_path):
-    from tracing.qr import channel_sweep
+    from tracing.sweep.channels import channel_sweep
     grid = np.array([0.0, 0.3, 0.6, 1.0])
     rows = channel_sweep(tmp_path, [tiny_run], grid, seed=2)
     assert (tmp_path / "channels.csv").read_text().splitlines()[0] == \
@@ -327,6 +329,7 @@ def test_cli_sweep_epidemic_and_channels(tmp_path, capsys):
     meta = json.loads((out / "epidemic_meta.json").read_text())
     assert meta["qr"]["p_scan"] == 0.9 and meta["interventions"]["days"] == 25
     assert (out / "epidemic.png").read_bytes()[:4] == b"\x89PNG" and (out / "epidemic_daily.csv").is_file()
-    from tracing.closedloop import Interventions as Iv, default_variants
+    from tracing.closedloop.params import Interventions as Iv
+    from tracing.sweep.epidemic import default_variants
     assert list(default_variants(("ble",), Iv(), True)) == ["ble", "ble+f2", "ble+qr"]
     assert list(default_variants(("ble", "qr"), Iv(f2=True), True)) == ["ble+qr+f2"]

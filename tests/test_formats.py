@@ -212,7 +212,7 @@ def test_import_command_with_truth(tmp_path):
 def test_streaming_in_small_blocks(tmp_path, monkeypatch):
     """Parsing is chunked (pyarrow blocks); errors still name the right line across chunk boundaries."""
     import pyarrow.parquet as pq
-    monkeypatch.setattr(F, "_BLOCK", 1024)       # bytes per block -> many chunks
+    monkeypatch.setattr("ble.formats._common._BLOCK", 1024)   # bytes per block -> many chunks
     n = 2000
     lines = [f"{BZ_A}\t{BZ_B}\t{-40 - k % 50}\t{1600000000000 + 1000 * k}" for k in range(n)]
     p = _bluezone(tmp_path, lines, "big.tsv")

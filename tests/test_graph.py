@@ -3,8 +3,9 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from tracing.graph import ContactGraph, from_pairs, propagate, to_networkx
-from tracing.pairs import PAIR_DTYPE
+from tracing.core.graph import ContactGraph, from_pairs, to_networkx
+from tracing.core.propagation import propagate
+from tracing.core.pairs import PAIR_DTYPE
 
 DAY = 86400.0
 

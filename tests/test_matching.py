@@ -1,4 +1,4 @@
-"""tracing.matching: hash join vs numpy.isin and a dict, edge values, duplicates, determinism."""
+"""tracing.core.matching: hash join vs numpy.isin and a dict, edge values, duplicates, determinism."""
 import os
 import subprocess
 import sys
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tracing.matching import match_ids, match_mask
+from tracing.core.matching import match_ids, match_mask
 
 ROOT = Path(__file__).resolve().parents[1]
 U64MAX = np.iinfo(np.uint64).max
@@ -111,7 +111,7 @@ def test_non_contiguous_input():
 
 _DET = """
 import numpy as np, hashlib
-from tracing.matching import match_ids, match_mask
+from tracing.core.matching import match_ids, match_mask
 rng = np.random.default_rng(12)
 pub = rng.integers(0, 2**64 - 1, 50000, dtype=np.uint64, endpoint=True)
 pub = np.concatenate([pub, pub[:1000]])

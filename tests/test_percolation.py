@@ -3,7 +3,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from tracing.percolation import newman_ziff, order_from_ranks, percolation_curve
+from tracing.core.percolation import newman_ziff, order_from_ranks, percolation_curve
 
 
 def _er(n, c, seed):

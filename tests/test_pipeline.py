@@ -8,7 +8,7 @@ import pytest
 from ble.ids import sim_keys, sim_rids
 from ble.schema import ATT_EDGES, GROUND_TRUTH_DTYPE, N_ATT_BUCKETS, WINDOW_DTYPE, write_parquet
 from tracing import pipeline as P
-from tracing.pairs import PAIR_DTYPE
+from tracing.core.pairs import PAIR_DTYPE
 from tracing.pipeline import pairs_from_run, pairs_from_windows, resolve_sources
 
 DAY = 86400.0

@@ -5,9 +5,9 @@ import pytest
 
 from sim.epidemic import PLACE_TYPES
 from sim.qr import CHECKIN_DTYPE, QRParams, checkins_from_visits
-from tracing.coverage import OnePass
-from tracing.pairs import PAIR_DTYPE
-from tracing.qr import combine_channels, qr_pairs, qr_warned, qr_warnings
+from tracing.core.coverage import OnePass
+from tracing.core.pairs import PAIR_DTYPE
+from tracing.core.qr import combine_channels, qr_pairs, qr_warned, qr_warnings
 
 H = 3600.0
 MARKET = PLACE_TYPES.index("market")
@@ -114,7 +114,9 @@ def test_checkins_from_visits_types_and_scan_draws():
 
 def test_qr_channel_in_the_closed_loop_warns_co_visitors():
     from sim.epidemic import EpidemicParams
-    from tracing.closedloop import Interventions, run_closed_loop, synthetic_contacts
+    from tracing.closedloop.contacts import synthetic_contacts
+    from tracing.closedloop.loop import run_closed_loop
+    from tracing.closedloop.params import Interventions
     cd = synthetic_contacts(3000, seed=5, venues=30, visits_per_day=0.5)
     ranks = np.random.default_rng(1).permutation(cd.n) / cd.n + 1.0 / cd.n
     p = EpidemicParams(seeds=20, import_per_day=0.0, dose_norm=250.0)

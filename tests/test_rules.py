@@ -9,8 +9,8 @@ import pytest
 
 from ble.schema import ATT_EDGES, N_ATT_BUCKETS, WINDOW_DTYPE
 from tests.conftest import data_path
-from tracing import rules as R
-from tracing.rules import DAILY_DTYPE, RULES, classify, daily_sums, evaluate, load_rule
+from tracing.core import rules as R
+from tracing.core.rules import DAILY_DTYPE, RULES, classify, daily_sums, evaluate, load_rule
 
 
 def bucket(att_db: float) -> int:

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from sim.population import ROLES
-from tracing.strategies import priorities
+from sim.strategies import priorities
 
 
 def _pop(n, rng):
@@ -63,7 +63,7 @@ def test_institution_follows_campaign_order():
 def test_venue_visitors_first():
     pytest.importorskip("sim.places", reason="sim.places.PLACE_TYPES not built yet")
     from sim.places import PLACE_TYPES
-    from tracing.strategies import DEFAULT_GATED
+    from sim.strategies import DEFAULT_GATED
     if not all(g in PLACE_TYPES for g in DEFAULT_GATED):
         pytest.skip(f"simulator place types {PLACE_TYPES} lack {DEFAULT_GATED}")
     rng = np.random.default_rng(5)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tracing.cli import main
-from tracing.store import Store, Unit, canonical_json, safe_label, unit_hash
+from tracing.sweep.store import Store, Unit, canonical_json, safe_label, unit_hash
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,8 +1,8 @@
 """The ``proxitrace`` command line.
 
-Each subcommand lives in the module that owns it and exposes ``register(subparsers)`` (adds its parser
-and sets ``func`` to a callable ``args -> int``). Modules are imported only when their command runs,
-so ``proxitrace --help`` stays fast.
+The commands live in the package that owns them (``sim.cli``: simulate; ``ble.cli``: import, capture,
+calibrate; ``tracing.commands``: coverage, sweep, replay); each such module exposes
+``register(subparsers)`` (adds its parsers and sets ``func`` to a callable ``args -> int``).
 """
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import argparse
 import importlib
 import sys
 
-from tracing import __version__
+from tracing.version import __version__
+
+__all__ = ["COMMANDS", "build_parser", "main"]
 
 # command name -> module that defines register(subparsers)
 COMMANDS = {
@@ -20,7 +22,7 @@ COMMANDS = {
     "import": "ble.cli",
     "capture": "ble.cli",
     "calibrate": "ble.cli",
-    "replay": "tracing.replay",
+    "replay": "tracing.commands",
 }
 
 
@@ -34,13 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, modname in COMMANDS.items():
         if modname in seen:
             continue
-        try:
-            mod = importlib.import_module(modname)
-        except ModuleNotFoundError as e:
-            if e.name and modname.startswith(e.name):
-                continue  # command not built yet
-            raise
-        mod.register(sub)
+        importlib.import_module(modname).register(sub)
         seen.add(modname)
     return parser
 

@@ -1,10 +1,13 @@
-"""``proxitrace coverage`` and ``proxitrace sweep``: coverage-vs-adoption analyses from the command
-line (implementation in :mod:`tracing.sweep`)."""
+"""The tracing commands of ``proxitrace``: ``coverage`` and ``sweep`` (coverage-vs-adoption analyses,
+:mod:`tracing.sweep.adoption`) and ``replay`` (real logs, :mod:`tracing.replay`)."""
 from __future__ import annotations
 
 import argparse
 
-from tracing.strategies import STRATEGIES
+from ble.formats import FORMATS
+from sim.strategies import STRATEGIES
+
+__all__ = ["register", "format_summary"]
 
 
 def _common(p: argparse.ArgumentParser, replicates: int, multi: bool = False) -> None:
@@ -76,6 +79,7 @@ def register(subparsers) -> None:
                         "channels.csv/.png per channel; default ble)")
     _common(s, replicates=4, multi=True)
     s.set_defaults(func=_run_sweep)
+    _register_replay(subparsers)
 
 
 def _finish(res: dict, out: str) -> int:
@@ -91,7 +95,8 @@ def _finish(res: dict, out: str) -> int:
 
 
 def _run_coverage(args) -> int:
-    from tracing.sweep import coverage_from_contacts
+    # the analysis stack (scipy.stats, matplotlib) loads when a command runs, not for `proxitrace --help`
+    from tracing.sweep.adoption import coverage_from_contacts
     res = coverage_from_contacts(args.contacts, args.out, format=args.format, adoption=args.adoption,
                                  replicates=args.replicates, seed=args.seed, strategy=args.strategy,
                                  index_cases=args.index_cases, target=args.target,
@@ -100,7 +105,7 @@ def _run_coverage(args) -> int:
 
 
 def _run_sweep(args) -> int:
-    from tracing.sweep import sweep
+    from tracing.sweep.adoption import sweep  # heavy: see _run_coverage
     res = sweep(args.out, preset=args.preset, scenario=args.scenario, scale=args.scale,
                 days=args.days, rule=args.rule, strategy=args.strategy, replicates=args.replicates,
                 seed=args.seed, adoption=args.adoption, index_cases=args.index_cases,
@@ -108,3 +113,57 @@ def _run_sweep(args) -> int:
                 progress=not args.no_progress, resume=args.resume, dask=args.dask,
                 workers=args.workers, epidemic=args.epidemic, channels=args.channels)
     return _finish(res, args.out)
+
+
+def _run_replay(args) -> int:
+    from tracing.replay import replay  # heavy: see _run_coverage
+    report = replay(args.format, args.files, args.rule, args.out, radio_path=args.radio,
+                    close_m=args.close_m, sort=args.sort, bluezone_keys=args.bluezone_keys)
+    print(format_summary(report))
+    return 0
+
+
+def format_summary(report: dict) -> str:
+    """A few lines for the terminal: units, and per rule notified (+ confusion where known)."""
+    lines = [f"replayed {report['records']} {report['kind']} -> {report['windows']} windows, "
+             f"{report['units']} (observer, source, day) units"]
+    if report["truth"]:
+        t = report["truth"]
+        lines.append(f"truth: {t['positives']} within {t['close_m']} m, {t['negatives']} farther")
+    for name, r in report["rules"].items():
+        s = f"  {name:<14} notified {r['notified']:>6}"
+        if "tp" in r:
+            s += (f"  tp {r['tp']} fp {r['fp']} fn {r['fn']} tn {r['tn']}  precision {r['precision']}"
+                  f"  recall {r['recall']}")
+        lines.append(s)
+    if "tram" in report:
+        tr = report["tram"]
+        for name, row in tr["rules"].items():
+            if "authors" in row:
+                lines.append(f"  tram {name}: notified {row['notified']} of {tr['placements']} placements "
+                             f"(TPR {row['tpr']}, FPR {row['fpr']}); authors: {row['authors']['statement']}")
+    return "\n".join(lines)
+
+
+def _register_replay(subparsers) -> None:
+    """Add ``replay`` to the ``proxitrace`` sub-command parser."""
+    p = subparsers.add_parser(
+        "replay", help="run the tracing core on real BLE logs",
+        description="Import real logs, aggregate them into exposure windows, sum them per (observer, "
+                    "source, day) and apply close-contact rules; writes DIR/contacts.csv and "
+                    "DIR/report.json (with confusion counts against 'within 2 m' where the data has "
+                    "true distances; on the Dublin tram data, the authors' reported numbers beside).")
+    p.add_argument("--format", required=True, choices=sorted(FORMATS))
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--rule", required=True, metavar="NAME[,NAME...]",
+                   help="rule names (bluezone, gaen-de, gaen-ch, gaen-it, distance, 'name:option') or TOML paths")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--radio", default=None, metavar="PARAMS.toml",
+                   help="radio parameters (from 'proxitrace calibrate'): TX for attenuation, distance rules")
+    p.add_argument("--close-m", type=float, default=2.0, help="true-contact distance, m (default 2)")
+    p.add_argument("--sort", action="store_true", help="sort out-of-order logs instead of rejecting them")
+    p.add_argument("--bluezone-keys", default=None, metavar="CSV",
+                   help="published Bluezone daily keys (source,day_start_s,daily_key hex): their IDs are "
+                        "matched slot by slot and attributed to the source device")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.set_defaults(func=_run_replay)

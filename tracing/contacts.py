@@ -31,7 +31,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from ble.schema import CONTACT_DTYPE
-from tracing.pairs import PAIR_DTYPE
+from tracing.core.pairs import PAIR_DTYPE
+
+__all__ = ["FORMATS", "SOCIOPATTERNS_STEP_S", "read_contacts", "pairs_from_contacts"]
 
 #: Time resolution of SocioPatterns badges (s): one line = 20 s in proximity.
 SOCIOPATTERNS_STEP_S = 20.0

@@ -20,58 +20,31 @@ into one window whose ``rid`` is the ID of the first slot seen (``run.json``: ``
 """
 from __future__ import annotations
 
-import json
 import logging
-import re
 import warnings
-from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
+from tqdm import tqdm
 
 from ble.ids import BLUEZONE_IDS_PER_DAY, BLUEZONE_SLOT_S, sim_rids
-from ble.schema import GROUND_TRUTH_DTYPE, WINDOW_DTYPE, RecordError, from_table, read_parquet
-from tracing.pairs import PAIR_DTYPE
-from tracing.rules import DAY_S, Rule, daily_sums, evaluate, load_rule
+from ble.schema import GROUND_TRUTH_DTYPE, WINDOW_DTYPE
+from sim.runfolder import RunFolder
+from tracing.core.checks import quiet_nan
+from tracing.core.matching import match_ids
+from tracing.core.pairs import PAIR_DTYPE
+from tracing.core.rules import DAY_S, Rule, daily_sums, evaluate, load_rule
 
-__all__ = ["pairs_from_run", "pairs_from_windows", "pairs_from_daily", "resolve_sources", "read_keys",
-           "run_days"]
+__all__ = ["pairs_from_run", "pairs_from_windows", "pairs_from_daily", "resolve_sources"]
 
 log = logging.getLogger(__name__)
 
-from tracing.matching import match_ids
-
 #: IDs regenerated per chunk when matching (8 Mi uint64 = 64 MiB): bounds memory for large runs.
 CHUNK_IDS = 1 << 23
-
-_DAY_FILE = re.compile(r"^day-(\d+)\.parquet$")
 
 
 # ----------------------------------------------------------------------------------------------------
 # Matching
 # ----------------------------------------------------------------------------------------------------
-def read_keys(run_dir) -> tuple[np.ndarray, np.ndarray]:
-    """``(agent, key)`` of ``keys.parquet``: int64 agent indices and uint64 device keys."""
-    path = Path(run_dir) / "keys.parquet"
-    if not path.is_file():
-        raise ValueError(f"{path}: missing; a run folder needs keys.parquet (agent, key)")
-    try:
-        t = pq.read_table(path, columns=["agent", "key"])
-    except (OSError, pa.ArrowInvalid, KeyError) as e:
-        raise ValueError(f"{path}: cannot read columns agent, key: {e}") from e
-    agent = t.column("agent").to_numpy(zero_copy_only=False)
-    key = t.column("key").to_numpy(zero_copy_only=False)
-    if agent.dtype.kind not in "iu" or key.dtype.kind not in "iu":
-        raise ValueError(f"{path}: agent and key must be integers, got {agent.dtype}, {key.dtype}")
-    if key.dtype != np.uint64:
-        key = key.astype(np.int64).view(np.uint64)
-    agent = agent.astype(np.int64)
-    if agent.size and agent.min() < 0:
-        raise ValueError(f"{path}: negative agent index")
-    if np.unique(agent).size != agent.size:
-        raise ValueError(f"{path}: an agent has more than one key")
-    return agent, key
 
 
 def resolve_sources(rids, agent, key, day: int, chunk_ids: int = CHUNK_IDS
@@ -181,7 +154,7 @@ def pairs_from_daily(daily: np.ndarray, notify, minutes, ground_truth=None,
         wdur = np.where(np.isfinite(a), d["duration_s"], 0.0)
         num = np.add.reduceat(np.where(np.isfinite(a), a, 0.0) * wdur, starts)
         den = np.add.reduceat(wdur, starts)
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with quiet_nan():
             det["att"] = np.where(den > 0, num / den, np.nan)
 
     if ground_truth is None or len(ground_truth) == 0:
@@ -245,29 +218,6 @@ def pairs_from_windows(windows: np.ndarray, source, day, ground_truth, rule,
 # ----------------------------------------------------------------------------------------------------
 # Run folders
 # ----------------------------------------------------------------------------------------------------
-def run_days(run_dir) -> dict[int, Path]:
-    """Day index -> ``windows/day-NNN.parquet`` of a run folder."""
-    wdir = Path(run_dir) / "windows"
-    out = {}
-    if wdir.is_dir():
-        for p in wdir.iterdir():
-            m = _DAY_FILE.match(p.name)
-            if m:
-                out[int(m.group(1))] = p
-    return dict(sorted(out.items()))
-
-
-def _ground_truth_days(path: Path) -> np.ndarray:
-    t = pq.read_table(path, columns=["day"])
-    return np.unique(t.column("day").to_numpy(zero_copy_only=False)).astype(np.int64)
-
-
-def _ground_truth_of_day(path: Path, day: int) -> np.ndarray:
-    try:
-        t = pq.read_table(path, filters=[("day", "=", int(day))])
-    except (OSError, pa.ArrowInvalid) as e:
-        raise RecordError(f"{path}: not a readable Parquet file: {e}") from e
-    return from_table(t, "ground_truth", f"{path} (day {day})")
 
 
 def pairs_from_run(run_dir, rule, days=None, progress: bool = False, close_minutes: float = 15.0,
@@ -283,46 +233,29 @@ def pairs_from_run(run_dir, rule, days=None, progress: bool = False, close_minut
     rolling ID matches no phone's ID of that day are counted and reported with a warning. Returns rows
     sorted by (day, i, j).
     """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
+    run = RunFolder(run_dir)
+    if not run.exists():
         raise ValueError(f"run folder {run_dir} does not exist")
     rule = rule if isinstance(rule, Rule) else load_rule(rule)
-    meta = {}
-    if (run_dir / "run.json").is_file():
-        try:
-            meta = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{run_dir / 'run.json'}: not valid JSON: {e}") from e
-    merge = meta.get("window_merge", "day")
+    merge = run.meta.get("window_merge", "day")
     if merge != "day":
         log.info("run %s: window_merge=%r; matching still uses each window's day", run_dir, merge)
-    agent, key = read_keys(run_dir)
-    files = run_days(run_dir)
-    gt_path = run_dir / "ground_truth.parquet"
-    have_gt = gt_path.is_file()
+    agent, key = run.keys()
+    have_gt = run.has_ground_truth()
     if not have_gt:
-        warnings.warn(f"{gt_path} is missing: true_close is False everywhere", stacklevel=2)
+        warnings.warn(f"{run.ground_truth_path} is missing: true_close is False everywhere", stacklevel=2)
     if days is None:
-        all_days = set(files)
-        if have_gt:
-            all_days |= set(_ground_truth_days(gt_path).tolist())
-        days = sorted(all_days)
+        days = run.days()
     else:
         days = sorted({int(d) for d in np.atleast_1d(np.asarray(days, dtype=np.int64))})
     if stats is None:
         stats = {}
     stats.update(windows=0, matched=0, unmatched=0, own_id=0, slot_mismatch=0, per_day={})
 
-    it = days
-    if progress:
-        from tqdm import tqdm
-        it = tqdm(days, desc=f"pairs ({rule.name})", unit="day")
+    it = tqdm(days, desc=f"pairs ({rule.name})", unit="day") if progress else days
     parts = []
     for d in it:                                         # loop over days (streaming), not windows
-        if d in files:
-            w = read_parquet(files[d], "windows")
-        else:
-            w = np.zeros(0, dtype=WINDOW_DTYPE)
+        w = run.windows(d)
         source, slot = resolve_sources(w["rid"], agent, key, d, chunk_ids)
         unmatched = int(np.count_nonzero(source < 0))
         own = int(np.count_nonzero((source >= 0) & (source == w["observer"])))
@@ -333,7 +266,7 @@ def pairs_from_run(run_dir, rule, days=None, progress: bool = False, close_minut
         stats["per_day"][d] = day_stats
         for k, v in day_stats.items():
             stats[k] += v
-        gt = _ground_truth_of_day(gt_path, d) if have_gt else None
+        gt = run.ground_truth(d) if have_gt else None
         parts.append(pairs_from_windows(w, source, d, gt, rule, close_minutes))
     if stats["unmatched"]:
         warnings.warn(f"run {run_dir}: {stats['unmatched']} of {stats['windows']} exposure windows "

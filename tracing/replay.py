@@ -36,14 +36,26 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
 
-from ble.schema import write_text_atomic
+from ble import formats
+from ble.formats import FormatError
+from ble.ids import BLUEZONE_SLOT_S, bluezone_regenerate, id_to_u64
+from ble.radio import RadioParams, default_params
+from ble.schema import atomic_path, write_text_atomic
+from ble.windows import aggregate
+from tracing.core import rules as R
+from tracing.core.matching import match_ids
 
 #: What Leith & Farrell report for the Dublin tram data ("Measurement-based evaluation of Google/Apple
 #: Exposure Notification API for proximity detection in a light-rail tram", PLoS ONE 15(9): e0239943,
 #: 2020; TCD tech report 23/26 June 2020), abstract: "the Swiss and German detection rules trigger no
 #: exposure notifications on our data, while the Italian detection rule generates a true positive
 #: rate of 50% and a false positive rate of 50%".
+__all__ = ["replay", "read_bluezone_keys", "sources_from_keys", "evaluate_rule", "tram_comparison",
+           "TRAM_AUTHORS", "TRAM_RULES", "CLOSE_M"]
+
 TRAM_AUTHORS = {
     "gaen-de": {"notified": 0, "statement": "German (Corona-Warn-App) rule triggers no exposure notifications"},
     "gaen-ch": {"notified": 0, "statement": "Swiss (SwissCovid) rule triggers no exposure notifications"},
@@ -56,7 +68,6 @@ CLOSE_M = 2.0   #: m, "within 2 m"
 
 
 def _load_radio(path):
-    from ble.radio import RadioParams, default_params
     if path is None:
         return default_params(), "default"
     return RadioParams.from_toml(path), str(path)
@@ -65,7 +76,6 @@ def _load_radio(path):
 def evaluate_rule(daily, rule, radio=None):
     """``(notify, score)`` of one rule (:func:`tracing.rules.evaluate`); ``radio`` drives the distance
     estimate of ``distance_duration`` rules (default: the packaged radio parameters)."""
-    from tracing import rules as R
     res = R.evaluate(daily, rule, radio)
     return np.asarray(res.notify, dtype=bool), np.asarray(res.score, dtype=np.float64)
 
@@ -113,9 +123,6 @@ def read_bluezone_keys(path) -> np.ndarray:
     time (s) of the start of the key's day (slot 0 of that key); ``daily_key``: 64 hex digits (32
     bytes). Returns a structured array (source i8, day_start_s f8, key S32).
     """
-    import pyarrow.csv as pacsv
-    import pyarrow as pa
-    from ble.formats import FormatError
     path = Path(path)
     try:
         tab = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(),
@@ -149,7 +156,6 @@ def sources_from_keys(windows, keys) -> np.ndarray:
     """Source device of every window whose rolling ID a published Bluezone daily key regenerates
     (−1 for the others), as every phone does on an F0 announcement (``ble.ids.bluezone_regenerate``):
     the ID must be that of the slot the window starts in, within ``KEY_CLOCK_TOLERANCE_S``."""
-    from ble.ids import BLUEZONE_SLOT_S, bluezone_regenerate, id_to_u64
     rids, starts, srcs = [], [], []
     for row in keys:                     # one regeneration per key (96 IDs), vectorised matching below
         t0 = float(row["day_start_s"])
@@ -161,14 +167,12 @@ def sources_from_keys(windows, keys) -> np.ndarray:
     if not rids or not len(windows):
         return out
     rid, start, src = np.concatenate(rids), np.concatenate(starts), np.concatenate(srcs)
-    order = np.argsort(rid, kind="stable")
-    rid, start, src = rid[order], start[order], src[order]
-    pos = np.searchsorted(rid, windows["rid"])
-    pc = np.minimum(pos, len(rid) - 1)
-    t = windows["t_start"]
-    ok = (pos < len(rid)) & (rid[pc] == windows["rid"]) \
-        & (t >= start[pc] - KEY_CLOCK_TOLERANCE_S) & (t < start[pc] + BLUEZONE_SLOT_S + KEY_CLOCK_TOLERANCE_S)
-    out[ok] = src[pc[ok]]
+    idx = match_ids(windows["rid"], rid)                  # the tracing core's ID matching
+    hit = np.flatnonzero(idx >= 0)
+    k = idx[hit]
+    t = windows["t_start"][hit]
+    ok = (t >= start[k] - KEY_CLOCK_TOLERANCE_S) & (t < start[k] + BLUEZONE_SLOT_S + KEY_CLOCK_TOLERANCE_S)
+    out[hit[ok]] = src[k[ok]]
     return out
 
 
@@ -210,9 +214,6 @@ def replay(format: str, files, rules, out_dir=None, *, radio_path=None, close_m:
     ``bluezone_keys``: optional CSV of published Bluezone daily keys (:func:`read_bluezone_keys`); the
     IDs they regenerate are attributed to their source device (see :func:`sources_from_keys`).
     """
-    from ble import formats
-    from ble.windows import aggregate
-    from tracing import rules as R
 
     if isinstance(rules, str):
         rules = [r for r in rules.split(",") if r.strip()]
@@ -332,9 +333,6 @@ def _json_default(o):
 
 def _write_contacts(path: Path, daily, all_rids, cols: dict, unit_dist, close_m: float) -> None:
     """contacts.csv (see the module docstring), written atomically through pyarrow."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-    from ble.schema import atomic_path
     src = daily["source"]
     by_rid = src < len(all_rids)
     rid = all_rids[np.where(by_rid, src, 0)] if len(all_rids) else np.zeros(len(src), np.uint64)
@@ -361,55 +359,3 @@ def _write_contacts(path: Path, daily, all_rids, cols: dict, unit_dist, close_m:
         pacsv.write_csv(table, tmp)
 
 
-def _cmd(args) -> int:
-    report = replay(args.format, args.files, args.rule, args.out, radio_path=args.radio,
-                    close_m=args.close_m, sort=args.sort, bluezone_keys=args.bluezone_keys)
-    print(format_summary(report))
-    return 0
-
-
-def format_summary(report: dict) -> str:
-    """A few lines for the terminal: units, and per rule notified (+ confusion where known)."""
-    lines = [f"replayed {report['records']} {report['kind']} -> {report['windows']} windows, "
-             f"{report['units']} (observer, source, day) units"]
-    if report["truth"]:
-        t = report["truth"]
-        lines.append(f"truth: {t['positives']} within {t['close_m']} m, {t['negatives']} farther")
-    for name, r in report["rules"].items():
-        s = f"  {name:<14} notified {r['notified']:>6}"
-        if "tp" in r:
-            s += (f"  tp {r['tp']} fp {r['fp']} fn {r['fn']} tn {r['tn']}  precision {r['precision']}"
-                  f"  recall {r['recall']}")
-        lines.append(s)
-    if "tram" in report:
-        tr = report["tram"]
-        for name, row in tr["rules"].items():
-            if "authors" in row:
-                lines.append(f"  tram {name}: notified {row['notified']} of {tr['placements']} placements "
-                             f"(TPR {row['tpr']}, FPR {row['fpr']}); authors: {row['authors']['statement']}")
-    return "\n".join(lines)
-
-
-def register(subparsers) -> None:
-    """Add ``replay`` to the ``proxitrace`` sub-command parser."""
-    from ble.formats import FORMATS
-    p = subparsers.add_parser(
-        "replay", help="run the tracing core on real BLE logs",
-        description="Import real logs, aggregate them into exposure windows, sum them per (observer, "
-                    "source, day) and apply close-contact rules; writes DIR/contacts.csv and "
-                    "DIR/report.json (with confusion counts against 'within 2 m' where the data has "
-                    "true distances; on the Dublin tram data, the authors' reported numbers beside).")
-    p.add_argument("--format", required=True, choices=sorted(FORMATS))
-    p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--rule", required=True, metavar="NAME[,NAME...]",
-                   help="rule names (bluezone, gaen-de, gaen-ch, gaen-it, distance, 'name:option') or TOML paths")
-    p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--radio", default=None, metavar="PARAMS.toml",
-                   help="radio parameters (from 'proxitrace calibrate'): TX for attenuation, distance rules")
-    p.add_argument("--close-m", type=float, default=CLOSE_M, help="true-contact distance, m (default 2)")
-    p.add_argument("--sort", action="store_true", help="sort out-of-order logs instead of rejecting them")
-    p.add_argument("--bluezone-keys", default=None, metavar="CSV",
-                   help="published Bluezone daily keys (source,day_start_s,daily_key hex): their IDs are "
-                        "matched slot by slot and attributed to the source device")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    p.set_defaults(func=_cmd)

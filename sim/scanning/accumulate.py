@@ -1,0 +1,408 @@
+"""The day's accumulators: open-addressing hash maps sharded by key into 64 regions so that each thread
+owns whole regions (deterministic at any thread count).
+
+Windows are keyed by (observer, advertiser) and hold the number of scans, RSSI sum and max, first and
+last scan step and scans per attenuation bucket (``ble.schema.ATT_EDGES``, attenuation = advertiser's
+TX power − RSSI); ground truth is keyed by (i, j), i < j, and holds the number of close (sub)steps and
+the minimum distance.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ble.ids import sim_rids, slot_of
+from ble.schema import GROUND_TRUTH_DTYPE, N_ATT_BUCKETS, WINDOW_DTYPE
+from sim.rng import mix64
+
+__all__ = ["N_SHARDS", "EMPTY", "WIN_SLOT", "GT_SLOT", "DayAccumulator"]
+
+N_SHARDS = 64
+_SHARD_SHIFT = np.uint64(58)            # top 6 bits of the key hash choose the shard
+EMPTY = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+# ------------------------------------------------------------------------------------------------
+# kernels: sharded hash maps
+# ------------------------------------------------------------------------------------------------
+@njit(cache=True, inline="always")
+def _shard(key):
+    return np.int64(mix64(key) >> _SHARD_SHIFT)
+
+
+@njit(cache=True)
+def _shard_order_kernel(keys, n_shards):
+    """Stable counting sort of record indices by shard: (start offsets (n_shards + 1), order)."""
+    n = keys.shape[0]
+    sh = np.empty(n, np.int64)
+    start = np.zeros(n_shards + 1, np.int64)
+    for r in range(n):
+        s = _shard(keys[r])
+        sh[r] = s
+        start[s + 1] += 1
+    for s in range(n_shards):
+        start[s + 1] += start[s]
+    fill = start[:-1].copy()
+    order = np.empty(n, np.int64)
+    for r in range(n):
+        s = sh[r]
+        order[fill[s]] = r
+        fill[s] += 1
+    return start, order
+
+
+@njit(cache=True, inline="always")
+def _find(tkeys, base, mask, key):
+    """Slot of ``key`` in the shard region at ``base`` (capacity mask+1): existing or first empty."""
+    pos = np.int64(mix64(key) & np.uint64(mask))
+    while True:
+        k = tkeys[base + pos]
+        if k == key or k == EMPTY:
+            return base + pos
+        pos = (pos + 1) & mask
+
+
+@njit(cache=True, inline="always")
+def _claim(tkeys, counts, s, base, mask, key):
+    """Slot of ``key`` in shard ``s`` (region at ``base``), inserted if absent (``counts[s]`` + 1):
+    (slot, True if the key is new)."""
+    slot = _find(tkeys, base, mask, key)
+    new = tkeys[slot] == EMPTY
+    if new:
+        tkeys[slot] = key
+        counts[s] += 1
+    return slot, new
+
+
+#: one window-accumulator slot (packed scalars; the bucket counts live in a parallel (slots, 11) array —
+#: numba's nested arrays in records did not write through reliably inside prange loops)
+#: (16 bytes: scans ≤ 65535 per day, first/last scan as step indices, RSSI sum in float32)
+WIN_SLOT = np.dtype([("n", "u2"), ("s0", "u2"), ("s1", "u2"), ("pad", "u2"), ("rmax", "f4"), ("rsum", "f4")])
+GT_SLOT = np.dtype([("n", "i4"), ("dmin", "f4")])
+
+
+@njit(cache=True, parallel=True)
+def _win_insert_kernel(tkeys, tvals, tbc, counts, cap, start, order, keys, n_in, rsum_in, rmax_in, s0_in, s1_in,
+                       bc_in, bucket_in, single):
+    """Merge records into the window map; ``single``: each record is one scan in bucket ``bucket_in``
+    (``bc_in`` unused), else a partial aggregate with bucket counts ``bc_in``."""
+    mask = cap - 1
+    for s in prange(start.shape[0] - 1):
+        base = s * cap
+        for q in range(start[s], start[s + 1]):
+            r = order[q]
+            slot, new = _claim(tkeys, counts, s, base, mask, keys[r])
+            v = tvals[slot]
+            if new:
+                v.n = 0
+                v.rsum = 0.0
+                v.rmax = -np.inf
+                v.s0 = 65535
+                v.s1 = 0
+                for b in range(tbc.shape[1]):
+                    tbc[slot, b] = 0
+            v.n += n_in[r]
+            v.rsum += rsum_in[r]
+            if rmax_in[r] > v.rmax:
+                v.rmax = rmax_in[r]
+            if s0_in[r] < v.s0:
+                v.s0 = s0_in[r]
+            if s1_in[r] > v.s1:
+                v.s1 = s1_in[r]
+            if single:
+                tbc[slot, bucket_in[r]] += 1
+            else:
+                for b in range(tbc.shape[1]):
+                    tbc[slot, b] += bc_in[r, b]
+
+
+@njit(cache=True, parallel=True)
+def _gt_insert_kernel(tkeys, tvals, counts, cap, start, order, keys, n_in, d_in):
+    mask = cap - 1
+    for s in prange(start.shape[0] - 1):
+        base = s * cap
+        for q in range(start[s], start[s + 1]):
+            r = order[q]
+            slot, new = _claim(tkeys, counts, s, base, mask, keys[r])
+            v = tvals[slot]
+            if new:
+                v.n = 0
+                v.dmin = np.inf
+            v.n += n_in[r]
+            if d_in[r] < v.dmin:
+                v.dmin = d_in[r]
+
+
+@njit(cache=True, parallel=True)
+def _rehash_kernel(old_keys, old_vals, old_bc, old_cap, new_keys, new_vals, new_bc, new_cap):
+    """Re-insert every key of the old table into the new one (in each shard in old slot order), moving its
+    value bytes (``*_vals``: the packed slots viewed as (slots, itemsize) bytes) and bucket counts."""
+    for s in prange(old_keys.shape[0] // old_cap):
+        for q in range(s * old_cap, (s + 1) * old_cap):
+            k = old_keys[q]
+            if k != EMPTY:
+                slot = _find(new_keys, s * new_cap, new_cap - 1, k)
+                new_keys[slot] = k
+                for b in range(old_vals.shape[1]):
+                    new_vals[slot, b] = old_vals[q, b]
+                for b in range(old_bc.shape[1]):
+                    new_bc[slot, b] = old_bc[q, b]
+
+
+@njit(cache=True, parallel=True)
+def _contains_kernel(tkeys, cap, keys, out):
+    mask = cap - 1
+    for r in prange(keys.shape[0]):
+        key = keys[r]
+        s = _shard(key)
+        slot = _find(tkeys, s * cap, mask, key)
+        out[r] = tkeys[slot] == key
+
+
+@njit(cache=True)
+def _used_slots_kernel(tkeys, lo, hi):
+    """Slots (in slot order) of the used keys with ``lo <= key >> 32 < hi``."""
+    n = 0
+    for q in range(tkeys.shape[0]):
+        k = tkeys[q]
+        if k != EMPTY and (k >> np.uint64(32)) >= lo and (k >> np.uint64(32)) < hi:
+            n += 1
+    out = np.empty(n, np.int64)
+    n = 0
+    for q in range(tkeys.shape[0]):
+        k = tkeys[q]
+        if k != EMPTY and (k >> np.uint64(32)) >= lo and (k >> np.uint64(32)) < hi:
+            out[n] = q
+            n += 1
+    return out
+
+
+@njit(cache=True)
+def _window_heads_kernel(slots, tkeys, s0, phase, day_t, scan_s, obs, adv, t0):
+    for r in range(slots.shape[0]):
+        k = tkeys[slots[r]]
+        o = np.int64(k >> np.uint64(32))
+        obs[r] = o
+        adv[r] = np.int64(k & np.uint64(0xFFFFFFFF))
+        t0[r] = day_t + np.float64(s0[slots[r]]) * scan_s + phase[o]
+
+
+@njit(cache=True, parallel=True)
+def _window_fill_kernel(order, slots, obs, adv, t0, rid, vn, vs1, vrsum, vrmax, vbc, phase, tx_power, day_t,
+                        scan_s, w_obs, w_rid, w_t0, w_t1, w_n, w_dur, w_mean, w_max, w_tx, w_att, w_attmin,
+                        w_secs):
+    """Window rows in ``order`` straight into the (strided) fields of the output record array, with the
+    arithmetic (and float32 roundings) of the former numpy expressions. Reads go in slot order (the map
+    is large), each row is written to its sorted position."""
+    f_scan = np.float32(scan_s)
+    n_rows = order.shape[0]
+    dest = np.empty(n_rows, np.int64)
+    for r in range(n_rows):
+        dest[order[r]] = r
+    for u in prange(n_rows):
+        r = dest[u]
+        q = slots[u]
+        o = obs[u]
+        a = adv[u]
+        n = vn[q]
+        w_obs[r] = o
+        w_rid[r] = rid[u]
+        w_t0[r] = t0[u]
+        w_t1[r] = day_t + np.float64(vs1[q]) * scan_s + phase[o]
+        w_n[r] = n
+        w_dur[r] = np.float32(np.float64(n) * scan_s)
+        mean = np.float32(vrsum[q] / np.float32(max(n, 1)))
+        w_mean[r] = mean
+        w_max[r] = vrmax[q]
+        tx = tx_power[a]
+        w_tx[r] = tx
+        w_att[r] = tx - mean
+        w_attmin[r] = tx - vrmax[q]
+        for b in range(vbc.shape[1]):
+            w_secs[r, b] = np.float32(vbc[q, b]) * f_scan
+
+
+@njit(cache=True, inline="always")
+def _win_less(rid, t0, u, v):
+    return rid[u] < rid[v] or (rid[u] == rid[v] and t0[u] < t0[v])
+
+
+@njit(cache=True, parallel=True)
+def _window_order_kernel(obs, rid, t0, lo, n_obs):
+    """Row order by (observer, rid, t_start), ties in input order (= ``np.lexsort((t0, rid, obs))``):
+    a stable counting sort by observer, then per observer an insertion sort (a stable two-pass merge
+    sort for long segments)."""
+    n = obs.shape[0]
+    start = np.zeros(n_obs + 1, np.int64)
+    for r in range(n):
+        start[obs[r] - lo + 1] += 1
+    for s in range(n_obs):
+        start[s + 1] += start[s]
+    fill = start[:-1].copy()
+    order = np.empty(n, np.int64)
+    for r in range(n):
+        o = obs[r] - lo
+        order[fill[o]] = r
+        fill[o] += 1
+    for s in prange(n_obs):
+        a = start[s]
+        b = start[s + 1]
+        if b - a <= 64:
+            for q in range(a + 1, b):
+                v = order[q]
+                k = q - 1
+                while k >= a and _win_less(rid, t0, v, order[k]):
+                    order[k + 1] = order[k]
+                    k -= 1
+                order[k + 1] = v
+        else:
+            seg = order[a:b].copy()
+            seg = seg[np.argsort(t0[seg], kind="mergesort")]
+            seg = seg[np.argsort(rid[seg], kind="mergesort")]
+            order[a:b] = seg
+    return order
+
+
+class _ShardedMap:
+    """Open-addressing hash map over ``uint64`` keys in :data:`N_SHARDS` regions of ``cap`` slots;
+    values in one packed record array (``slot_dtype``). Grows (doubling ``cap``) before an insert could
+    push any region above a load of 0.9 (a worst-case bound: it assumes every incoming record is a
+    new key, so the typical load stays near half)."""
+
+    def __init__(self, slot_dtype: np.dtype, cap: int = 1024, n_buckets: int = 0):
+        self.dtype = slot_dtype
+        self.cap = cap
+        self.nb = n_buckets
+        self.keys = np.full(N_SHARDS * cap, EMPTY, np.uint64)
+        self.vals = np.zeros(N_SHARDS * cap, slot_dtype)
+        self.bc = np.zeros((N_SHARDS * cap, n_buckets), np.uint16)
+        self.counts = np.zeros(N_SHARDS, np.int64)
+
+    def reserve(self, start: np.ndarray) -> None:
+        incoming = np.diff(start)
+        need = int((self.counts + incoming).max()) if len(incoming) else 0
+        cap = self.cap
+        while need > 0.9 * cap:
+            cap *= 2
+        if cap != self.cap:
+            # values move inside the kernel: the transient is the old plus the new table, no index or
+            # gather temporaries (at 1M agents the last doubling was the day's memory peak)
+            new_keys = np.full(N_SHARDS * cap, EMPTY, np.uint64)
+            vals = np.zeros(N_SHARDS * cap, self.dtype)
+            bc = np.zeros((N_SHARDS * cap, self.nb), np.uint16)
+            isz = self.dtype.itemsize
+            _rehash_kernel(self.keys, self.vals.view(np.uint8).reshape(-1, isz), self.bc, self.cap, new_keys,
+                           vals.view(np.uint8).reshape(-1, isz), bc, cap)
+            self.keys = self.vals = self.bc = None
+            self.keys, self.vals, self.bc, self.cap = new_keys, vals, bc, cap
+
+    def items(self, lo: int = 0, hi: int | None = None):
+        """(keys, values, bucket counts) of the used slots, optionally only keys with ``lo <= key >> 32
+        < hi`` (an observer / first-agent range)."""
+        used = self.keys != EMPTY
+        if lo or hi is not None:
+            top = self.keys >> np.uint64(32)
+            used &= top >= np.uint64(lo)
+            if hi is not None:
+                used &= top < np.uint64(hi)
+        return self.keys[used], self.vals[used], self.bc[used]
+
+    @property
+    def nbytes(self) -> int:
+        return self.keys.nbytes + self.vals.nbytes + self.bc.nbytes
+
+
+class DayAccumulator:
+    """Windows and ground truth of one day, fed step by step (or by static episodes)."""
+
+    def __init__(self, cap: int = 1024):
+        self.win = _ShardedMap(WIN_SLOT, cap, N_ATT_BUCKETS)
+        self.gt = _ShardedMap(GT_SLOT, cap)
+        self._empty_bc = np.zeros((0, N_ATT_BUCKETS), np.uint16)
+        self._empty_b = np.zeros(0, np.int8)
+
+    def add_scans(self, keys, steps, rssi, bucket):
+        """Single scans: key = observer << 32 | advertiser, step, RSSI (dBm), attenuation bucket."""
+        if len(keys) == 0:
+            return
+        start, order = _shard_order_kernel(keys, N_SHARDS)
+        self.win.reserve(start)
+        _win_insert_kernel(self.win.keys, self.win.vals, self.win.bc, self.win.counts, self.win.cap, start, order, keys,
+                           np.ones(len(keys), np.uint16), rssi, rssi, steps, steps, self._empty_bc,
+                           bucket, True)
+
+    def add_partial(self, obs, adv, n, rsum, rmax, t0, t1, bc):
+        """Aggregates of several scans of one ordered pair (static episodes)."""
+        if len(obs) == 0:
+            return
+        keys = (obs.astype(np.uint64) << np.uint64(32)) | adv.astype(np.uint64)
+        start, order = _shard_order_kernel(keys, N_SHARDS)
+        self.win.reserve(start)
+        _win_insert_kernel(self.win.keys, self.win.vals, self.win.bc, self.win.counts, self.win.cap, start, order, keys,
+                           n.astype(np.uint16), rsum, rmax, t0, t1, bc, self._empty_b, False)
+
+    def add_close(self, i, j, n, d):
+        """Close (sub)steps of pairs i < j: ``n`` close (sub)steps at distance ``d`` (m)."""
+        if len(i) == 0:
+            return
+        keys = (i.astype(np.uint64) << np.uint64(32)) | j.astype(np.uint64)
+        start, order = _shard_order_kernel(keys, N_SHARDS)
+        self.gt.reserve(start)
+        _gt_insert_kernel(self.gt.keys, self.gt.vals, self.gt.counts, self.gt.cap, start, order, keys,
+                          n.astype(np.int32), d.astype(np.float32))
+
+    @property
+    def nbytes(self) -> int:
+        return self.win.nbytes + self.gt.nbytes
+
+    @property
+    def n_windows(self) -> int:
+        return int(self.win.counts.sum())
+
+    def windows(self, rid_keys: np.ndarray, tx_power: np.ndarray, scan_s: float, day: int,
+                phase: np.ndarray, obs_lo: int = 0, obs_hi: int | None = None) -> np.ndarray:
+        """The day's windows (``WINDOW_DTYPE``) of observers ``obs_lo <= observer < obs_hi``, sorted by
+        (observer, rid); rid = ``sim_rids(key of the advertiser, slot of the first scan seen)``; every scan
+        counts ``scan_s`` seconds; times (s) = day start + step × scan_s + the observer's scan phase."""
+        m = self.win
+        hi = (1 << 32) if obs_hi is None else int(obs_hi)
+        slots = _used_slots_kernel(m.keys, np.uint64(max(int(obs_lo), 0)), np.uint64(max(hi, 0)))
+        n = len(slots)
+        day_t = day * 86400.0
+        obs = np.empty(n, np.int64)
+        adv = np.empty(n, np.int64)
+        t0 = np.empty(n, np.float64)
+        _window_heads_kernel(slots, m.keys, m.vals["s0"], phase, day_t, float(scan_s), obs, adv, t0)
+        rid = sim_rids(rid_keys[adv], slot_of(t0))
+        # order by (observer, rid, t_start), stable (= np.lexsort((t_start, rid, observer))): counting
+        # sort by observer, then a sort of each observer's few windows (numba, parallel over observers)
+        lo = int(obs.min()) if n else 0
+        order = _window_order_kernel(obs, rid, t0, lo, (int(obs.max()) + 1 - lo) if n else 0)
+        w = np.zeros(n, WINDOW_DTYPE)
+        if n:
+            _window_fill_kernel(order, slots, obs, adv, t0, rid, m.vals["n"], m.vals["s1"], m.vals["rsum"],
+                                m.vals["rmax"], m.bc, phase, tx_power, day_t, float(scan_s),
+                                w["observer"], w["rid"], w["t_start"], w["t_end"], w["n_scans"], w["duration_s"],
+                                w["rssi_mean"], w["rssi_max"], w["tx_power"], w["att_typical"], w["att_min"],
+                                w["att_secs"])
+        return w
+
+    def ground_truth(self, day: int, sub_s: float) -> np.ndarray:
+        """The day's ground truth (``GROUND_TRUTH_DTYPE``) sorted by (i, j); ``sub_s`` seconds per
+        close (sub)step; ``detected`` = a window exists in either direction."""
+        keys, c, _ = self.gt.items()
+        keys_sorted = np.argsort(keys, kind="stable")
+        keys, n, dmin = keys[keys_sorted], c["n"][keys_sorted], c["dmin"][keys_sorted]
+        i = (keys >> np.uint64(32)).astype(np.int64)
+        j = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        fwd = np.empty(len(keys), np.bool_)
+        rev = np.empty(len(keys), np.bool_)
+        _contains_kernel(self.win.keys, self.win.cap, keys, fwd)
+        _contains_kernel(self.win.keys, self.win.cap,
+                         (j.astype(np.uint64) << np.uint64(32)) | i.astype(np.uint64), rev)
+        g = np.zeros(len(keys), GROUND_TRUTH_DTYPE)
+        g["i"], g["j"], g["day"] = i, j, day
+        g["minutes_close"] = n * (sub_s / 60.0)
+        g["min_dist"] = dmin
+        g["detected"] = fwd | rev
+        return g

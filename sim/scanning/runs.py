@@ -1,0 +1,271 @@
+"""Run-length merge: pairs are produced per step in streams sorted by (i, j) (household members at
+home; everyone else from the neighbour search); while a pair stays in its stream its scans (or close
+(sub)steps) are summed in place by a sequential merge-join, and only when it leaves (or at the end of
+the day) is its run merged into the day's hash map (:class:`sim.scanning.accumulate.DayAccumulator`) —
+one insert per run instead of one per scan.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from ble.schema import N_ATT_BUCKETS
+from sim.scanning.step import _EDGES, _bucket
+
+__all__ = ["PairRuns", "CloseRuns"]
+
+
+@njit(cache=True, inline="always")
+def _copy_run(n, rs, rm, s0, s1, bc, src, dn, drs, drm, ds0, ds1, dbc, dst):
+    """Row ``src`` of one run table (scans, RSSI sum and max dBm, first and last step, bucket counts) to
+    row ``dst`` of another (or the same)."""
+    dn[dst] = n[src]
+    drs[dst] = rs[src]
+    drm[dst] = rm[src]
+    ds0[dst] = s0[src]
+    ds1[dst] = s1[src]
+    for u in range(bc.shape[1]):
+        dbc[dst, u] = bc[src, u]
+
+
+@njit(cache=True, inline="always")
+def _start_run(q, cn, crs, crm, cs0, cs1, cbc):
+    """Row ``q`` of the run table: an empty run."""
+    cn[q] = 0
+    crs[q] = 0.0
+    crm[q] = -np.inf
+    cs0[q] = 0
+    cs1[q] = 0
+    for u in range(cbc.shape[1]):
+        cbc[q, u] = 0
+
+
+@njit(cache=True, inline="always")
+def _add_scan(q, r, step, adv, tx_power, edges, cn, crs, crm, cs0, cs1, cbc):
+    """One logged scan (RSSI ``r`` dBm of advertiser ``adv`` at ``step``) into run row ``q``."""
+    if cn[q] == 0:
+        cs0[q] = step
+    cs1[q] = step
+    cn[q] += 1
+    crs[q] += r
+    if r > crm[q]:
+        crm[q] = r
+    cbc[q, _bucket(tx_power[adv] - r, edges)] += 1
+
+
+@njit(cache=True)
+def _runs_merge_range(a, na, b, nb, nf, pk, pn, prs, prm, ps0, ps1, pbc, ck, pi, pj, rssi, step, tx_power, edges,
+                      cn, crs, crm, cs0, cs1, cbc, fo, fa, fn, frs, frm, fs0, fs1, fbc):
+    """Merge-join of the previous step's runs with the current pairs over one key range.
+
+    Parameters
+    ----------
+    a, na, b, nb : int
+        Old runs ``a <= . < na`` and current pairs ``b <= . < nb`` of the range.
+    nf : int
+        First flush row of the range.
+    pk, ck : uint64 arrays
+        Sorted pair keys ``i << 32 | j`` of the old runs and of the current pairs.
+    pn, prs, prm, ps0, ps1, pbc : arrays, 2 rows per old pair
+        The old runs (scans, RSSI sum / max dBm, first / last step, bucket counts).
+    pi, pj, rssi : current pairs (i < j) and their scans (RSSI dBm at [2b] j seen by i, [2b + 1] i by j;
+        NaN = not logged).
+    step : uint16; ``tx_power`` (dBm per agent), ``edges`` (attenuation bucket edges, dB).
+
+    Returns
+    -------
+    int
+        The row after the last flushed. Continuing pairs carry their run into ``cn .. cbc`` (rows 2b,
+        2b + 1), new pairs start one, the current scans are added; runs of pairs no longer present go to
+        the flush arrays ``fo`` (observer), ``fa`` (advertiser), ``fn .. fbc``.
+    """
+    low = np.uint64(0xFFFFFFFF)
+    while a < na or b < nb:
+        if b >= nb or (a < na and pk[a] < ck[b]):
+            i = np.int64(pk[a] >> np.uint64(32))
+            j = np.int64(pk[a] & low)
+            for k in range(2):
+                q = 2 * a + k
+                if pn[q] > 0:
+                    fo[nf] = i if k == 0 else j
+                    fa[nf] = j if k == 0 else i
+                    _copy_run(pn, prs, prm, ps0, ps1, pbc, q, fn, frs, frm, fs0, fs1, fbc, nf)
+                    nf += 1
+            a += 1
+            continue
+        if a < na and pk[a] == ck[b]:
+            for k in range(2):
+                _copy_run(pn, prs, prm, ps0, ps1, pbc, 2 * a + k, cn, crs, crm, cs0, cs1, cbc, 2 * b + k)
+            a += 1
+        else:
+            for q in range(2 * b, 2 * b + 2):
+                _start_run(q, cn, crs, crm, cs0, cs1, cbc)
+        for k in range(2):
+            q = 2 * b + k
+            r = rssi[q]
+            if r == r:
+                _add_scan(q, r, step, pj[b] if k == 0 else pi[b], tx_power, edges, cn, crs, crm, cs0, cs1, cbc)
+        b += 1
+    return nf
+
+
+@njit(cache=True, parallel=True)
+def _runs_merge_kernel(pk, pn, prs, prm, ps0, ps1, pbc, ck, pi, pj, rssi, step, tx_power, edges,
+                       cn, crs, crm, cs0, cs1, cbc, fo, fa, fn, frs, frm, fs0, fs1, fbc, nchunk):
+    """:func:`_runs_merge_range` over ``nchunk`` key ranges in parallel. Rows of the current runs have
+    fixed positions (2b, 2b + 1); each range flushes into its own part of the flush arrays (at most two
+    rows per old run, from row 2a on), compacted afterwards in range order — so the result is the same
+    as one sequential merge whatever ``nchunk`` and the thread count. Returns the number flushed."""
+    na = pk.shape[0]
+    nb = ck.shape[0]
+    a_lo = np.empty(nchunk + 1, np.int64)
+    b_lo = np.empty(nchunk + 1, np.int64)
+    a_lo[0] = 0
+    b_lo[0] = 0
+    a_lo[nchunk] = na
+    b_lo[nchunk] = nb
+    for c in range(1, nchunk):
+        if nb > 0:
+            b_lo[c] = c * nb // nchunk
+            if b_lo[c] < nb:
+                a_lo[c] = np.searchsorted(pk, ck[b_lo[c]])
+            else:
+                a_lo[c] = na
+        else:
+            b_lo[c] = 0
+            a_lo[c] = c * na // nchunk
+    nf_end = np.empty(nchunk, np.int64)
+    for c in prange(nchunk):
+        nf_end[c] = _runs_merge_range(a_lo[c], a_lo[c + 1], b_lo[c], b_lo[c + 1], 2 * a_lo[c], pk, pn, prs, prm, ps0,
+                                      ps1, pbc, ck, pi, pj, rssi, step, tx_power, edges, cn, crs, crm, cs0, cs1,
+                                      cbc, fo, fa, fn, frs, frm, fs0, fs1, fbc)
+    pos = nf_end[0]
+    for c in range(1, nchunk):
+        for src in range(2 * a_lo[c], nf_end[c]):
+            if pos != src:
+                fo[pos] = fo[src]
+                fa[pos] = fa[src]
+                _copy_run(fn, frs, frm, fs0, fs1, fbc, src, fn, frs, frm, fs0, fs1, fbc, pos)
+            pos += 1
+    return pos
+
+
+def _merge_chunks(work: int) -> int:
+    """Key ranges for a parallel merge of ``work`` rows (1 below ~32k rows; the result does not depend
+    on it)."""
+    return int(max(1, min(4 * numba.get_num_threads(), work // 32768)))
+
+
+class PairRuns:
+    """Run-length accumulation of one stream of pairs (sorted by (i, j) every step): while a pair stays
+    in the stream from step to step its scans are summed in place (a sequential merge-join, no hashing);
+    when it leaves, its run (both directions) goes to the day's hash map as one partial aggregate. The
+    result is the same as inserting every scan (up to float32 rounding of the RSSI sums)."""
+
+    def __init__(self):
+        self.keys = np.zeros(0, np.uint64)
+        # state (current runs, 2 rows per pair) double-buffered and a flush buffer, kept between steps
+        # and grown by 1.1x: no fresh (page-faulting) allocation per step
+        self._state = [self._alloc(0), self._alloc(0)]
+        self._flush = self._alloc(0, True)
+
+    @staticmethod
+    def _alloc(rows, flush=False):
+        d = {"n": np.zeros(rows, np.uint16), "rsum": np.zeros(rows, np.float32),
+             "rmax": np.zeros(rows, np.float32), "s0": np.zeros(rows, np.uint16),
+             "s1": np.zeros(rows, np.uint16), "bc": np.zeros((rows, N_ATT_BUCKETS), np.uint16)}
+        if flush:
+            d["o"] = np.zeros(rows, np.int64)
+            d["a"] = np.zeros(rows, np.int64)
+        return d
+
+    @staticmethod
+    def _fit(buf, rows, flush=False):
+        if len(buf["n"]) >= rows:
+            return buf
+        return PairRuns._alloc(max(rows, int(1.1 * len(buf["n"])) + 1024), flush)
+
+    def update(self, pi, pj, rssi, step: int, tx_power):
+        """Add one step's pairs (sorted by (i, j)) and scans; returns the flushed partial aggregates
+        (observer, advertiser, n, rsum, rmax, first step, last step, bucket counts) — views of a buffer
+        that the next call overwrites."""
+        ck = (pi.astype(np.uint64) << np.uint64(32)) | pj.astype(np.uint64)
+        old = self._state[0]
+        new = self._state[1] = self._fit(self._state[1], 2 * len(ck))
+        f = self._flush = self._fit(self._flush, 2 * len(self.keys), True)
+        nf = _runs_merge_kernel(self.keys, old["n"], old["rsum"], old["rmax"], old["s0"], old["s1"], old["bc"], ck,
+                                pi, pj, rssi, np.uint16(step), tx_power, _EDGES, new["n"], new["rsum"], new["rmax"],
+                                new["s0"], new["s1"], new["bc"], f["o"], f["a"], f["n"], f["rsum"], f["rmax"],
+                                f["s0"], f["s1"], f["bc"], _merge_chunks(len(self.keys) + len(ck)))
+        self.keys = ck
+        self._state.reverse()
+        return f["o"][:nf], f["a"][:nf], f["n"][:nf], f["rsum"][:nf], f["rmax"][:nf], f["s0"][:nf], f["s1"][:nf], \
+            f["bc"][:nf]
+
+    def flush_all(self, tx_power):
+        """End of the day: every open run as partial aggregates; the state is emptied."""
+        e = np.zeros(0, np.int64)
+        return self.update(e, e, np.zeros(0), 0, tx_power)
+
+
+@njit(cache=True)
+def _close_runs_kernel(pk, pn, pd, ck, cd, cn, cdm, fk, fn, fd):
+    """Merge-join of the previous (sub)step's close runs (sorted keys ``pk``: close (sub)steps ``pn``,
+    minimum distance ``pd``) with the current close pairs (sorted ``ck``, distances ``cd``): continuing
+    pairs carry their run, runs of pairs no longer present go to the flush arrays. Returns the number
+    flushed."""
+    a = 0
+    b = 0
+    nf = 0
+    na = pk.shape[0]
+    nb = ck.shape[0]
+    while a < na or b < nb:
+        if b >= nb or (a < na and pk[a] < ck[b]):
+            fk[nf] = pk[a]
+            fn[nf] = pn[a]
+            fd[nf] = pd[a]
+            nf += 1
+            a += 1
+            continue
+        d = np.float32(cd[b])
+        if a < na and pk[a] == ck[b]:
+            cn[b] = pn[a] + 1
+            cdm[b] = d if d < pd[a] else pd[a]
+            a += 1
+        else:
+            cn[b] = 1
+            cdm[b] = d
+        b += 1
+    return nf
+
+
+class CloseRuns:
+    """Run-length accumulation of the ground truth of one stream of close pairs (sorted by (i, j) every
+    (sub)step): while a pair stays close its (sub)steps are counted and its minimum distance kept in
+    place; when it leaves, the run goes to the day's map once (:meth:`DayAccumulator.add_close`). Exact:
+    counts add and float32 minima do not depend on the order."""
+
+    def __init__(self):
+        self.keys = np.zeros(0, np.uint64)
+        self.n = np.zeros(0, np.int32)
+        self.dmin = np.zeros(0, np.float32)
+
+    def update(self, i, j, d):
+        """Add one (sub)step's close pairs (sorted by (i, j)) at distances ``d``; returns the flushed
+        runs ``(i, j, n, dmin)``."""
+        ck = (i.astype(np.uint64) << np.uint64(32)) | j.astype(np.uint64)
+        m = len(self.keys)
+        fk, fn, fd = np.empty(m, np.uint64), np.empty(m, np.int32), np.empty(m, np.float32)
+        cn, cdm = np.empty(len(ck), np.int32), np.empty(len(ck), np.float32)
+        nf = _close_runs_kernel(self.keys, self.n, self.dmin, ck, np.ascontiguousarray(d, np.float64), cn, cdm,
+                                fk, fn, fd)
+        self.keys, self.n, self.dmin = ck, cn, cdm
+        fk = fk[:nf]
+        return ((fk >> np.uint64(32)).astype(np.int64), (fk & np.uint64(0xFFFFFFFF)).astype(np.int64),
+                fn[:nf], fd[:nf])
+
+    def flush_all(self):
+        """End of the day: every open run; the state is emptied."""
+        e = np.zeros(0, np.int64)
+        return self.update(e, e, np.zeros(0))

@@ -1,0 +1,328 @@
+"""Coverage of app notifications as a function of adoption -- the whole curve from one pass.
+
+Definitions (``../shared/DESIGN.md``, "Definitions")
+===================================================
+Inputs: the pair table (``tracing.pairs.PAIR_DTYPE``, one row per unordered pair and day), the
+population size ``n``, adoption ranks (``tracing.strategies.priorities``: adopters at level p are
+``rank <= p``; ``inf`` = never adopts) and the index cases F0 (sampled uniformly from the whole
+population, app or not: :func:`sample_index_cases`). The whole pair table is the look-back window (the
+simulator's runs are shorter than the 14-day retention); rows of one pair on different days are merged:
+a pair is *truly close* if it was truly close on any day, *notified towards j* if ``notify_j`` on any
+day, and its contact times span ``[min t_first, max t_first]``.
+
+F1 coverage(p)
+    Of all true close contacts of all index cases -- the unique directed pairs (a, b), a in F0, (a, b)
+    truly close -- the fraction notified: b's log of a passes the rule (``notify_j`` / ``notify_i``
+    from a's side) and ``max(rank_a, rank_b) <= p``.
+F1 precision(p)
+    Of all (a, b), a in F0, notified at p, the fraction truly close (NaN when nobody is notified).
+F2 coverage(p)
+    True second-degree contacts of a in F0 are the c with a truly close b and (b, c) truly close,
+    c not in F0, c not a true close contact of a, c != a, in time order: the (b, c) contact is not
+    earlier than the (a, b) contact (``max t(b, c) >= min t(a, b)``; unknown times pass). c is reached
+    at p through any b with a -> b notified, b's own log of c passing the rule (what b's upload shows
+    the health service), the same time order, and ``max(rank_a, rank_b, rank_c) <= p``. So c is
+    reached from the threshold ``min_b max(rank_a, rank_b, rank_c)`` on (numba kernel). F2 coverage =
+    reached / true second-degree (a, c) pairs.
+Notification delay (:class:`DelayModel`, hours after the F0's confirmation)
+    F1: ``publish_h`` (test result -> keys on the server) + the phone's sync phase, uniform in
+    ``[0, sync_interval_h)`` per agent (drawn once per replicate). F2: the F1's delay + ``upload_h``
+    (the F1 uploads its log) + ``processing_h`` (the health service calls the contact). The F2 delay
+    of a reached c is that of the path that opens first as adoption rises (smallest threshold; ties:
+    the shortest delay).
+Largest traceable component(p)
+    The fraction of the population in the largest connected component of the graph of notified
+    contacts (``notify_i or notify_j``) among adopters -- site percolation by Newman–Ziff
+    (:mod:`tracing.core.percolation`).
+
+One pass: every directed F0 contact gets the threshold ``max(rank_a, rank_b)``; sorting the thresholds
+and taking cumulative counts gives the exact curve at every p (:class:`OnePass`). :func:`coverage_at`
+applies adoption explicitly at one level (an independent brute-force implementation used to
+cross-check the one-pass curve in tests).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+
+from tracing.core.checks import quiet_nan
+from tracing.core.pairs import PAIR_DTYPE
+from tracing.core.percolation import newman_ziff, order_from_ranks
+from tracing.core.propagation import f2_thresholds
+
+__all__ = ["METRICS", "DelayModel", "sample_index_cases", "collapse_pairs", "OnePass", "coverage_curve",
+           "coverage_at"]
+
+METRICS = ("f1_coverage", "f1_precision", "f2_coverage", "largest_component", "mean_finite_cluster",
+           "mean_notify_delay_h", "mean_f2_delay_h")
+
+
+@dataclass(frozen=True)
+class DelayModel:
+    """Notification delay model (hours). Assumed defaults, not measured: Bluezone's server published
+    a confirmed case's keys after the health service's confirmation (``publish_h``); phones fetch
+    new keys periodically (``sync_interval_h``); an F1 uploads its log after being called
+    (``upload_h``) and the health service then traces the F1's contacts (``processing_h``)."""
+    publish_h: float = 12.0
+    sync_interval_h: float = 6.0
+    upload_h: float = 12.0
+    processing_h: float = 24.0
+
+    def __post_init__(self):
+        for k, v in asdict(self).items():
+            if not (v >= 0 and np.isfinite(v)):
+                raise ValueError(f"DelayModel.{k} must be a finite number >= 0, got {v}")
+
+    def sync_phases(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Per-agent phone sync phase (h), uniform in [0, sync_interval_h)."""
+        return rng.random(n) * self.sync_interval_h
+
+
+def sample_index_cases(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    """``min(k, n)`` distinct index cases drawn uniformly from the whole population (sorted)."""
+    if k < 1:
+        raise ValueError("index cases: need at least 1")
+    return np.sort(rng.choice(n, size=min(int(k), int(n)), replace=False)).astype(np.int64)
+
+
+def collapse_pairs(pairs: np.ndarray, n: int) -> dict:
+    """Merge the day rows of each unordered pair: true (any day), notify_j / notify_i (any day),
+    t_min / t_max (s, min / max of ``t_first``; NaN if unknown)."""
+    p = np.asarray(pairs)
+    if p.dtype != PAIR_DTYPE:
+        raise ValueError(f"expected a PAIR_DTYPE array, got {p.dtype}")
+    if len(p):
+        if p["i"].min() < 0 or p["j"].max() >= n:
+            raise ValueError(f"pair table has agents outside 0..{n - 1}")
+        if np.any(p["i"] >= p["j"]):
+            raise ValueError("pair table rows must have i < j")
+    key = p["i"].astype(np.int64) * n + p["j"].astype(np.int64)
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    new = np.ones(len(key), bool)
+    new[1:] = key[1:] != key[:-1]
+    s = np.flatnonzero(new)
+    t = p["t_first"][order].astype(np.float64)
+    if len(s) == 0:
+        e = np.zeros(0)
+        return dict(i=e.astype(np.int64), j=e.astype(np.int64), true=e.astype(bool),
+                    notify_j=e.astype(bool), notify_i=e.astype(bool), t_min=e, t_max=e)
+    return dict(
+        i=p["i"][order][s].astype(np.int64), j=p["j"][order][s].astype(np.int64),
+        true=np.logical_or.reduceat(p["true_close"][order], s),
+        notify_j=np.logical_or.reduceat(p["notify_j"][order], s),
+        notify_i=np.logical_or.reduceat(p["notify_i"][order], s),
+        t_min=np.fmin.reduceat(t, s), t_max=np.fmax.reduceat(t, s))
+
+
+def _directed_csr(c: dict, n: int):
+    """Directed adjacency (both directions of every pair) sorted by source, with edge attributes:
+    ``warn[e]`` = dst is warned if src is an index case; ``logs[e]`` = src's log of dst passes."""
+    src = np.concatenate([c["i"], c["j"]])
+    dst = np.concatenate([c["j"], c["i"]])
+    true = np.concatenate([c["true"], c["true"]])
+    warn = np.concatenate([c["notify_j"], c["notify_i"]])
+    logs = np.concatenate([c["notify_i"], c["notify_j"]])
+    tmin = np.concatenate([c["t_min"], c["t_min"]])
+    tmax = np.concatenate([c["t_max"], c["t_max"]])
+    o = np.argsort(src, kind="stable")
+    indptr = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(src, minlength=n), out=indptr[1:])
+    return indptr, dst[o], true[o], warn[o], logs[o], tmin[o], tmax[o]
+
+
+def _check_inputs(pairs, n, ranks, f0):
+    n = int(n)
+    if n < 1:
+        raise ValueError("coverage: population size n must be >= 1")
+    ranks = np.asarray(ranks, dtype=np.float64)
+    if ranks.shape != (n,):
+        raise ValueError(f"coverage: expected {n} ranks, got shape {ranks.shape}")
+    if np.any(np.isnan(ranks)) or np.any(ranks <= 0):
+        raise ValueError("coverage: ranks must be > 0 (inf = never adopts), not NaN")
+    f0 = np.unique(np.asarray(f0, dtype=np.int64))
+    if len(f0) == 0 or f0.min() < 0 or f0.max() >= n:
+        raise ValueError(f"coverage: index cases must be a non-empty set of agents in 0..{n - 1}")
+    return n, ranks, f0
+
+
+def _cum_at(sorted_thr: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    return np.searchsorted(sorted_thr, grid, side="right")
+
+
+class OnePass:
+    """Exact coverage curves for one replicate (one rank draw, one F0 sample); evaluate on any grid.
+
+    Parameters
+    ----------
+    pairs : ``PAIR_DTYPE`` table; n : population size; ranks : adoption ranks (``inf`` = never);
+    f0 : index cases; delay : :class:`DelayModel`; sync_phase_h : per-agent sync phase (h; default
+    ``delay.sync_interval_h / 2`` for everyone).
+    """
+
+    def __init__(self, pairs, n, ranks, f0, *, delay: DelayModel | None = None,
+                 sync_phase_h: np.ndarray | None = None):
+        n, ranks, f0 = _check_inputs(pairs, n, ranks, f0)
+        self.n, self.ranks, self.f0 = n, ranks, f0
+        self.delay = delay or DelayModel()
+        if sync_phase_h is None:
+            sync_phase_h = np.full(n, self.delay.sync_interval_h / 2)
+        sync_phase_h = np.asarray(sync_phase_h, dtype=np.float64)
+        if sync_phase_h.shape != (n,):
+            raise ValueError("coverage: sync_phase_h must have one value per agent")
+        c = collapse_pairs(pairs, n)
+        is_f0 = np.zeros(n, bool)
+        is_f0[f0] = True
+        # directed F0 -> contact edges
+        fi, fj = is_f0[c["i"]], is_f0[c["j"]]
+        a = np.concatenate([c["i"][fi], c["j"][fj]])
+        b = np.concatenate([c["j"][fi], c["i"][fj]])
+        true = np.concatenate([c["true"][fi], c["true"][fj]])
+        notif = np.concatenate([c["notify_j"][fi], c["notify_i"][fj]])
+        thr = np.maximum(ranks[a], ranks[b])
+        f1_delay = self.delay.publish_h + sync_phase_h
+        self.n_f1_true = int(true.sum())
+        self._thr_true_notif = np.sort(thr[true & notif])
+        o = np.argsort(thr[notif], kind="stable")
+        self._thr_notif = thr[notif][o]
+        self._cum_delay = np.concatenate([[0.0], np.cumsum(f1_delay[b[notif]][o])])
+        # F2
+        indptr, dst, etrue, warn, logs, tmin, tmax = _directed_csr(c, n)
+        f2_thr, f2_del = f2_thresholds(indptr, dst, etrue, warn, logs, tmin, tmax, ranks,
+                                    f1_delay + self.delay.upload_h + self.delay.processing_h,
+                                    f0, is_f0)
+        self.n_f2_true = len(f2_thr)
+        o2 = np.argsort(f2_thr, kind="stable")
+        self._thr_f2 = f2_thr[o2]
+        fin = np.isfinite(self._thr_f2)
+        self._cum_f2_delay = np.concatenate([[0.0], np.cumsum(f2_del[o2][fin])])
+        # traceable network: notified contacts in either direction
+        traced = c["notify_i"] | c["notify_j"]
+        self._order = order_from_ranks(ranks)
+        self._sorted_ranks = ranks[self._order]
+        self._largest, self._chi = newman_ziff(n, c["i"][traced], c["j"][traced], self._order)
+
+    def evaluate(self, grid) -> dict:
+        """Metrics at each adoption level of ``grid`` (fractions of the population):
+        ``f1_coverage``, ``f1_precision`` (NaN if nobody notified), ``f2_coverage``,
+        ``largest_component`` (fraction of the population), ``mean_finite_cluster`` (nodes),
+        ``mean_notify_delay_h`` / ``mean_f2_delay_h`` (h; NaN if nobody notified / reached).
+        Coverage is NaN where the index cases have no true close (second-degree) contact."""
+        g = np.asarray(grid, dtype=np.float64)
+        with quiet_nan():
+            k_tn = _cum_at(self._thr_true_notif, g)
+            k_n = _cum_at(self._thr_notif, g)
+            k_f2 = _cum_at(self._thr_f2, g)
+            k_nodes = _cum_at(self._sorted_ranks, g)
+            out = {
+                "f1_coverage": k_tn / self.n_f1_true if self.n_f1_true else np.full(len(g), np.nan),
+                "f1_precision": np.where(k_n > 0, k_tn / np.maximum(k_n, 1), np.nan),
+                "f2_coverage": k_f2 / self.n_f2_true if self.n_f2_true else np.full(len(g), np.nan),
+                "largest_component": np.where(
+                    k_nodes > 0, self._largest[np.maximum(k_nodes - 1, 0)] if len(self._largest)
+                    else 0, 0) / self.n,
+                "mean_finite_cluster": np.where(
+                    k_nodes > 0, self._chi[np.maximum(k_nodes - 1, 0)] if len(self._chi) else 0.0,
+                    0.0),
+                "mean_notify_delay_h": np.where(k_n > 0, self._cum_delay[k_n] / np.maximum(k_n, 1),
+                                                np.nan),
+                "mean_f2_delay_h": np.where(k_f2 > 0, self._cum_f2_delay[k_f2] / np.maximum(k_f2, 1),
+                                            np.nan),
+            }
+        return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
+
+    def percolation_threshold(self) -> float:
+        """Adoption at the peak of the mean finite-cluster size (exact: the rank of the agent whose
+        adoption gives the peak); NaN if there is no finite cluster to speak of."""
+        if len(self._chi) == 0 or self._chi.max() <= 0:
+            return float("nan")
+        return float(self._sorted_ranks[int(np.argmax(self._chi))])
+
+
+def coverage_curve(pairs, n, ranks, f0, grid, *, delay: DelayModel | None = None,
+                   sync_phase_h=None) -> dict:
+    """All metrics of :meth:`OnePass.evaluate` on ``grid``, from one pass (exact at every level)."""
+    return OnePass(pairs, n, ranks, f0, delay=delay, sync_phase_h=sync_phase_h).evaluate(grid)
+
+
+def coverage_at(p: float, pairs, n, ranks, f0, *, delay: DelayModel | None = None,
+                sync_phase_h=None) -> dict:
+    """Brute force at one adoption level: apply adoption explicitly (adopters = ``rank <= p``) and
+    count; independent of the threshold bookkeeping of :class:`OnePass` (used to cross-check it).
+    Returns scalars with the names of :meth:`OnePass.evaluate` (except ``mean_finite_cluster``,
+    computed from the connected components of the adopters)."""
+    n, ranks, f0 = _check_inputs(pairs, n, ranks, f0)
+    delay = delay or DelayModel()
+    if sync_phase_h is None:
+        sync_phase_h = np.full(n, delay.sync_interval_h / 2)
+    sync_phase_h = np.asarray(sync_phase_h, dtype=np.float64)
+    adopt = ranks <= p
+    c = collapse_pairs(pairs, n)
+    is_f0 = np.zeros(n, bool)
+    is_f0[f0] = True
+    # directed edge list of the whole graph
+    src = np.concatenate([c["i"], c["j"]])
+    dst = np.concatenate([c["j"], c["i"]])
+    true = np.concatenate([c["true"], c["true"]])
+    warn = np.concatenate([c["notify_j"], c["notify_i"]]) & adopt[src] & adopt[dst]
+    logs = np.concatenate([c["notify_i"], c["notify_j"]]) & adopt[src] & adopt[dst]
+    tmin = np.concatenate([c["t_min"], c["t_min"]])
+    tmax = np.concatenate([c["t_max"], c["t_max"]])
+    from0 = is_f0[src]
+    n_true = int((true & from0).sum())
+    n_notif = int((warn & from0).sum())
+    n_tn = int((true & warn & from0).sum())
+    f1_delay = delay.publish_h + sync_phase_h
+    res = {
+        "f1_coverage": n_tn / n_true if n_true else np.nan,
+        "f1_precision": n_tn / n_notif if n_notif else np.nan,
+        "mean_notify_delay_h": f1_delay[dst[warn & from0]].mean() if n_notif else np.nan,
+    }
+    # two-hop paths a -> b -> c by a join on b (edges sorted by source)
+    o = np.argsort(src, kind="stable")
+    src, dst, true, warn, logs, tmin, tmax = (x[o] for x in (src, dst, true, warn, logs, tmin, tmax))
+    start = np.searchsorted(src, np.arange(n), side="left")
+    deg = np.bincount(src, minlength=n)
+    e1 = np.flatnonzero(is_f0[src])
+    cnt = deg[dst[e1]]
+    e1r = np.repeat(e1, cnt)
+    within = np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+    e2 = start[dst[e1r]] + within
+    a, b, cc = src[e1r], dst[e1r], dst[e2]
+    f1_pairs = np.unique(src[true & is_f0[src]] * n + dst[true & is_f0[src]])
+    ac = a * n + cc
+    ok = (cc != a) & ~is_f0[cc] & ~np.isin(ac, f1_pairs)
+    t1, t2 = tmin[e1r], tmax[e2]
+    ok &= np.isnan(t1) | np.isnan(t2) | (t2 >= t1)
+    true_f2 = np.unique(ac[ok & true[e1r] & true[e2]])
+    reach = ok & warn[e1r] & logs[e2] & adopt[cc]
+    reached = np.isin(true_f2, ac[reach])
+    res["f2_coverage"] = reached.mean() if len(true_f2) else np.nan
+    # F2 delay: among reaching paths, the one with the smallest threshold, ties the smallest delay
+    if reached.any():
+        thr = np.maximum(np.maximum(ranks[a], ranks[b]), ranks[cc])[reach]
+        dl = (f1_delay[b] + delay.upload_h + delay.processing_h)[reach]
+        key = ac[reach]
+        keep = np.isin(key, true_f2)
+        key, thr, dl = key[keep], thr[keep], dl[keep]
+        oo = np.lexsort((dl, thr, key))
+        first = np.ones(len(oo), bool)
+        first[1:] = key[oo][1:] != key[oo][:-1]
+        res["mean_f2_delay_h"] = dl[oo][first].mean()
+    else:
+        res["mean_f2_delay_h"] = np.nan
+    # largest component of notified contacts among adopters (scipy connected components)
+    traced = (c["notify_i"] | c["notify_j"]) & adopt[c["i"]] & adopt[c["j"]]
+    g = sp.coo_matrix((np.ones(int(traced.sum())), (c["i"][traced], c["j"][traced])), shape=(n, n))
+    _, lab = connected_components(g, directed=False)
+    sizes = np.bincount(lab[adopt], minlength=n) if adopt.any() else np.zeros(1, np.int64)
+    res["largest_component"] = sizes.max() / n
+    big = sizes.max()
+    rest = adopt.sum() - big
+    res["mean_finite_cluster"] = ((sizes.astype(np.float64) ** 2).sum() - float(big) ** 2) / rest \
+        if rest > 0 else 0.0
+    return res

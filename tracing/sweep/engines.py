@@ -1,0 +1,133 @@
+"""Engines that run the work units of a sweep (:mod:`tracing.sweep.tasks`).
+
+Engines: :class:`InProcess` (the default: units one after the other in topological order) and
+:class:`DaskEngine` (``--dask ADDRESS`` of a running scheduler, or ``--dask local`` for a
+``LocalCluster`` of ``--workers`` processes with one thread each). Workers must import the same
+``proxitrace`` and see the output folder at the same path (a shared file system).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ble.schema import write_text_atomic
+from tracing.sweep.tasks import Task
+
+__all__ = ["RunLog", "InProcess", "DaskEngine", "make_engine", "write_timings"]
+
+
+@dataclass
+class RunLog:
+    """Appends one line per finished unit to ``out/sweep.log`` (and stderr when ``echo``)."""
+    path: Path
+    echo: bool = False
+    results: list = field(default_factory=list)
+
+    def __call__(self, res: dict) -> None:
+        self.results.append(res)
+        line = f"{res['status']:8s} {res['unit']} ({res.get('seconds', 0):.2f} s)"
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+        if self.echo:
+            print(line, file=sys.stderr, flush=True)
+
+    def note(self, text: str) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(text + "\n")
+        if self.echo:
+            print(text, file=sys.stderr, flush=True)
+
+
+class InProcess:
+    """Run the tasks one after the other, in the (topological) order given; with ``shuffle`` (a
+    seed) in a random topological order instead (tests: results must not depend on the order)."""
+    name = "in-process"
+
+    def __init__(self, shuffle: int | None = None):
+        self.shuffle = shuffle
+
+    def run(self, tasks: list[Task], log: RunLog) -> None:
+        if self.shuffle is not None:
+            tasks = _random_topological(tasks, np.random.default_rng(self.shuffle))
+        for t in tasks:
+            log(t.fn(*t.args))
+
+    def close(self):
+        pass
+
+
+def _random_topological(tasks: list[Task], rng: np.random.Generator) -> list[Task]:
+    """The tasks in a random order that still runs every task after its dependencies."""
+    left, done, out = list(tasks), set(), []
+    while left:
+        ready = [t for t in left if all(d in done for d in t.deps)]
+        t = ready[int(rng.integers(len(ready)))]
+        left.remove(t)
+        done.add(t.key)
+        out.append(t)
+    return out
+
+
+class DaskEngine:
+    """Run the tasks on a Dask scheduler (``address``) or on a fresh ``LocalCluster``
+    (``address="local"``: ``workers`` processes, one thread each)."""
+
+    def __init__(self, address: str, workers: int = 2):
+        try:  # dask is imported only when a Dask engine is asked for (a heavy import)
+            from distributed import Client, LocalCluster
+        except ImportError as e:  # pragma: no cover - dask is a declared dependency
+            raise ValueError(f"--dask needs dask.distributed: {e}") from e
+        self.cluster = None
+        if address == "local":
+            if workers < 1:
+                raise ValueError("--workers must be >= 1")
+            # one core per worker: numba kernels run single-threaded in each worker process (the
+            # results do not depend on it; oversubscribed numba thread pools are very slow)
+            self.cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
+                                        dashboard_address=None, silence_logs=40,
+                                        env={"NUMBA_NUM_THREADS": "1"})
+            self.client = Client(self.cluster)
+            self.name = f"dask LocalCluster ({workers} worker processes × 1 thread)"
+        else:
+            try:
+                self.client = Client(address, timeout="20s")
+            except OSError as e:
+                raise ValueError(f"--dask {address}: cannot reach the scheduler: {e}") from e
+            self.name = f"dask scheduler {address}"
+
+    def run(self, tasks: list[Task], log: RunLog) -> None:
+        from distributed import as_completed  # heavy optional import, only with --dask
+        futures = {}
+        for t in tasks:
+            deps = [futures[k] for k in t.deps]
+            futures[t.key] = self.client.submit(t.fn, *t.args, *deps, key=t.key, pure=False,
+                                                retries=1)
+        try:
+            for fut in as_completed(list(futures.values())):
+                log(fut.result())
+        except BaseException:
+            for fut in futures.values():
+                fut.cancel()
+            raise
+
+    def close(self):
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def make_engine(dask: str | None, workers: int = 2):
+    return InProcess() if not dask else DaskEngine(dask, workers)
+
+
+def write_timings(out: Path, engine: str, seconds: float, results: list) -> None:
+    """``timings.json``: the engine and wall-clock times (the only output that differs between runs)."""
+    done = [r for r in results if r["status"] == "done"]
+    write_text_atomic(Path(out) / "timings.json", json.dumps({
+        "engine": engine, "wall_s": round(seconds, 2), "units": len(results),
+        "units_run": len(done), "units_skipped": len(results) - len(done),
+        "unit_seconds": round(sum(r.get("seconds", 0) for r in done), 2)}, indent=2) + "\n")

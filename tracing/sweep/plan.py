@@ -1,0 +1,135 @@
+"""The plan of a sweep: adoption grid, scenarios, rule and channels from the arguments, and the work
+units (:mod:`tracing.sweep.tasks`) in a topological order."""
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from sim.scenario import PRESETS, load_scenario
+from sim.scenario import preset as load_preset
+from tracing.core.qr import CHANNELS
+from tracing.core.rules import load_rule
+from tracing.sweep.replicate import FINE_GRID_DIGEST, sim_seed_of
+from tracing.sweep.store import Unit, safe_label
+from tracing.sweep.tasks import Task, curves_task, pairs_task, sim_task
+
+__all__ = ["parse_adoption", "parse_channels", "split_list", "scenarios_of", "rule_desc_of", "plan_sweep"]
+
+
+def parse_adoption(spec: str | None) -> np.ndarray:
+    """``"0:1:0.05"`` (start:stop:step, stop included) or ``"0.1,0.3"`` -> sorted adoption levels."""
+    if spec is None or spec == "":
+        spec = "0:1:0.05"
+    try:
+        if ":" in spec:
+            parts = [float(x) for x in spec.split(":")]
+            if len(parts) != 3 or parts[2] <= 0:
+                raise ValueError
+            a, b, s = parts
+            k = int(np.floor((b - a) / s + 1e-9))
+            grid = a + s * np.arange(k + 1)
+        else:
+            grid = np.array([float(x) for x in spec.split(",") if x.strip()])
+    except ValueError:
+        raise ValueError(f"--adoption {spec!r}: expected START:STOP:STEP (e.g. 0:1:0.05) or a comma "
+                         f"list (e.g. 0.1,0.3)") from None
+    grid = np.unique(np.round(grid, 12))
+    if len(grid) == 0 or grid.min() < 0 or grid.max() > 1:
+        raise ValueError(f"--adoption {spec!r}: levels must lie in [0, 1]")
+    return grid
+
+
+def split_list(value) -> list[str]:
+    """``"a,b"`` or ``["a", "b"]`` -> ``["a", "b"]`` (order kept, duplicates dropped)."""
+    if value is None:
+        return []
+    items = value.split(",") if isinstance(value, str) else list(value)
+    out = []
+    for x in (str(v).strip() for v in items):
+        if x and x not in out:
+            out.append(x)
+    return out
+
+
+def scenarios_of(preset, scenario, scale):
+    """``[(label, Scenario, display name, preset key or None, scale)]`` of a sweep; ``preset="all"``
+    means every packaged preset."""
+    out, labels = [], set()
+    names = split_list(preset)
+    if names == ["all"]:
+        names = list(PRESETS)
+    for name in names:
+        s = 0.01 if scale is None else scale
+        sc = load_preset(name, s)
+        out.append([safe_label(name.lower().replace("_", "-")), sc, name, name, s])
+    for path in split_list(scenario):
+        sc = load_scenario(path, None if scale is None else {"scale": scale})
+        s = getattr(sc, "scale", scale if scale is not None else 1.0)
+        out.append([safe_label(Path(path).stem), sc, path, None, s])
+    for item in out:                      # distinct folder labels (two files with one stem)
+        base, k = item[0], 1
+        while item[0] in labels:
+            k += 1
+            item[0] = f"{base}-{k}"
+        labels.add(item[0])
+    return [tuple(x) for x in out]
+
+
+def rule_desc_of(rule) -> tuple[str, dict]:
+    """(spec to hand to workers, hashable description) of a rule name or TOML path."""
+    r = load_rule(rule)
+    spec = str(rule)
+    p = Path(spec)
+    if p.suffix == ".toml" or p.is_file():
+        spec = str(p.resolve())
+    return spec, {"name": r.name, "kind": r.kind, "params": dict(r.params)}
+
+
+def plan_sweep(out, scenarios, *, days, rule_spec, rule_desc, strategies, replicates, seed, grid,
+               index_cases, delay, phones_only, resume):
+    """Work units of a sweep (:mod:`tracing.sweep.tasks`), in a topological order that keeps one
+    replicate's files together. Returns ``(tasks, curves_units)`` with ``curves_units[(label,
+    strategy)] = [unit of replicate 0, 1, ...]``."""
+    tasks, curves_units = [], {}
+    rlab = safe_label(rule_desc["name"])
+    single = len(scenarios) == 1
+    for label, sc, *_ in scenarios:
+        scn = {k: v for k, v in sc.to_dict().items() if k != "source"}
+        for r in range(replicates):
+            run_rel = f"runs/rep-{r:03d}" if single else f"runs/{label}/rep-{r:03d}"
+            su = Unit("sim", f"{label}-r{r:03d}",
+                      {"kind": "sim", "scenario": scn, "days": days, "seed": seed, "replicate": r})
+            tasks.append(Task(su.name, sim_task,
+                                (str(out), su, sc, run_rel, days, sim_seed_of(seed, r)), unit=su))
+            pus = []
+            for d in range(days):
+                pu = Unit("pairs", f"{label}-r{r:03d}-{rlab}-d{d:03d}",
+                          {"kind": "pairs", "sim": su.hash, "rule": rule_desc, "day": d})
+                tasks.append(Task(pu.name, pairs_task, (str(out), pu, run_rel, rule_spec, d, resume),
+                                    deps=(su.name,), unit=pu))
+                pus.append(pu)
+            for strat in strategies:
+                cu = Unit("curves", f"{label}-r{r:03d}-{rlab}-{safe_label(strat)}",
+                          {"kind": "curves", "pairs": [u.hash for u in pus], "strategy": strat,
+                           "seed": seed, "replicate": r, "grid": grid, "fine_grid": FINE_GRID_DIGEST,
+                           "index_cases": index_cases, "delay": asdict(delay),
+                           "phones_only": phones_only})
+                tasks.append(Task(cu.name, curves_task,
+                                    (str(out), cu, run_rel, pus, strat, seed, r, grid, index_cases,
+                                     delay, phones_only, resume),
+                                    deps=tuple(u.name for u in pus), unit=cu))
+                curves_units.setdefault((label, strat), []).append(cu)
+    return tasks, curves_units
+
+
+def parse_channels(spec) -> tuple:
+    """``"ble"``, ``"qr"`` or ``"ble,qr"`` -> a tuple of channel names (validated, ordered)."""
+    if spec is None or spec == "":
+        return ("ble",)
+    items = [x.strip().lower() for x in (spec.split(",") if isinstance(spec, str) else spec) if x.strip()]
+    bad = [x for x in items if x not in CHANNELS]
+    if not items or bad:
+        raise ValueError(f"--channels {spec!r}: choose from {', '.join(CHANNELS)} (comma separated)")
+    return tuple(c for c in CHANNELS if c in items)

@@ -1,0 +1,116 @@
+"""Work units of an adoption sweep (the engines that run them: :mod:`tracing.sweep.engines`).
+
+Units (each one a pure function of its parameters; results go to the store, :mod:`tracing.sweep.store`)
+----------------------------------------------------------------------------------------------
+``sim``     scenario × replicate: ``sim.run.simulate`` into ``runs/[<scenario>/]rep-NNN/`` (the
+            simulator streams day by day, so a worker holds one day of one replicate's logs at most).
+``pairs``   scenario × replicate × rule × day: that day of the pair table
+            (:func:`tracing.pipeline.pairs_from_run` with ``days=[day]``: one day of windows in memory)
+            -> ``units/pairs-...parquet``. Depends on the ``sim`` unit.
+``curves``  scenario × replicate × rule × strategy: adoption ranks, index cases and the one-pass curves
+            of the replicate (:func:`tracing.sweep.replicate.one_replicate`) from the concatenated day tables
+            -> ``units/curves-...npz``. Depends on the replicate's ``pairs`` units.
+
+Large tables travel as files in the shared output folder; a task returns a small dict (unit name,
+status, seconds), never an array, so the Dask scheduler only moves a few hundred bytes per unit.
+
+Seeds: replicate ``r`` uses ``SeedSequence(seed, spawn_key=(r,))`` -- the ``r``-th child of
+``SeedSequence(seed).spawn(...)`` -- split into (simulation seed, analysis generator) exactly as
+:func:`tracing.sweep.replicate.replicate_seeds`; every curves unit builds its own generator from it, so no unit
+depends on another unit's draws, on completion order, on the engine or on the thread count. Scenario and
+strategy are not part of the key: a province's results do not depend on which other provinces or
+strategies share the sweep (and strategies of one replicate are compared on the same province).
+"""
+from __future__ import annotations
+
+import shutil
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sim.run import simulate
+from sim.runfolder import RunFolder
+from tracing.core.pairs import PAIR_DTYPE
+from tracing.pipeline import pairs_from_run
+from tracing.sweep.replicate import analysis_rng, default_index_cases, one_replicate
+from tracing.sweep.store import Store, Unit
+
+__all__ = ["Task", "sim_task", "pairs_task", "curves_task"]
+
+
+@dataclass
+class Task:
+    """One unit to run: ``fn(*args)`` after the tasks named in ``deps``."""
+    key: str
+    fn: object
+    args: tuple
+    deps: tuple = ()
+    unit: Unit | None = None
+
+
+# ------------------------------------------------------------------------------------------------
+# unit functions (top level: picklable by name for Dask workers)
+# ------------------------------------------------------------------------------------------------
+def _inside(root: Path, p: Path) -> Path:
+    root, p = Path(root).resolve(), Path(p).resolve()
+    if root != p and root not in p.parents:
+        raise ValueError(f"{p} is outside the output folder {root}")
+    return p
+
+
+def sim_task(out: str, unit: Unit, scenario, run_rel: str, days: int, sim_seed: int, *_deps) -> dict:
+    """Simulate one replicate unless the store holds it finished with these parameters."""
+    t0 = time.perf_counter()
+    store = Store(out)
+    if store.done(unit, run_rel):
+        return {"unit": unit.name, "status": "skipped", "seconds": 0.0}
+    run_dir = _inside(store.root, store.root / run_rel)
+    if run_dir.exists():          # a partial run or one of other parameters: start clean
+        shutil.rmtree(run_dir)
+    simulate(scenario, run_dir, seed=int(sim_seed), days=int(days), progress=False)
+    store.write_sim(unit, run_dir)
+    return {"unit": unit.name, "status": "done", "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def pairs_task(out: str, unit: Unit, run_rel: str, rule: str, day: int, reuse: bool, *_deps) -> dict:
+    """One day of a replicate's pair table under ``rule`` -> a Parquet unit file."""
+    t0 = time.perf_counter()
+    store = Store(out)
+    if reuse and store.done(unit):
+        return {"unit": unit.name, "status": "skipped", "seconds": 0.0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")     # unmatched-window counts are in the run's own stats
+        pairs = pairs_from_run(store.root / run_rel, rule, days=[int(day)])
+    store.write_pairs(unit, pairs)
+    return {"unit": unit.name, "status": "done", "rows": int(len(pairs)),
+            "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def curves_task(out: str, unit: Unit, run_rel: str, pair_units: list, strategy: str, seed: int,
+                replicate: int, grid, index_cases, delay, phones_only: bool, reuse: bool,
+                *_deps) -> dict:
+    """Curves of one replicate under one strategy -> an ``.npz`` unit file."""
+    t0 = time.perf_counter()
+    store = Store(out)
+    if reuse and store.done(unit):
+        return {"unit": unit.name, "status": "skipped", "seconds": 0.0}
+    parts = [store.read_pairs(u) for u in pair_units]
+    pairs = np.concatenate(parts) if parts else np.zeros(0, PAIR_DTYPE)
+    pop = RunFolder(store.root / run_rel).population()
+    n = len(next(iter(pop.values())))
+    share = float(np.mean(pop["has_phone"])) if "has_phone" in pop else None
+    k = default_index_cases(n) if index_cases is None else int(index_cases)
+    c, f, p = one_replicate(pairs, n, pop, strategy, analysis_rng(seed, replicate), k,
+                            np.asarray(grid, dtype=np.float64), delay, phones_only)
+    store.write_curves(unit, c, f, p, n=n, owner_share=share)
+    return {"unit": unit.name, "status": "done", "seconds": round(time.perf_counter() - t0, 3)}
+
+
+# ------------------------------------------------------------------------------------------------
+# engines
+# ------------------------------------------------------------------------------------------------
+
+

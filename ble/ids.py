@@ -78,7 +78,7 @@ BLUEZONE_ID_BYTES = np.array([0, 4, 8, 12, 16, 18, 20, 22, 24, 26, 28, 30], dtyp
 __all__ = [
     "BLUEZONE_SLOT_S", "GAEN_SLOT_S", "BLUEZONE_IDS_PER_DAY", "GAEN_RPIS_PER_TEK", "BLUEZONE_ID_BYTES",
     "bluezone_daily_keys", "bluezone_subkeys", "bluezone_ids", "bluezone_regenerate", "gaen_rpik",
-    "gaen_rpis", "en_interval_number", "sim_keys", "sim_rids", "id_to_u64", "hex_to_u64", "slot_of",
+    "gaen_rpis", "en_interval_number", "sim_keys", "sim_rids", "id_to_u64", "hex_to_u64", "slot_of", "mix64",
 ]
 
 
@@ -222,8 +222,9 @@ _S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
 
 
 @numba.njit(cache=True, inline="always")
-def _mix64(z):
-    """splitmix64 finaliser: a bijection on uint64 with full avalanche."""
+def mix64(z):
+    """splitmix64 finaliser: a bijection on uint64 with full avalanche (also the finaliser of every
+    counter-based stream of the simulator, ``sim.rng``)."""
     z = (z ^ (z >> _S30)) * _M1
     z = (z ^ (z >> _S27)) * _M2
     return z ^ (z >> _S31)
@@ -232,8 +233,8 @@ def _mix64(z):
 @numba.njit(cache=True)
 def _prf64(key, slot):
     """Keyed 64-bit ID of ``slot`` under ``key`` (both uint64). PRF-like, not cryptographic."""
-    s = _mix64(numba.uint64(slot) * _GOLDEN + _SLOT_C)
-    return _mix64(numba.uint64(key) ^ s)
+    s = mix64(numba.uint64(slot) * _GOLDEN + _SLOT_C)
+    return mix64(numba.uint64(key) ^ s)
 
 
 @numba.njit(cache=True)

@@ -97,9 +97,6 @@ _PLACE_AIR = {
     "hotel": (0.1, "normal"), "station": (0.5, "normal"), "bus": (0.0, "poor"),
 }
 
-# TEMPORARY aliases for tracing.closedloop (until it imports sim.rng's public names)
-_ST_COMPLY, _ST_DROP, _ST_TEST = ST_COMPLY, ST_DROP, ST_TEST
-
 
 
 # ----------------------------------------------------------------------------------------------------

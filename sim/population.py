@@ -33,7 +33,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.scanning import device_table
 
 __all__ = ["ROLES", "R", "WORK_NONE", "WORK_SERVICE", "WORK_RESTAURANT", "WORK_HOTEL", "WORK_AGRI", "Population",
            "make_population"]
@@ -116,6 +115,8 @@ def _solve_factor(w: np.ndarray, target: float, cap: float = 0.98) -> float:
 
 def _device_offsets(rng: np.random.Generator, n: int):
     """(model, tx_offset, rx_offset, tx_power) through ``ble.radio.device_offsets``; see sim.scanning."""
+    # the radio (numba) loads when a population is drawn, so that `proxitrace --help` stays light
+    from sim.scanning import device_table
     return device_table(rng, n)
 
 

@@ -2,7 +2,7 @@
 
 Every random number of the simulator and of the closed loop that has to be the same at any thread
 count, in any evaluation order and at every adoption level (common random numbers) is a pure function
-of a key: the splitmix64 finaliser (:func:`mix64`, a bijection on uint64) applied to a combination of
+of a key: the splitmix64 finaliser (:func:`ble.ids.mix64`, a bijection on uint64, shared with the rolling IDs) applied to a combination of
 the run seed and integer counters. Two key layouts are in use; both are kept bit for bit:
 
 * :func:`stream_hash` ``(seed, stream, a, b, c)`` -- the epidemic, QR check-ins and the closed loop
@@ -23,6 +23,8 @@ import math
 import numpy as np
 from numba import njit
 
+from ble.ids import mix64
+
 __all__ = [
     # constants and hashing
     "GOLDEN", "M1", "M2", "K2", "K3", "K4", "STEP_STRIDE",
@@ -31,7 +33,7 @@ __all__ = [
     "u01", "u01_open", "u32_pair", "normal2", "pair_normals", "unif", "uniform_kernel", "uniforms",
     # counter streams (stream_hash / uniforms)
     "ST_COURSE", "ST_SYM", "ST_TX", "ST_ENV", "ST_ENV_T", "ST_IMPORT", "ST_TEST", "ST_COMPLY", "ST_DROP",
-    "ST_SEED", "ST_MIX_PARTNER", "ST_MIX_TIME", "ST_MIX_DIST", "ST_QR_SCAN", "ST_DETECT",
+    "ST_SEED", "ST_MIX_PARTNER", "ST_MIX_TIME", "ST_MIX_DIST", "ST_QR_SCAN",
     # hash4 salts
     "SALT_JITTER", "SALT_MOVE", "SALT_TABLE_SEAT", "SALT_BUS_SEAT", "SALT_WAYPOINT_PHASE", "SALT_SCAN_PHASE",
     "SALT_SCAN_STEP",
@@ -58,7 +60,6 @@ ST_MIX_PARTNER = 20    # sim.mixing: well-mixed synthetic day, partner, key (day
 ST_MIX_TIME = 21       # sim.mixing: well-mixed synthetic day, contact time, key (day, agent, k)
 ST_MIX_DIST = 22       # sim.mixing: well-mixed synthetic day, distance, key (day, agent, k)
 ST_QR_SCAN = 31        # sim.qr: would scan the venue code, key (agent, venue, entry second)
-ST_DETECT = 40         # tracing.closedloop: radio detects a contact record (was tracing's _ST_DETECT)
 
 # hash4 salts: the last (or, for per-visit seats, the last) counter of hash4(seed, a, b, salt)
 SALT_JITTER = 0x11           # sim.positions: Gaussian fidgeting per step, key (day*STEP_STRIDE + step, agent)
@@ -89,14 +90,6 @@ K2 = np.uint64(0xC2B2AE3D27D4EB4F)         #: further odd multipliers (pair and 
 K3 = np.uint64(0x165667B19E3779F9)
 K4 = np.uint64(0x7F4A7C159E3779B9)
 STEP_STRIDE = 100000                       #: key of a scan step: day * STEP_STRIDE + step
-
-
-@njit(cache=True, inline="always")
-def mix64(z):
-    """splitmix64 finaliser (bijection on uint64)."""
-    z = (z ^ (z >> np.uint64(30))) * M1
-    z = (z ^ (z >> np.uint64(27))) * M2
-    return z ^ (z >> np.uint64(31))
 
 
 @njit(cache=True, inline="always")

@@ -55,6 +55,7 @@ from sim.neighbours import pairs_within_groups
 from sim.places import PLACE_TYPES, build_places
 from sim.population import ROLES, make_population
 from sim.positions import positions
+from sim.rng import STAGE_DEVICE_KEYS, STAGE_HASH_SEED, STAGE_PLACES, STAGE_POPULATION, STAGE_SCHEDULE
 from sim.scanning import (CloseRuns, DayAccumulator, PairRuns, Radio, cutoff_report, eval_close, eval_scan_rssi,
                           eval_static, radio_params, scan_p_seen)
 from sim.schedule import make_day
@@ -113,20 +114,20 @@ def _pairs_subset(idx: np.ndarray, x, y, g, radius: float):
 
 def build_world(scn, seed: int):
     """(population, places, radio params, device keys per agent (0 without phone), hash seed) of a run."""
-    pop = make_population(scn, _rng(seed, 1))
-    places = build_places(scn, pop, _rng(seed, 2))
+    pop = make_population(scn, _rng(seed, STAGE_POPULATION))
+    places = build_places(scn, pop, _rng(seed, STAGE_PLACES))
     params = radio_params(scn)
     pop.tx_power = np.where(pop.has_phone, params.tx_dbm + pop.tx_offset, np.nan).astype(np.float32)
     phones = np.flatnonzero(pop.has_phone)
     keys_all = np.zeros(pop.n, np.uint64)
-    keys_all[phones] = sim_keys(len(phones), _rng(seed, 3))
-    hseed = int(np.random.SeedSequence(seed, spawn_key=(4,)).generate_state(1, np.uint64)[0])
+    keys_all[phones] = sim_keys(len(phones), _rng(seed, STAGE_DEVICE_KEYS))
+    hseed = int(np.random.SeedSequence(seed, spawn_key=(STAGE_HASH_SEED,)).generate_state(1, np.uint64)[0])
     return pop, places, params, keys_all, hseed
 
 
 def day_schedule(scn, pop, places, seed: int, day: int):
     """The schedule of ``day`` exactly as :func:`simulate` draws it."""
-    return make_day(scn, pop, places, day, _rng(seed, 5, day))
+    return make_day(scn, pop, places, day, _rng(seed, STAGE_SCHEDULE, day))
 
 
 def household_pairs(pop, mask=None):

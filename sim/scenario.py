@@ -24,6 +24,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sim.scanning import radio_params
+
 #: Place-type parameters (one table per type in ``places``). ``layout``: ``seated`` (grid of seats
 #: ``spacing_m`` apart, fixed per member), ``tables`` (seats at tables of 4, a fresh seat per visit),
 #: ``mobile`` (random waypoint inside the place), ``home`` (rooms; static sleeping spots at night).
@@ -308,7 +310,6 @@ def _build(d: dict, source: str) -> Scenario:
                    schedule=sc, places=d["places"], sim=sim, radio=d.get("radio", {}),
                    meta=d.get("meta", {}), source=source)
     if scn.radio:   # validate the [radio] overrides now, not when a simulation starts
-        from sim.scanning import radio_params
         radio_params(scn)
     return scn
 

@@ -120,7 +120,7 @@ def _random_stream_steps(rng, n, steps, p_keep=0.8):
 
 def test_pair_runs_parallel_merge_independent_of_chunks(monkeypatch):
     """The key-range-parallel run merge flushes exactly what one sequential merge flushes."""
-    import sim.scanning as sc
+    import sim.scanning.runs as sc
     rng = np.random.default_rng(11)
     tx = rng.normal(-17, 3, 90)
     steps = _random_stream_steps(rng, 90, 12) + [(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))]

@@ -35,7 +35,7 @@ Modules: :mod:`sim.scanning.step` (radio per scan, :class:`Radio`, the scenario'
 from __future__ import annotations
 
 from sim.scanning.accumulate import DayAccumulator
-from sim.scanning.runs import CloseRuns, PairRuns, _merge_chunks  # noqa: F401  (_merge_chunks: temporary)
+from sim.scanning.runs import CloseRuns, PairRuns
 from sim.scanning.step import (Radio, cutoff_report, device_table, eval_close, eval_scan_rssi, eval_scan_step,
                                eval_static, radio_params, scan_p_seen)
 

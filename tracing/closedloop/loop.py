@@ -37,7 +37,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.epidemic import DAY_S, HOME, Epidemic, EpidemicParams, _ST_COMPLY, _ST_DROP, _ST_TEST, uniforms
+from sim.epidemic import DAY_S, HOME, Epidemic, EpidemicParams
+from sim.rng import ST_COMPLY, ST_DROP, ST_TEST, uniforms
 from sim.qr import QRParams
 from tracing.closedloop.channels import BluetoothApp, ManualHousehold, Oracle, QRCheckin
 from tracing.closedloop.contacts import ContactDays
@@ -79,7 +80,7 @@ class _Isolation:
                 p, length = iv.contact_compliance, iv.isolation_d
             if iv.oracle:
                 p = 1.0
-            ok = uniforms(self.seed, _ST_COMPLY, agents, d, kind) < p
+            ok = uniforms(self.seed, ST_COMPLY, agents, d, kind) < p
             a = agents[ok]
             active = (self.start[a] <= d) & (self.end[a] > d)
             self.start[a] = np.where(active, self.start[a], d)
@@ -90,7 +91,7 @@ class _Isolation:
         if self.iv.dropout_per_day > 0 and not self.iv.oracle:
             iso = self.isolated(d) & ~self.case
             a = np.flatnonzero(iso & (self.start < d))
-            drop = uniforms(self.seed, _ST_DROP, a, d) < self.iv.dropout_per_day
+            drop = uniforms(self.seed, ST_DROP, a, d) < self.iv.dropout_per_day
             self.end[a[drop]] = d
 
     def isolated(self, d: int) -> np.ndarray:
@@ -132,7 +133,7 @@ def run_closed_loop(contacts: ContactDays, params: EpidemicParams | None = None,
     course = ep.course
     onset_off = course.onset_offset()
     end_off = course.end_offset()
-    tested = uniforms(seed, _ST_TEST, np.arange(n)) < iv.p_test
+    tested = uniforms(seed, ST_TEST, np.arange(n)) < iv.p_test
     conf_day = np.full(n, np.iinfo(np.int64).max, np.int64)
     iso = _Isolation(n, seed, iv)
     D = len(contacts.days)

@@ -41,6 +41,14 @@ def _save(fig, path):
     plt.close(fig)
 
 
+def _finish(fig, path, title: str = ""):
+    """Title, tight layout, atomic PNG."""
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+
+
 def _band(ax, x, s, name, color, label):
     m = s[f"{name}_mean"]
     ax.plot(x, m, color=color, lw=2, label=label)
@@ -213,12 +221,7 @@ def plot_channels(path, grid, rows: dict, title: str = "") -> None:
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    _finish(fig, path, title)
 
 
 def plot_epidemic(path, grid, rows: dict, thresholds: dict, title: str = ""):
@@ -254,9 +257,4 @@ def plot_epidemic(path, grid, rows: dict, thresholds: dict, title: str = ""):
         axes[1].axvline(th["adoption"], color="C3", ls=":", lw=1.5, label=f"R_eff < 1 from {th['adoption']:.0%}")
     axes[0].legend(fontsize=8)
     axes[1].legend(fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    _finish(fig, path, title)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from sim.qr import QRParams
+from sim.rng import SALT_QR
 from sim.runfolder import RunFolder
 from tracing.closedloop.params import load_closed_loop_params
 from tracing.core.coverage import DelayModel
@@ -37,7 +38,7 @@ def channel_rows(replicate: int, ble_pairs, q_pairs, n, population, strategy, se
     rows = {k: [] for k in ("adoption", "replicate", "channel", "f1_coverage", "f1_precision", "f2_coverage")}
     for name, ch in (("ble", ("ble",)), ("qr", ("qr",)), ("ble+qr", ("ble", "qr"))):   # 3 channels
         pairs = combine_channels(ble_pairs, q_pairs, ch)
-        rng = np.random.default_rng([int(seed), int(replicate), 0xC4])
+        rng = np.random.default_rng([int(seed), int(replicate), SALT_QR])
         c, _, _ = one_replicate(pairs, n, population, strategy, rng, index_cases, g, delay, phones_only)
         rows["adoption"].append(g)
         rows["replicate"].append(np.full(len(g), replicate))

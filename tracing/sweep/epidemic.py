@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from ble.schema import write_text_atomic
 from sim.epidemic import EpidemicParams
 from sim.qr import QRParams
+from sim.rng import SALT_ADOPTION, SALT_EPIDEMIC_SEED
 from sim.runfolder import RunFolder
 from sim.strategies import priorities
 from tracing.closedloop.calibration import calibrate_network
@@ -91,7 +92,7 @@ def epidemic_sweep(out_dir, run_dirs, grid, *, strategy: str = "uniform", seed: 
     """``proxitrace sweep ... --epidemic``: the closed loop on every replicate's run folder.
 
     Per replicate r: the contact cycle of its run (:func:`contacts_from_run`), adoption ranks from
-    ``priorities(strategy, population, default_rng([seed, r, 0xE91D]), phones_only=...)``, the dose
+    ``priorities(strategy, population, default_rng([seed, r, SALT_ADOPTION]), phones_only=...)``, the dose
     normalisation (network calibration to R0 unless ``calibration = "mixing"``), and for every variant
     and adoption level a fresh epidemic with the same epidemic seed (common random numbers).
     ``scenario``: TOML file with ``[epidemic]``, ``[epidemic.interventions]``, ``[qr]`` (defaults
@@ -110,8 +111,8 @@ def epidemic_sweep(out_dir, run_dirs, grid, *, strategy: str = "uniform", seed: 
                                pairs=None if pairs_list is None else pairs_list[r])
         cycle_lengths.append(len(cd.days))
         pop = RunFolder(run_dir).population()
-        ranks = priorities(strategy, pop, np.random.default_rng([seed, r, 0xE91D]), phones_only=phones_only)
-        epi_seed = int(np.random.SeedSequence([seed, r, 0xE9]).generate_state(1)[0])
+        ranks = priorities(strategy, pop, np.random.default_rng([seed, r, SALT_ADOPTION]), phones_only=phones_only)
+        epi_seed = int(np.random.SeedSequence([seed, r, SALT_EPIDEMIC_SEED]).generate_state(1)[0])
         if params.dose_norm > 0:
             norm, cal = params.dose_norm, {"dose_norm": params.dose_norm, "method": "given"}
         elif params.calibration == "network":

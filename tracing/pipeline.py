@@ -212,7 +212,11 @@ def pairs_from_windows(windows: np.ndarray, source, day, ground_truth, rule,
     source = np.where(source.astype(np.int64) == windows["observer"], -1, source.astype(np.int64))
     daily = daily_sums(windows, source, day)
     notify, minutes, _ = evaluate(daily, rule)
-    return pairs_from_daily(daily, notify, minutes, ground_truth, close_minutes)
+    out = pairs_from_daily(daily, notify, minutes, ground_truth, close_minutes)
+    if rule.kind == "ideal":     # the ideal rule notifies exactly the true close contacts
+        out["notify_i"] = out["true_close"]
+        out["notify_j"] = out["true_close"]
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------

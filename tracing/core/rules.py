@@ -86,7 +86,7 @@ GAEN_V1_ATT_EDGES = np.array([10.0, 15.0, 27.0, 33.0, 51.0, 63.0, 73.0])
 #: GAEN v1 duration bucket edges (min): index 0 is D = 0, 1 is 0 < D <= 5, ..., 7 is D > 30.
 GAEN_V1_DURATION_EDGES_MIN = np.array([0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0])
 
-KINDS = ("any_match", "weighted_attenuation", "v1_risk_score", "distance_duration")
+KINDS = ("any_match", "weighted_attenuation", "v1_risk_score", "distance_duration", "ideal")
 
 _RULES_DIR = "rules"
 
@@ -176,6 +176,7 @@ _SPEC = {
         "max_distance_m": ((int, float), True, None),
         "min_minutes": ((int, float), True, None),
     },
+    "ideal": {},   # the reference: notifies the true close contacts (pipelines, after the ground truth)
 }
 _AD_SPEC = {
     "thresholds_db": (list, True, None),
@@ -478,6 +479,8 @@ def evaluate(daily: np.ndarray, rule, radio=None) -> RuleResult:
     if rule.kind == "distance_duration":
         within = _minutes_within(daily, float(p["max_distance_m"]), radio)
         return RuleResult(within >= float(p["min_minutes"]), within, within.copy())
+    if rule.kind == "ideal":     # radio data alone notifies nobody; the pipelines set true_close
+        return RuleResult(np.zeros(len(daily), dtype=bool), total_min, total_min.copy())
     raise ValueError(f"rule {rule.name!r}: unknown kind {rule.kind!r}")  # pragma: no cover
 
 

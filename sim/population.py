@@ -113,6 +113,21 @@ def _solve_factor(w: np.ndarray, target: float, cap: float = 0.98) -> float:
     return 0.5 * (lo + hi)
 
 
+def owner_share_probability(p_phone: np.ndarray, owner_share: float, cap: float = 0.98) -> np.ndarray:
+    """Phone probabilities rescaled so that their mean over the WHOLE population is ``owner_share``.
+
+    ``p_phone``: float array (n,), the preset's probability per person (its age/urban gradient);
+    returns ``min(cap, c * p_phone)`` with c found by bisection (:func:`_solve_factor`), so the
+    gradient is kept (up to the cap) and the expected share of owners is ``owner_share`` (scenario
+    key ``phones.owner_share``; ``proxitrace sweep --phone-owners``). Deterministic, draws nothing.
+    """
+    p = np.asarray(p_phone, dtype=np.float64)
+    if not 0.0 < owner_share <= np.minimum(cap, p * 1e6).mean() + 1e-12:
+        raise ValueError(f"phones.owner_share: must be in (0, {cap}] and reachable by the preset's "
+                         f"gradient, got {owner_share!r}")
+    return np.minimum(cap, _solve_factor(p, owner_share, cap) * p)
+
+
 def _device_offsets(rng: np.random.Generator, n: int):
     """(model, tx_offset, rx_offset, tx_power) through ``ble.radio.device_offsets``; see sim.scanning."""
     # the radio (numba) loads when a population is drawn, so that `proxitrace --help` stays light
@@ -171,6 +186,8 @@ def make_population(scn, rng: np.random.Generator) -> Population:
     p_phone = np.where(adult, np.minimum(0.98, c * w),
                        np.where(a <= 11, ph["child_share_0_11"],
                                 np.where(a <= 14, ph["child_share_12_14"], ph["child_share_15_17"])))
+    if ph.get("owner_share") is not None:
+        p_phone = owner_share_probability(p_phone, float(ph["owner_share"]))
     has_phone = rng.random(n) < p_phone
     p_ios = ph["ios_share"] / (ph["ios_share"] + ph["android_share"])
     platform = np.where(has_phone, (rng.random(n) < p_ios).astype(np.int8), np.int8(-1)).astype(np.int8)

@@ -79,6 +79,7 @@ DEFAULTS: dict = {
     },
     "phones": {
         "adult_share": 0.68,                 # adults (18+) with a smartphone, 2020 (53 % 2017 -> 73.5 % 2022)
+        "owner_share": None,                 # if set: share of the WHOLE population owning one (gradient kept)
         # relative ownership per age group: 18-36, 37-59, 60+ (Pew 2017: 88 % vs 38 % for 18-36 vs 37+)
         "weight_18_36": 1.0,
         "weight_37_59": 0.7,
@@ -286,6 +287,9 @@ def _build(d: dict, source: str) -> Scenario:
                          f"({pop['household_max']}), got {pop['household_mean']!r}")
     if ph["ios_share"] + ph["android_share"] <= 0:
         _fail(source, "phones.ios_share", "positive together with phones.android_share", ph["ios_share"])
+    osh = ph.get("owner_share")
+    if osh is not None and (isinstance(osh, bool) or not isinstance(osh, (int, float)) or not 0 < osh <= 0.98):
+        _fail(source, "phones.owner_share", "a fraction of the whole population in (0, 0.98]", osh)
     if len(ph["carriage_probs"]) != 5 or sum(ph["carriage_probs"]) <= 0:
         _fail(source, "phones.carriage_probs", "5 non-negative weights (ble.radio.CARRIAGES order)",
               ph["carriage_probs"])

@@ -42,3 +42,25 @@ def test_ideal_rule_notifies_exactly_the_true_close_contacts():
     # the same windows under bluezone notify the far pair too
     bz = pairs_from_windows(w, src, 0, gt, "bluezone")
     assert bz["notify_j"].tolist() == [True, True, True, False]
+
+
+def test_owner_share_overrides_ownership_keeping_the_gradient():
+    import pytest
+    from sim.population import make_population, owner_share_probability
+    from sim.scenario import preset
+    base = preset("lang-son", 0.005)
+    for share in (0.775, 0.5):
+        scn = base.with_overrides({"phones": {"owner_share": share}})
+        pop = make_population(scn, np.random.default_rng(3))
+        n = pop.has_phone.size
+        assert abs(pop.has_phone.mean() - share) < 4 * np.sqrt(share * (1 - share) / n)
+        # the gradient is kept: 18-36 own more often than 60+
+        a = pop.age
+        assert pop.has_phone[(a >= 18) & (a <= 36)].mean() > pop.has_phone[a >= 60].mean()
+    p = np.array([0.1, 0.2, 0.4])
+    q = owner_share_probability(p, 0.35)
+    assert q.mean() == pytest.approx(0.35) and np.allclose(q / p, q[0] / p[0])
+    with pytest.raises(ValueError, match="phones.owner_share"):
+        base.with_overrides({"phones": {"owner_share": 1.2}})
+    with pytest.raises(ValueError, match="phones.owner_share"):
+        base.with_overrides({"phones": {"owner_share": "half"}})

@@ -8,7 +8,9 @@ Model (log-distance path loss with log-normal shadowing)::
            + tx_offset + rx_offset
            + sigma_db * z,            z ~ N(0, 1)
 
-and an advertisement is received only if ``rssi >= floor_dbm`` (receiver sensitivity). All offsets are
+and an advertisement is received only if ``rssi >= floor_dbm`` (receiver sensitivity). A received RSSI
+is capped at ``max_rssi_dbm`` (receiver saturation: the front end clips, so a phone never reports more;
+the Bluetooth Core specification asks LE receivers to work up to -10 dBm of input). All offsets are
 in dB. References (offset 0): ``hand`` for carriage (both phones in hand is the least obstructed body
 position), ``android<-android`` for the platform pair, and the mean device of Google's calibration table
 for device offsets. ``ref_rssi_1m`` is therefore the mean RSSI (dBm) at 1 m between two hand-held Android
@@ -50,7 +52,7 @@ from scipy.special import ndtr
 
 from ble import datasets as ds
 from ble.datasets import load_calibration_table, load_dublintram
-from ble.schema import write_text_atomic
+from ble.schema import _RANGES, write_text_atomic
 
 __all__ = ["CARRIAGES", "PLATFORMS", "PLATFORM_KEYS", "BLUEZONE_LIVE_THRESHOLDS_DBM", "BLUEZONE_PLATFORM_DB",
            "DEFAULT_TOML", "RadioParams", "default_params", "mean_rssi", "sample_rssi", "p_received",
@@ -73,7 +75,11 @@ BLUEZONE_PLATFORM_DB = {k: v - BLUEZONE_LIVE_THRESHOLDS_DBM["android<-android"]
 
 DEFAULT_TOML = Path(__file__).with_name("radio_default.toml")
 
-_FLOAT_KEYS = ("ref_rssi_1m", "exponent", "sigma_db", "floor_dbm", "min_distance_m", "tx_dbm")
+_FLOAT_KEYS = ("ref_rssi_1m", "exponent", "sigma_db", "floor_dbm", "min_distance_m", "tx_dbm", "max_rssi_dbm")
+#: keys a ``[radio]`` table may leave out (the dataclass default applies)
+_OPTIONAL_KEYS = ("max_rssi_dbm",)
+#: receiver saturation (dBm) may lie in this range; the upper end is the record schema's RSSI limit
+MAX_RSSI_RANGE_DBM = (-30.0, _RANGES["rssi"][1])
 
 
 @dataclass
@@ -88,6 +94,8 @@ class RadioParams:
     floor_dbm: receiver sensitivity (dBm); an advertisement with RSSI below it is not received.
     min_distance_m: distances below it (m) are treated as it (avoids log10(0); near-field).
     tx_dbm: reference advertised TX power (dBm) for attenuation = tx_dbm - rssi (GAEN attenuation, dB).
+    max_rssi_dbm: receiver saturation (dBm): a received RSSI above it is reported as it; must lie in
+        :data:`MAX_RSSI_RANGE_DBM` and above ``floor_dbm``.
     """
 
     ref_rssi_1m: float = -73.0
@@ -98,6 +106,7 @@ class RadioParams:
     floor_dbm: float = -105.0
     min_distance_m: float = 0.1
     tx_dbm: float = -20.0
+    max_rssi_dbm: float = -10.0
 
     def __post_init__(self):
         for k in _FLOAT_KEYS:
@@ -111,6 +120,10 @@ class RadioParams:
             raise ValueError(f"RadioParams.sigma_db: must be >= 0, got {self.sigma_db}")
         if self.min_distance_m <= 0:
             raise ValueError(f"RadioParams.min_distance_m: must be > 0, got {self.min_distance_m}")
+        lo, hi = MAX_RSSI_RANGE_DBM
+        if not (lo <= self.max_rssi_dbm <= hi and self.max_rssi_dbm > self.floor_dbm):
+            raise ValueError(f"RadioParams.max_rssi_dbm: must lie in [{lo:g}, {hi:g}] dBm and above "
+                             f"floor_dbm ({self.floor_dbm:g}), got {self.max_rssi_dbm:g}")
         cd = {c: 0.0 for c in CARRIAGES}
         for k, v in dict(self.carriage_db).items():
             if k not in CARRIAGES:
@@ -164,7 +177,7 @@ class RadioParams:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"{source}: unknown key(s) in [radio]: {unknown} (known: {sorted(known)})")
-        missing = sorted(set(_FLOAT_KEYS) - set(d))
+        missing = sorted(set(_FLOAT_KEYS) - set(_OPTIONAL_KEYS) - set(d))
         if missing:
             raise ValueError(f"{source}: missing key(s) in [radio]: {missing}")
         try:
@@ -278,10 +291,10 @@ def _rssi_kernel(d, offset_db, z, ref, exponent, sigma, dmin):
 
 
 @numba.njit(cache=True)
-def _rssi_array_kernel(d, offset_db, z, ref, exponent, sigma, dmin, floor, out):
+def _rssi_array_kernel(d, offset_db, z, ref, exponent, sigma, dmin, floor, ceil, out):
     for i in range(d.shape[0]):
         r = _rssi_kernel(d[i], offset_db[i], z[i], ref, exponent, sigma, dmin)
-        out[i] = r if r >= floor else np.nan
+        out[i] = (r if r <= ceil else ceil) if r >= floor else np.nan
 
 
 def _distance_array(d) -> np.ndarray:
@@ -310,7 +323,8 @@ def sample_rssi(rng: np.random.Generator, d, params: RadioParams | None = None, 
                 carriage_rx=None, tx_offset=0.0, rx_offset=0.0, platform_tx=None, platform_rx=None,
                 floor: bool = True) -> np.ndarray:
     """One RSSI draw (dBm) per element of ``d`` (m); NaN where below ``floor_dbm`` (not received) when
-    ``floor`` is true. Uses ``rng.standard_normal`` once per element, in order."""
+    ``floor`` is true; capped at ``max_rssi_dbm`` (receiver saturation) always. Uses
+    ``rng.standard_normal`` once per element, in order."""
     if not isinstance(rng, np.random.Generator):
         raise ValueError("sample_rssi: rng must be a numpy.random.Generator")
     p = params if params is not None else default_params()
@@ -324,7 +338,7 @@ def sample_rssi(rng: np.random.Generator, d, params: RadioParams | None = None, 
     z = rng.standard_normal(dflat.size)
     out = np.empty(dflat.size)
     _rssi_array_kernel(dflat, oflat, z, p.ref_rssi_1m, p.exponent, p.sigma_db, p.min_distance_m,
-                       p.floor_dbm if floor else -np.inf, out)
+                       p.floor_dbm if floor else -np.inf, p.max_rssi_dbm, out)
     return out.reshape(shape)
 
 

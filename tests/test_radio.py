@@ -247,3 +247,24 @@ def test_fit_on_a_subset_of_data_sets(real_fit, shared_data):
     assert set(res.residuals) == {"herald", "pcng"}
     # leaving MIT out moves the slope little (the slope is shared by all data sets)
     assert abs(res.params.exponent - real_fit.params.exponent) < 0.3
+
+
+def test_receiver_saturation_ceiling():
+    """Issue 17 item 1: RSSI is capped at ``max_rssi_dbm`` (validated), so extreme device offsets at
+    0.1 m never exceed the record schema's +30 dBm limit."""
+    p = default_params()
+    assert radio.MAX_RSSI_RANGE_DBM[0] <= p.max_rssi_dbm <= radio.MAX_RSSI_RANGE_DBM[1]
+    q = RadioParams(**{**params().__dict__, "max_rssi_dbm": -10.0})
+    # +60 dB of offsets at 0.1 m: the mean is ~-20 dBm, a third of the draws would be above the cap
+    r = sample_rssi(np.random.default_rng(3), np.full(5000, 0.1), q, tx_offset=27.3, rx_offset=33.6)
+    assert np.nanmax(r) == -10.0 and (r == -10.0).mean() > 0.5
+    assert (sample_rssi(np.random.default_rng(3), np.full(100, 0.1), q, floor=False) <= -10.0).all()
+    # a [radio] table may leave the key out (the default applies); bad values are one clear line
+    d = params().to_dict()
+    d.pop("max_rssi_dbm")
+    assert RadioParams.from_dict(d).max_rssi_dbm == RadioParams().max_rssi_dbm
+    for bad in (31.0, -200.0, float("nan"), "x"):
+        with pytest.raises(ValueError, match="max_rssi_dbm"):
+            RadioParams.from_dict({**d, "max_rssi_dbm": bad}, "s.toml")
+    with pytest.raises(ValueError, match="above floor_dbm"):
+        RadioParams(floor_dbm=-20.0, max_rssi_dbm=-25.0)

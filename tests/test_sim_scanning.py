@@ -155,3 +155,29 @@ def test_close_runs_equal_per_step_inserts():
     g0, g1 = per_step.ground_truth(0, 300.0), runs.ground_truth(0, 300.0)
     assert len(g0) > 100
     np.testing.assert_array_equal(g0, g1)
+
+
+def test_rssi_capped_at_receiver_saturation():
+    """Issue 17 item 1: a pair at 0.1 m with the loudest device offsets of the calibration table and a
+    loud radio (ref_rssi_1m = -35 dBm) used to log RSSI above +30 dBm (a schema error that killed the
+    run on the day it happened); both kernels now cap at ``max_rssi_dbm``."""
+    from ble.radio import RadioParams
+    rng = np.random.default_rng(2)
+    pop = _Pop(2, rng)
+    pop.carriage[:] = 0
+    pop.platform[:] = 1
+    pop.tx_offset[:] = 27.3
+    pop.rx_offset[:] = 33.6
+    params = RadioParams(**{**default_params().__dict__, "ref_rssi_1m": -35.0})
+    radio = Radio(params, pop, 1.0, 7, 300)
+    x, y = np.array([0.0, 0.05]), np.array([0.0, 0.0])
+    pi, pj = np.array([0], np.int64), np.array([1], np.int64)
+    steps = np.arange(200)
+    obs, adv, n, rsum, rmax, s0, s1, bc = eval_static(radio, 0, steps, pi, pj, x, y, 12.0)
+    assert (n == 200).all() and (rmax == np.float32(params.max_rssi_dbm)).all()
+    _, _, r, _ = eval_scan_step(radio, 0, 0, pi, pj, x, y, 12.0)
+    assert (r == np.float32(params.max_rssi_dbm)).all()
+    acc = DayAccumulator(64)
+    acc.add_partial(obs, adv, n, rsum, rmax, s0, s1, bc)
+    w = acc.windows(np.arange(2, dtype=np.uint64), pop.tx_power.astype(np.float64), 300.0, 0, radio.phase)
+    validate(w, "windows")

@@ -11,7 +11,8 @@ and per ordered pair (observer, advertiser) of phone owners in the same place in
   phones + platform pair (rx<-tx) + the advertiser's TX and the observer's RX device offsets, and one
   standard-normal draw z per scan (``sigma_db`` is the fitted per-advertisement spread; using it per
   scan is conservative);
-* it is logged if RSSI >= ``floor_dbm``. Both directions are drawn separately.
+* it is logged if RSSI >= ``floor_dbm``, capped at ``max_rssi_dbm`` (receiver saturation). Both
+  directions are drawn separately.
 
 Random numbers are counter-based (:mod:`sim.rng`): ``pair_hash(step_seed(seed, day, step), i, j)`` of
 the unordered pair gives both directions' p_seen draws and normal draws, so results are identical
@@ -87,9 +88,10 @@ def cutoff_report(params, range_m: float) -> dict:
 # kernels: radio evaluation
 # ------------------------------------------------------------------------------------------------
 @njit(cache=True, inline="always")
-def _pair_draw(sseed, i, j, p_seen, logd, off_ij, off_ji, ref, expo, sigma, floor):
+def _pair_draw(sseed, i, j, p_seen, logd, off_ij, off_ji, ref, expo, sigma, floor, ceil):
     """One scan step of the unordered pair (i < j): (RSSI of j seen by i, RSSI of i seen by j), NaN
-    where not seen (missed by the scan with probability 1 − p_seen, or below the floor).
+    where not seen (missed by the scan with probability 1 − p_seen, or below the floor); capped at
+    ``ceil`` (dBm, receiver saturation).
 
     One 64-bit hash of (step seed, i, j) gives the two p_seen draws (32 bits each); its mix gives the two
     normal draws (Box–Muller). ``logd`` = log10(max(d, dmin)); RSSI = ble.radio._rssi_kernel's formula
@@ -110,6 +112,10 @@ def _pair_draw(sseed, i, j, p_seen, logd, off_ij, off_ji, ref, expo, sigma, floo
         r_ij = np.nan
     if not r_ji >= floor:
         r_ji = np.nan
+    if r_ij > ceil:
+        r_ij = ceil
+    if r_ji > ceil:
+        r_ji = ceil
     return r_ij, r_ji
 
 
@@ -129,7 +135,7 @@ def _bucket(a, edges):
 
 @njit(cache=True, parallel=True)
 def _eval_step_kernel(seed, day, step, pi, pj, x, y, range2, p_seen, carriage, platform, tx_off, rx_off,
-                      car_db, plat_db, ref, expo, sigma, dmin, floor, rssi):
+                      car_db, plat_db, ref, expo, sigma, dmin, floor, ceil, rssi):
     """Both directions of every phone pair: rssi[2p] = j seen by i, rssi[2p + 1] = i seen by j (NaN: not
     logged, also beyond ``range2`` (m²))."""
     sseed = step_seed(seed, day, step)
@@ -148,14 +154,14 @@ def _eval_step_kernel(seed, day, step, pi, pj, x, y, range2, p_seen, carriage, p
         a, b = _pair_draw(sseed, i, j, p_seen, logd,
                           _offset(i, j, carriage, platform, tx_off, rx_off, car_db, plat_db),
                           _offset(j, i, carriage, platform, tx_off, rx_off, car_db, plat_db),
-                          ref, expo, sigma, floor)
+                          ref, expo, sigma, floor, ceil)
         rssi[2 * p] = a
         rssi[2 * p + 1] = b
 
 
 @njit(cache=True, parallel=True)
 def _eval_static_kernel(seed, day, steps, step_s, day_t0, phase, pi, pj, x, y, range2, p_seen, carriage,
-                        platform, tx_off, rx_off, car_db, plat_db, ref, expo, sigma, dmin, floor, edges,
+                        platform, tx_off, rx_off, car_db, plat_db, ref, expo, sigma, dmin, floor, ceil, edges,
                         tx_power, n_out, rsum, rmax, sfirst, slast, bc):
     """A static episode: fixed positions over the scans ``steps``; per ordered pair (row 2p: j seen by
     i, 2p + 1: i seen by j) the aggregate of the scans it was logged in — exactly the draws of the
@@ -183,7 +189,7 @@ def _eval_static_kernel(seed, day, steps, step_s, day_t0, phase, pi, pj, x, y, r
         for m in range(steps.shape[0]):
             st = steps[m]
             a, b = _pair_draw(step_seed(seed, day, st), i, j, p_seen, logd, off_ij, off_ji, ref, expo, sigma,
-                              floor)
+                              floor, ceil)
             for k in range(2):
                 r = a if k == 0 else b
                 if r >= floor:
@@ -236,7 +242,8 @@ class Radio:
     def args(self):
         p = self.params
         return (self.p_seen, self.carriage, self.platform, self.tx_off, self.rx_off, self.car_db,
-                self.plat_db, p.ref_rssi_1m, p.exponent, p.sigma_db, p.min_distance_m, p.floor_dbm)
+                self.plat_db, p.ref_rssi_1m, p.exponent, p.sigma_db, p.min_distance_m, p.floor_dbm,
+                p.max_rssi_dbm)
 
 
 @njit(cache=True)
@@ -270,10 +277,10 @@ def eval_scan_rssi(radio: Radio, day: int, step: int, pi, pj, x, y, range_m: flo
     i seen by j at [2p + 1]; NaN where not logged (missed, below the floor or beyond ``range_m``)."""
     npair = len(pi)
     rssi = np.empty(2 * npair, np.float64)
-    (p_seen, car, plat, txo, rxo, cdb, pdb, ref, expo, sig, dmin, floor) = radio.args()
+    (p_seen, car, plat, txo, rxo, cdb, pdb, ref, expo, sig, dmin, floor, ceil) = radio.args()
     if npair:
         _eval_step_kernel(radio.seed, np.int64(day), np.int64(step), pi, pj, x, y, float(range_m) ** 2, p_seen,
-                          car, plat, txo, rxo, cdb, pdb, ref, expo, sig, dmin, floor, rssi)
+                          car, plat, txo, rxo, cdb, pdb, ref, expo, sig, dmin, floor, ceil, rssi)
     return rssi
 
 
@@ -301,11 +308,12 @@ def eval_static(radio: Radio, day: int, steps: np.ndarray, pi, pj, x, y, range_m
     t0 = np.empty(2 * npair, np.uint16)
     t1 = np.empty(2 * npair, np.uint16)
     bc = np.empty((2 * npair, N_ATT_BUCKETS), np.uint16)
-    (p_seen, car, plat, txo, rxo, cdb, pdb, ref, expo, sig, dmin, floor) = radio.args()
+    (p_seen, car, plat, txo, rxo, cdb, pdb, ref, expo, sig, dmin, floor, ceil) = radio.args()
     if npair and len(steps):
         _eval_static_kernel(radio.seed, np.int64(day), steps.astype(np.int64), radio.step_s, day * 86400.0,
                             radio.phase, pi, pj, x, y, float(range_m) ** 2, p_seen, car, plat, txo, rxo, cdb,
-                            pdb, ref, expo, sig, dmin, floor, _EDGES, radio.tx_power, n, rsum, rmax, t0, t1, bc)
+                            pdb, ref, expo, sig, dmin, floor, ceil, _EDGES, radio.tx_power, n, rsum, rmax, t0, t1,
+                            bc)
     idx = np.flatnonzero(n > 0)
     p, k = idx >> 1, idx & 1
     obs = np.where(k == 0, pi[p], pj[p])

@@ -44,6 +44,29 @@ Streaming gives bit-identical windows to :func:`aggregate` on the concatenated l
 
 The core is one numba kernel (``_windows_kernel``) over flat arrays sorted with ``np.lexsort`` by
 (observer, rid, t); it merge-joins the open-window state with the new chunk.
+
+Cadences: durations from the log itself
+---------------------------------------
+The seconds credited depend on how the log was recorded, so the four parameters come as named
+presets (:data:`CADENCES`, ``cadence=`` of :func:`aggregate` / :class:`WindowAggregator`; an
+explicitly given parameter overrides the preset's value). Every preset obeys one rule: **each scan
+is credited the time since the previous scan of the same ID, up to ``cap_s``** (equivalently, every
+sighting credits the time to the next one, up to the maximum gap), and the window's first scan is
+credited ``first_scan_s``.
+
+``periodic-300`` (the default; Bluezone scans 40 s every 300 s, GAEN ~4 s every ~300 s)
+    ``scan_merge_s = 60`` (packets of one 40-s scan form one scan), ``cap_s = 300`` (GAEN's
+    ``secondsSinceLastScan`` cap), ``first_scan_s = 300`` (a scan stands for its 5-minute cycle),
+    ``max_gap_s = 600``. A 5-minute-scan log is credited 300 s per scan (the historical behaviour).
+``opentrace`` (OpenTrace Android: 8-s scans every 36–43 s, ``PROTOCOLS.md``)
+    ``scan_merge_s = 10``, ``cap_s = 60``, ``first_scan_s = 40``, ``max_gap_s = 600``.
+``continuous`` (a scanner that logs every advertisement: Herald, pcng, MIT, ``bleak`` capture)
+    ``scan_merge_s = 0.001`` (only packets logged at the same instant form one scan; a larger value
+    would chain a continuous log into one endless scan), ``cap_s = 60`` (a gap longer than a minute
+    is credited one minute), ``first_scan_s = 0``, ``max_gap_s = 600``. A log that sees an ID every
+    few seconds for 18 minutes is an 18-minute window (``t_end − t_start``).
+
+The simulator writes its windows itself (``sim.scanning``), so none of this changes simulator output.
 """
 from __future__ import annotations
 
@@ -53,7 +76,28 @@ import numpy as np
 from ble._util import quiet_divide
 from ble.schema import ATT_EDGES, N_ATT_BUCKETS, SIGHTING_DTYPE, WINDOW_DTYPE, validate
 
-__all__ = ["aggregate", "WindowAggregator"]
+__all__ = ["aggregate", "WindowAggregator", "CADENCES", "cadence_params"]
+
+#: Named window-building parameters (s) per scanner cadence (module docstring, "Cadences").
+CADENCES: dict[str, dict[str, float]] = {
+    "periodic-300": {"scan_merge_s": 60.0, "max_gap_s": 600.0, "first_scan_s": 300.0, "cap_s": 300.0},
+    "opentrace": {"scan_merge_s": 10.0, "max_gap_s": 600.0, "first_scan_s": 40.0, "cap_s": 60.0},
+    "continuous": {"scan_merge_s": 0.001, "max_gap_s": 600.0, "first_scan_s": 0.0, "cap_s": 60.0},
+}
+
+
+def cadence_params(cadence: str = "periodic-300", **overrides) -> dict[str, float]:
+    """The four window parameters (s) of a :data:`CADENCES` preset, with ``overrides`` that are not
+    None replacing its values. Raises ``ValueError`` naming an unknown cadence or parameter."""
+    if cadence not in CADENCES:
+        raise ValueError(f"cadence must be one of {sorted(CADENCES)}, got {cadence!r}")
+    out = dict(CADENCES[cadence])
+    for k, v in overrides.items():
+        if k not in out:
+            raise ValueError(f"unknown window parameter {k!r}; expected some of {sorted(out)}")
+        if v is not None:
+            out[k] = float(v)
+    return out
 
 # Column layout of the float64 per-window state (one row per open window).
 _TSTART, _TEND, _NSCANS, _DUR, _RSSI_SUM, _RSSI_MAX, _TX_SUM, _TX_N = 0, 1, 2, 3, 4, 5, 6, 7
@@ -264,9 +308,14 @@ class WindowAggregator:
     ``n_open`` (open windows held), ``t_max`` (latest time seen, s).
     """
 
-    def __init__(self, *, scan_merge_s: float = 60.0, max_gap_s: float = 600.0,
-                 first_scan_s: float = 300.0, cap_s: float = 300.0, edges=ATT_EDGES,
-                 default_tx_dbm: float = np.nan):
+    def __init__(self, *, cadence: str = "periodic-300", scan_merge_s: float | None = None,
+                 max_gap_s: float | None = None, first_scan_s: float | None = None,
+                 cap_s: float | None = None, edges=ATT_EDGES, default_tx_dbm: float = np.nan):
+        c = cadence_params(cadence, scan_merge_s=scan_merge_s, max_gap_s=max_gap_s,
+                           first_scan_s=first_scan_s, cap_s=cap_s)
+        scan_merge_s, max_gap_s, first_scan_s, cap_s = (c["scan_merge_s"], c["max_gap_s"],
+                                                        c["first_scan_s"], c["cap_s"])
+        self.cadence = cadence
         self.edges = _check_params(scan_merge_s, max_gap_s, first_scan_s, cap_s, edges, default_tx_dbm)
         self.scan_merge_s, self.max_gap_s = float(scan_merge_s), float(max_gap_s)
         self.first_scan_s, self.cap_s = float(first_scan_s), float(cap_s)
@@ -334,16 +383,18 @@ class WindowAggregator:
         return out
 
 
-def aggregate(sightings: np.ndarray, *, scan_merge_s: float = 60.0, max_gap_s: float = 600.0,
-              first_scan_s: float = 300.0, cap_s: float = 300.0, edges=ATT_EDGES,
-              default_tx_dbm: float = np.nan, stats: dict | None = None) -> np.ndarray:
+def aggregate(sightings: np.ndarray, *, cadence: str = "periodic-300", scan_merge_s: float | None = None,
+              max_gap_s: float | None = None, first_scan_s: float | None = None,
+              cap_s: float | None = None, edges=ATT_EDGES, default_tx_dbm: float = np.nan,
+              stats: dict | None = None) -> np.ndarray:
     """Aggregate sightings (``SIGHTING_DTYPE``, any order) into exposure windows (``WINDOW_DTYPE``,
     sorted by observer, rid, t_start). Semantics in the module docstring; times in s, TX in dBm.
+    ``cadence``: a :data:`CADENCES` preset; the four parameters (s), where given, override it.
 
     ``stats``, if a dict, receives ``n_sightings`` and ``n_dropped_nan_rssi``.
     """
-    agg = WindowAggregator(scan_merge_s=scan_merge_s, max_gap_s=max_gap_s, first_scan_s=first_scan_s,
-                           cap_s=cap_s, edges=edges, default_tx_dbm=default_tx_dbm)
+    agg = WindowAggregator(cadence=cadence, scan_merge_s=scan_merge_s, max_gap_s=max_gap_s,
+                           first_scan_s=first_scan_s, cap_s=cap_s, edges=edges, default_tx_dbm=default_tx_dbm)
     *prepared, n_dropped = _prepare(sightings, agg.default_tx_dbm)
     out = agg._run(prepared, np.inf, True)
     if stats is not None:

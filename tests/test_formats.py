@@ -119,9 +119,49 @@ def test_gaen_windows(tmp_path):
     np.testing.assert_allclose(w["att_secs"].sum(axis=1), w["duration_s"])
     assert w["att_secs"][0, np.searchsorted(schema.ATT_EDGES, 45)] == 300
     np.testing.assert_allclose(truth["distance_m"], [1, 4])
-    doc["exposureWindows"][1]["scanInstances"][0]["secondsSinceLastScan"] = -5
+    # a negative secondsSinceLastScan (clock change) is skipped, as the Corona-Warn-App does
+    doc["exposureWindows"][0]["scanInstances"][1]["secondsSinceLastScan"] = -5
     p.write_text(json.dumps(doc, indent=1))
-    with pytest.raises(F.FormatError, match="window 1"):
+    imp = F.read_full("gaen", [p])
+    assert imp.stats["scans_negative_seconds"] == 1
+    np.testing.assert_allclose(imp.records["duration_s"], [300, 120])
+    np.testing.assert_allclose(imp.records["att_typical"], [45, 80])
+    # a missing value still names the window's line
+    doc["exposureWindows"][1]["scanInstances"][0]["typicalAttenuationDb"] = None
+    p.write_text(json.dumps(doc, indent=1))
+    with pytest.raises(F.FormatError, match=r"w\.json:\d+: window 1"):
+        F.read("gaen", [p])
+
+
+def test_gaen_cwa_naming_and_test_case_wrapper(tmp_path):
+    doc = {"testCases": [
+        {"description": "a", "exposureWindows": [
+            {"ageInDays": 1, "reportType": 1, "infectiousness": 2, "calibrationConfidence": 0,
+             "scanInstances": [{"minAttenuation": 30, "typicalAttenuation": 40, "secondsSinceLastScan": 300}]}]},
+        {"description": "b", "exposureWindows": [
+            {"ageInDays": 3, "reportType": 1, "infectiousness": 1, "calibrationConfidence": 1,
+             "scanInstances": [{"minAttenuation": 60, "typicalAttenuation": 66, "secondsSinceLastScan": 200},
+                               {"minAttenuation": 61, "typicalAttenuation": 64, "secondsSinceLastScan": 100}]}]},
+    ]}
+    p = tmp_path / "cases.json"
+    p.write_text(json.dumps(doc, indent=2))
+    w, kind, _ = F.read("gaen", [p])
+    assert w["observer"].tolist() == [0, 1]                    # one observer per test case
+    np.testing.assert_allclose(w["t_start"], [-86400.0, -3 * 86400.0])   # ageInDays before day 0
+    np.testing.assert_allclose(w["duration_s"], [300, 300])
+    np.testing.assert_allclose(w["att_min"], [30, 60])
+    wm, _, _ = F.read("gaen", [p], attenuation="min")        # buckets by the minimum attenuation
+    assert wm["att_secs"][1, np.searchsorted(schema.ATT_EDGES, 60)] == 300
+    assert w["att_secs"][1, np.searchsorted(schema.ATT_EDGES, 66)] == 300 and w["att_secs"][1, np.searchsorted(schema.ATT_EDGES, 60)] == 0
+    # an error inside a case names the window's own line
+    doc["testCases"][1]["exposureWindows"][0]["scanInstances"][0]["secondsSinceLastScan"] = "x"
+    p.write_text(json.dumps(doc, indent=2))
+    with pytest.raises(F.FormatError, match="cases.json:"):
+        F.read("gaen", [p])
+    doc["testCases"][1]["exposureWindows"][0]["scanInstances"][0]["secondsSinceLastScan"] = None
+    p.write_text(json.dumps(doc, indent=2))
+    line = json.dumps(doc, indent=2).splitlines().index('      "exposureWindows": [', 20) + 2
+    with pytest.raises(F.FormatError, match=f"cases.json:{line}: window 1"):
         F.read("gaen", [p])
 
 

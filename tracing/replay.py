@@ -41,10 +41,10 @@ import pyarrow.csv as pacsv
 
 from ble import formats
 from ble.formats import FormatError
-from ble.ids import BLUEZONE_SLOT_S, bluezone_regenerate, id_to_u64
+from ble.ids import BLUEZONE_SLOT_S, bluezone_regenerate, id_to_u64, mix64
 from ble.radio import RadioParams, default_params
 from ble.schema import atomic_path, write_text_atomic
-from ble.windows import aggregate
+from ble.windows import aggregate, cadence_params
 from tracing.core import rules as R
 from tracing.core.matching import match_ids
 
@@ -176,18 +176,18 @@ def sources_from_keys(windows, keys) -> np.ndarray:
     return out
 
 
+def _pair_key(obs, rid) -> np.ndarray:
+    """One uint64 per (observer, rid): ``mix64(rid ^ mix64(observer))`` (a bijection for a fixed
+    observer; two pairs collide with probability ~n²/2⁶⁵), the key of the tracing core's ID join."""
+    with np.errstate(over="ignore"):
+        return mix64(np.asarray(rid, np.uint64) ^ mix64(np.asarray(obs).astype(np.uint64)))
+
+
 def _record_sources(windows, w_src, rec_obs, rec_rid, default_src) -> np.ndarray:
-    """Source of each record: that of the windows with the same (observer, rid) (key resolution)."""
-    k = np.empty(len(windows), dtype=[("o", "i8"), ("r", "u8")])
-    k["o"], k["r"] = windows["observer"], windows["rid"]
-    order = np.argsort(k, kind="stable")
-    ks, ss = k[order], w_src[order]
-    q = np.empty(len(rec_obs), dtype=k.dtype)
-    q["o"], q["r"] = rec_obs, rec_rid
-    pos = np.searchsorted(ks, q)
-    pc = np.minimum(pos, max(len(ks) - 1, 0))
-    hit = (pos < len(ks)) & (ks[pc] == q) if len(ks) else np.zeros(len(q), bool)
-    return np.where(hit, ss[pc] if len(ks) else default_src, default_src)
+    """Source of each record: that of the windows with the same (observer, rid) (key resolution),
+    joined through :func:`tracing.core.matching.match_ids` on :func:`_pair_key`."""
+    idx = match_ids(_pair_key(rec_obs, rec_rid), _pair_key(windows["observer"], windows["rid"]))
+    return np.where(idx >= 0, w_src[np.maximum(idx, 0)] if len(windows) else default_src, default_src)
 
 
 def _confusion(pred: np.ndarray, truth: np.ndarray) -> dict:
@@ -204,13 +204,16 @@ def _confusion(pred: np.ndarray, truth: np.ndarray) -> dict:
 
 
 def replay(format: str, files, rules, out_dir=None, *, radio_path=None, close_m: float = CLOSE_M,
-           sort: bool = False, scan_merge_s: float = 60.0, max_gap_s: float = 600.0,
-           bluezone_keys=None) -> dict:
+           sort: bool = False, cadence: str | None = None, scan_merge_s: float | None = None,
+           max_gap_s: float | None = None, cap_s: float | None = None,
+           first_scan_s: float | None = None, bluezone_keys=None) -> dict:
     """Replay real logs through the tracing core; write ``contacts.csv`` and ``report.json`` to
     ``out_dir`` (if given) and return the report dict (see the module docstring).
 
     ``rules``: rule names/paths (a list, or one comma-separated string). ``close_m``: true-contact
-    distance (m). ``scan_merge_s`` / ``max_gap_s``: window aggregation (s, :func:`ble.windows.aggregate`).
+    distance (m). ``cadence``: the scanner cadence that turns sightings into window seconds
+    (:data:`ble.windows.CADENCES`; default: the format's own, ``ble.formats.FORMATS[format].cadence``);
+    ``scan_merge_s`` / ``max_gap_s`` / ``cap_s`` / ``first_scan_s`` override its values (s).
     ``bluezone_keys``: optional CSV of published Bluezone daily keys (:func:`read_bluezone_keys`); the
     IDs they regenerate are attributed to their source device (see :func:`sources_from_keys`).
     """
@@ -222,6 +225,11 @@ def replay(format: str, files, rules, out_dir=None, *, radio_path=None, close_m:
         raise ValueError("no rule given (--rule NAME[,NAME...])")
     loaded = {name: R.load_rule(name) for name in rules}     # fail early on a bad name
     radio, radio_src = _load_radio(radio_path)
+    if format not in formats.FORMATS:
+        raise ValueError(f"unknown format {format!r}; known: {', '.join(formats.FORMATS)}")
+    cadence = formats.FORMATS[format].cadence if cadence is None else cadence
+    win_params = cadence_params(cadence, scan_merge_s=scan_merge_s, max_gap_s=max_gap_s, cap_s=cap_s,
+                                first_scan_s=first_scan_s)     # checked before any file is read
 
     imp = formats.read_full(format, files, sort=sort)
     truth = imp.truth
@@ -232,8 +240,8 @@ def replay(format: str, files, rules, out_dir=None, *, radio_path=None, close_m:
             s = s[order]
             truth = truth[order] if truth is not None else None
         agg_stats: dict = {}
-        windows = aggregate(s, scan_merge_s=scan_merge_s, max_gap_s=max_gap_s,
-                            default_tx_dbm=float(radio.tx_dbm), stats=agg_stats)
+        windows = aggregate(s, cadence=cadence, **win_params, default_tx_dbm=float(radio.tx_dbm),
+                            stats=agg_stats)
         rec_obs, rec_rid, rec_day = s["observer"], s["rid"], np.floor(s["t"] / 86400.0).astype(np.int64)
     else:
         windows = imp.records
@@ -241,9 +249,9 @@ def replay(format: str, files, rules, out_dir=None, *, radio_path=None, close_m:
         rec_obs, rec_rid = windows["observer"], windows["rid"]
         rec_day = np.floor(windows["t_start"] / 86400.0).astype(np.int64)
 
-    # every distinct rolling ID is its own source
+    # every distinct rolling ID is its own source, matched by the tracing core's ID join
     all_rids = np.unique(np.concatenate([windows["rid"], rec_rid]))
-    w_src = np.searchsorted(all_rids, windows["rid"]).astype(np.int64)
+    w_src = match_ids(windows["rid"], all_rids)
     key_info = None
     if bluezone_keys is not None:
         key_src = sources_from_keys(windows, read_bluezone_keys(bluezone_keys))
@@ -258,7 +266,7 @@ def replay(format: str, files, rules, out_dir=None, *, radio_path=None, close_m:
     have_truth = truth is not None and np.isfinite(truth["distance_m"]).any()
     unit_dist = None
     if have_truth:
-        r_src = np.searchsorted(all_rids, rec_rid).astype(np.int64)
+        r_src = match_ids(rec_rid, all_rids)
         if key_info is not None:        # truth follows the windows' sources
             r_src = _record_sources(windows, w_src, rec_obs, rec_rid, r_src)
         unit_dist = _unit_truth(rec_obs.astype(np.int64), r_src, rec_day, truth["distance_m"].astype(np.float64), keys)

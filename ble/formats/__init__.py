@@ -95,21 +95,26 @@ class Format:
     doc: str
     has_truth: bool
     sortable: bool = False   # order matters and ``sort=True`` may fix it
+    #: scanner cadence of the log (``ble.windows.CADENCES``): how sightings become window seconds
+    cadence: str = "periodic-300"
 
 
 FORMATS: dict[str, Format] = {f.name: f for f in [
     Format("bluezone", "sightings", read_bluezone, "Bluezone trace export (TSV: own ID, contact ID, "
            "RSSI, timestamp ms)", False, True),
     Format("opentrace", "sightings", read_opentrace, "OpenTrace/BlueTrace encounter records (CSV/JSON)",
-           False),
+           False, cadence="opentrace"),
     Format("gaen", "windows", read_gaen, "GAEN v2 exposure windows (JSON with scanInstances)", True),
     Format("dublin-tram", "windows", read_dublin_tram, "Dublin tram GAEN histograms (the data set's "
            "folder; 72 placements with true distances)", True),
-    Format("mit", "sightings", read_mit, "MIT Matrix iPhone BLE logs (BlueProxTx records)", True),
-    Format("herald", "sightings", read_herald, "Herald Edison RSSI files (time,rssi,distance)", True),
-    Format("pcng", "sightings", read_pcng, "pcng RSS_humanXX.csv body-position files", True),
+    Format("mit", "sightings", read_mit, "MIT BluetoothProximity iPhone BLE logs (Matrix or other beacons)",
+           True, cadence="continuous"),
+    Format("herald", "sightings", read_herald, "Herald Edison RSSI files (time,rssi,distance)", True,
+           cadence="continuous"),
+    Format("pcng", "sightings", read_pcng, "pcng RSS_humanXX.csv body-position files", True,
+           cadence="continuous"),
     Format("capture", "sightings", read_capture, "proxitrace capture output (Parquet or CSV journal)",
-           False, True),
+           False, True, cadence="continuous"),
     Format("csv", "sightings", read_csv, "plain CSV t,observer,rid,rssi,tx_power[,distance_m]", True,
            True),
 ]}

@@ -39,6 +39,9 @@ aggregation, writing), their shares, agent-steps per second, peak RSS (MB) and t
 """
 from __future__ import annotations
 
+import functools
+import hashlib
+import importlib.util
 import json
 import resource
 import sys
@@ -74,6 +77,42 @@ def _version() -> str:
         return version("proxitrace")
     except Exception:  # pragma: no cover - source tree without install
         return "0.0.0+unknown"
+
+
+#: file kinds that make up the installed code and its packaged data (pyproject's package-data globs)
+_DIGEST_SUFFIXES = (".py", ".toml", ".csv")
+
+
+def code_digest(packages: tuple = ("ble", "sim", "tracing"), base: str | None = None) -> str:
+    """SHA-256 (16 hex digits) of the source and packaged data (``*.py``, ``*.toml``, ``*.csv``) of
+    ``packages``, by relative path in sorted order: a stored result made by other code or by other
+    packaged defaults (``python -m ble.radio --fit`` rewrites ``ble/radio_default.toml``) never matches
+    one made now. Packages are located without being imported (or under the folder ``base``); cached
+    per process."""
+    return _digest(tuple(packages), base) if base is not None else _installed_digest(tuple(packages))
+
+
+@functools.lru_cache(maxsize=None)
+def _installed_digest(packages: tuple) -> str:
+    return _digest(packages, None)
+
+
+def _digest(packages: tuple, base: str | None) -> str:
+    h = hashlib.sha256()
+    for name in packages:
+        if base is not None:
+            root = Path(base) / name
+        else:
+            spec = importlib.util.find_spec(name)
+            if spec is None or not spec.submodule_search_locations:
+                raise ValueError(f"code_digest: package {name!r} not found")
+            root = Path(list(spec.submodule_search_locations)[0])
+        files = sorted(p for p in root.rglob("*") if p.suffix in _DIGEST_SUFFIXES and p.is_file()
+                       and "__pycache__" not in p.parts)
+        for p in files:
+            h.update(f"{name}/{p.relative_to(root).as_posix()}\0".encode())
+            h.update(hashlib.sha256(p.read_bytes()).digest())
+    return h.hexdigest()[:16]
 
 
 def _write_table(path: Path, table: pa.Table) -> None:
@@ -324,6 +363,7 @@ def simulate(scenario, out_dir, seed: int = 0, days: int = 1, progress: bool = T
     agent_days = pop.n * days
     run = {
         "proxitrace_version": _version(),
+        "code_digest": code_digest(("ble", "sim")),
         "seed": seed,
         "days": days,
         "t0": 0.0,

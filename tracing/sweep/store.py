@@ -4,7 +4,9 @@ Every work unit of :mod:`tracing.sweep.tasks` (simulate one replicate of a scena
 pair table under a rule; the curves of one replicate under one adoption strategy) is identified by the
 hash of a **canonical JSON** of everything its result depends on (:func:`unit_hash`): the scenario's
 parameters, the number of days, the rule's kind and parameters, the strategy, the replicate's seed
-material (master seed and spawn key), the adoption grid, the package version, ... Its result is written
+material (master seed and spawn key), the adoption grid, the package version and a digest of the
+installed code and packaged data (:func:`sim.run.code_digest`: an edited module or a refitted
+``ble/radio_default.toml`` makes every unit new), ... Its result is written
 **atomically** (temporary file in the same folder, then ``os.replace`` -- :func:`ble.schema.atomic_path`)
 under a name that contains that hash, with the hash and the parameters inside the file:
 
@@ -34,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from ble.schema import atomic_path, write_text_atomic
+from sim.run import code_digest
 from tracing.version import __version__
 
 __all__ = ["HASH_CHARS", "canonical_json", "unit_params", "unit_hash", "safe_label", "Unit", "Store"]
@@ -73,9 +76,11 @@ def canonical_json(params: Mapping) -> str:
 
 
 def unit_params(params: Mapping) -> dict:
-    """``params`` with the package version added (every unit depends on the code that made it)."""
+    """``params`` with the package version and :func:`sim.run.code_digest` added (every unit depends on
+    the code and the packaged data that made it)."""
     out = dict(_plain(params))
     out.setdefault("version", __version__)
+    out.setdefault("code", code_digest())
     return out
 
 

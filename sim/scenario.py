@@ -69,8 +69,19 @@ DEFAULTS: dict = {
     "population": {
         "size": 100_000,                     # persons at scale 1
         "urban_share": 0.344,
-        "household_mean": 3.5,               # persons per household
-        "household_max": 12,
+        "household_mean": 3.5,               # persons per household (census 2019, FACTS.md S3)
+        "household_max": 12,                 # upper bound on household_mean (validation only)
+        # households with generations (sim.population._households); ESTIMATES where marked:
+        "young_adult_at_home": 0.6,          # ESTIMATE: share of 18-24 living with their parents (unmarried)
+        "parent_gap_mean": 27.0,             # years, mother's age at birth ~27 (census 2019 fertility
+        "parent_gap_sd": 5.0,                #   schedule peaks at 25-29); clipped to 18-45
+        "siblings_share": [0.33, 0.45, 0.16, 0.06],   # ESTIMATE: families with 1, 2, 3, 4 co-resident
+        #                                      children (TFR 2.09 in census 2019; two-child norm)
+        "single_parent_share": 0.08,         # ESTIMATE: families with children and one parent
+        "spouse_gap_sd": 3.0,                # years, spouses' age difference (husband ~2-3 years older)
+        "one_person_share": 0.10,            # ESTIMATE: one-person households ("a very low proportion")
+        "elder_with_children": 0.65,         # ESTIMATE: persons 60+ co-residing with a child's family
+        #                                      (Viet Nam Aging Survey 2011: about two thirds)
         "commune_size": 8000,                # persons per commune (markets, primary schools)
         "district_size": 120000,             # persons per district (hospital, station, university)
         # UN WPP 2020 ten-year bands (FACTS.md S6), percent; the last band 80-95
@@ -139,7 +150,7 @@ PRESET_DIR = Path(__file__).with_name("presets")
 PRESETS: dict[str, dict] = {p.stem: tomllib.loads(p.read_text(encoding="utf-8"))
                             for p in sorted(PRESET_DIR.glob("*.toml"))}
 
-_PROB_KEYS = {"urban_share", "adult_share", "child_share_0_11", "child_share_12_14", "child_share_15_17",
+_PROB_KEYS = {"urban_share", "young_adult_at_home", "single_parent_share", "elder_with_children", "one_person_share", "adult_share", "child_share_0_11", "child_share_12_14", "child_share_15_17",
               "ios_share", "android_share", "employment_rate", "agriculture_share", "civil_servant_share",
               "health_worker_share", "transport_worker_share", "factory_share", "market_vendor_share",
               "restaurant_staff_share", "hotel_staff_share", "university_share", "night_shift_share",

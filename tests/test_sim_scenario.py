@@ -43,8 +43,8 @@ def test_population_scaled_draw_matches_census_and_households():
     assert abs(ios - 0.36 / 0.99) < 0.03
     # urban share of persons ~ 0.245 (household-level draw, sd ~ 0.006)
     assert abs(pop.urban.mean() - 0.245) < 0.03
-    # every household has a head aged 20+
-    assert (pop.age[pop.hh_start] >= 20).all()
+    # every household's first member (a parent, or the eldest of a couple) is an adult
+    assert (pop.age[pop.hh_start] >= 18).all()
 
 
 def test_scenario_toml_overrides(tmp_path):

@@ -17,6 +17,7 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 # command name -> module that defines register(subparsers)
 COMMANDS = {
     "simulate": "sim.cli",
+    "validate": "sim.cli",
     "coverage": "tracing.commands",
     "sweep": "tracing.commands",
     "import": "ble.cli",

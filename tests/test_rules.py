@@ -52,10 +52,11 @@ def one_day(parts, rssi_max=-60.0):
 
 
 def test_packaged_rules_load():
-    assert set(RULES) == {"bluezone", "gaen-de", "gaen-ch", "gaen-it", "distance", "ideal"}
+    assert set(RULES) == {"bluezone", "gaen-de", "gaen-ch", "gaen-it", "distance", "ideal", "cwa-v2"}
     kinds = {n: load_rule(n).kind for n in RULES}
     assert kinds == {"bluezone": "any_match", "gaen-de": "v1_risk_score", "gaen-ch": "weighted_attenuation",
-                     "gaen-it": "v1_risk_score", "distance": "distance_duration", "ideal": "ideal"}
+                     "gaen-it": "v1_risk_score", "distance": "distance_duration", "ideal": "ideal",
+                     "cwa-v2": "gaen_v2"}
     for n in RULES:
         r = load_rule(n)
         assert r.description and r.source, n

@@ -55,6 +55,7 @@ import numpy as np
 
 from ble.distance import estimate_distance
 from ble.schema import ATT_EDGES, N_ATT_BUCKETS, WINDOW_DTYPE
+from tracing.core import gaen_v2
 from tracing.core.checks import quiet_nan
 
 __all__ = ["Rule", "RuleResult", "RULES", "KINDS", "DAILY_DTYPE", "GAEN_V1_ATT_EDGES",
@@ -86,7 +87,7 @@ GAEN_V1_ATT_EDGES = np.array([10.0, 15.0, 27.0, 33.0, 51.0, 63.0, 73.0])
 #: GAEN v1 duration bucket edges (min): index 0 is D = 0, 1 is 0 < D <= 5, ..., 7 is D > 30.
 GAEN_V1_DURATION_EDGES_MIN = np.array([0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0])
 
-KINDS = ("any_match", "weighted_attenuation", "v1_risk_score", "distance_duration", "ideal")
+KINDS = ("any_match", "weighted_attenuation", "v1_risk_score", "distance_duration", "ideal", "gaen_v2")
 
 _RULES_DIR = "rules"
 
@@ -178,6 +179,7 @@ _SPEC = {
     },
     "ideal": {},   # the reference: notifies the true close contacts (pipelines, after the ground truth)
 }
+_SPEC["gaen_v2"] = gaen_v2.SPEC   # GAEN v2 as the Corona-Warn-App runs it (tracing.core.gaen_v2)
 _AD_SPEC = {
     "thresholds_db": (list, True, None),
     "weights": (list, True, None),
@@ -269,6 +271,8 @@ def _make_rule(name, kind, params, description="", source=None, options=(), path
             if ad["bucket_cap_minutes"] is not None and ad["bucket_cap_minutes"] <= 0:
                 raise ValueError(f"{where}: attenuation_duration.bucket_cap_minutes must be > 0 (min)")
             p["attenuation_duration"] = MappingProxyType(ad)
+    elif kind == "gaen_v2":
+        p = gaen_v2.check_params(p, where)
     elif kind == "distance_duration":
         if not p["max_distance_m"] > 0:
             raise ValueError(f"{where}: max_distance_m must be > 0 (m)")
@@ -481,6 +485,9 @@ def evaluate(daily: np.ndarray, rule, radio=None) -> RuleResult:
         return RuleResult(within >= float(p["min_minutes"]), within, within.copy())
     if rule.kind == "ideal":     # radio data alone notifies nobody; the pipelines set true_close
         return RuleResult(np.zeros(len(daily), dtype=bool), total_min, total_min.copy())
+    if rule.kind == "gaen_v2":      # normalized time per day; score = the day's risk level
+        notify, norm, level = gaen_v2.evaluate_daily(daily["att_secs"], p)
+        return RuleResult(notify, norm, level.astype(np.float64))
     raise ValueError(f"rule {rule.name!r}: unknown kind {rule.kind!r}")  # pragma: no cover
 
 

@@ -118,7 +118,8 @@ def _run_sweep(args) -> int:
 def _run_replay(args) -> int:
     from tracing.replay import replay  # heavy: see _run_coverage
     report = replay(args.format, args.files, args.rule, args.out, radio_path=args.radio,
-                    close_m=args.close_m, sort=args.sort, bluezone_keys=args.bluezone_keys)
+                    close_m=args.close_m, sort=args.sort, bluezone_keys=args.bluezone_keys,
+                    cadence=args.cadence)
     print(format_summary(report))
     return 0
 
@@ -162,6 +163,9 @@ def _register_replay(subparsers) -> None:
                    help="radio parameters (from 'proxitrace calibrate'): TX for attenuation, distance rules")
     p.add_argument("--close-m", type=float, default=2.0, help="true-contact distance, m (default 2)")
     p.add_argument("--sort", action="store_true", help="sort out-of-order logs instead of rejecting them")
+    p.add_argument("--cadence", default=None, choices=("periodic-300", "opentrace", "continuous"),
+                   help="how the scanner logged (ble.windows.CADENCES): each sighting is credited the time "
+                        "since the previous one up to the cadence's cap; default: the format's own")
     p.add_argument("--bluezone-keys", default=None, metavar="CSV",
                    help="published Bluezone daily keys (source,day_start_s,daily_key hex): their IDs are "
                         "matched slot by slot and attributed to the source device")

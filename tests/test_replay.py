@@ -3,9 +3,11 @@ import csv
 import json
 
 import numpy as np
+import pytest
 
 from tests.conftest import data_path
 from tracing.cli import main
+from tracing.replay import replay
 
 
 def _csv_log(tmp_path):
@@ -118,3 +120,67 @@ def test_replay_bluezone_with_published_keys(tmp_path):
     assert r2["bluezone_keys"]["windows_matched"] == 3
     rows = list(csv.DictReader(open(out2 / "contacts.csv")))
     assert rows[0]["rid"] == "key:7"
+
+
+def _continuous_csv(tmp_path, step_s, minutes, name="cont.csv"):
+    """One contact at 1 m (-45 dBm, TX -15 dBm: 30 dB) logged every ``step_s`` s for ``minutes``."""
+    t = np.arange(0.0, minutes * 60.0 + 1e-9, step_s)
+    lines = ["t,observer,rid,rssi,tx_power,distance_m"] + [f"{1.6e9 + ti},0,11,-45,-15,1.0" for ti in t]
+    p = tmp_path / name
+    p.write_text("\n".join(lines) + "\n")
+    return p
+
+
+def test_continuous_20_minutes_at_1m_is_notified(tmp_path):
+    """Done means: a hand-made continuous log of 20 minutes at 1 m replays as ~20 minutes and is
+    notified by gaen-de, bluezone:2m15 and distance (and cwa-v2); the historical credit gave 5 min."""
+    p = _continuous_csv(tmp_path, 2.0, 20.0)
+    rules = ["gaen-de", "bluezone:2m15", "distance", "cwa-v2"]
+    out = tmp_path / "r"
+    assert main(["replay", "--format", "csv", str(p), "--rule", ",".join(rules), "--out", str(out),
+                 "--cadence", "continuous"]) == 0
+    rows = list(csv.DictReader(open(out / "contacts.csv")))
+    assert len(rows) == 1 and float(rows[0]["minutes"]) == pytest.approx(20.0, abs=0.05)
+    assert all(rows[0][f"notify_{r}"] == "1" for r in rules)
+    rep = json.loads((out / "report.json").read_text())
+    assert all(rep["rules"][r]["tp"] == 1 for r in rules)
+    # the same log with the 5-minute-scan credit: 300 s, nothing fires
+    old = replay("csv", [p], rules, cadence="periodic-300")
+    assert all(old["rules"][r]["notified"] == 0 for r in rules)
+
+
+def test_formats_carry_their_cadence(tmp_path):
+    from ble.formats import FORMATS
+    assert FORMATS["herald"].cadence == FORMATS["mit"].cadence == FORMATS["pcng"].cadence == "continuous"
+    assert FORMATS["bluezone"].cadence == FORMATS["csv"].cadence == "periodic-300"
+    assert FORMATS["opentrace"].cadence == "opentrace"
+
+
+def test_five_minute_scan_log_keeps_its_behaviour(tmp_path):
+    p = _continuous_csv(tmp_path, 300.0, 25.0)       # one row every 5 min: 6 scans
+    rep = replay("csv", [p], ["bluezone"], out_dir=tmp_path / "r")
+    rows = list(csv.DictReader(open(tmp_path / "r" / "contacts.csv")))
+    assert float(rows[0]["minutes"]) == 30.0 and rep["windows"] == 1
+
+
+def test_herald_dwell_is_the_logged_dwell():
+    """On the staged Herald files the replayed contact is the logged dwell (median ratio ~1; the
+    historical credit gave 5 min per dwell)."""
+    from ble import formats
+    d = data_path("herald-edison-rssi")
+    files = sorted(d.glob("*.csv"))[:2]
+    rep = replay("herald", files, ["bluezone"])
+    imp = formats.read_full("herald", files, sort=True)
+    s = imp.records
+    _, inv = np.unique(s["rid"], return_inverse=True)
+    tmin = np.full(inv.max() + 1, np.inf)
+    tmax = np.full(inv.max() + 1, -np.inf)
+    np.minimum.at(tmin, inv.ravel(), s["t"])
+    np.maximum.at(tmax, inv.ravel(), s["t"])
+    span = tmax - tmin
+    assert rep["units"] == len(span)
+    from ble.windows import aggregate
+    w = aggregate(s, cadence="continuous")
+    ratio = np.median(w["duration_s"] / np.where(w["t_end"] > w["t_start"], w["t_end"] - w["t_start"], np.nan))
+    assert 0.95 <= ratio <= 1.0 + 1e-9
+    assert np.median(w["duration_s"]) == pytest.approx(np.median(span), rel=0.05)

@@ -150,3 +150,55 @@ def test_window_parquet_round_trip_bit_exact(tmp_path):
     back = read_parquet(p)
     assert back.dtype == WINDOW_DTYPE
     assert back.tobytes() == w.tobytes()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Durations from the log itself (cadences)
+# ---------------------------------------------------------------------------------------------------
+def _every(step_s, minutes, rid=7, rssi=-55.0, tx=-15.0, t0=1.6e9):
+    t = t0 + np.arange(0.0, minutes * 60.0 + 1e-9, step_s)
+    return _sightings([(ti, 0, rid, rssi, tx) for ti in t])
+
+
+def test_continuous_log_is_credited_its_own_duration():
+    s = _every(2.0, 18.0)                                  # a sighting every 2 s for 18 minutes
+    old = aggregate(s)                                     # the historical (periodic-300) credit
+    assert len(old) == 1 and old["duration_s"][0] == 300.0
+    w = aggregate(s, cadence="continuous")
+    assert len(w) == 1 and w["duration_s"][0] == pytest.approx(18 * 60.0)
+    assert w["t_end"][0] - w["t_start"][0] == pytest.approx(18 * 60.0)
+    # a 3-minute hole is credited the cap (60 s), a 12-minute hole splits the window
+    hole = np.concatenate([_every(2.0, 5.0), _every(2.0, 5.0, t0=1.6e9 + 480.0)])
+    assert aggregate(hole, cadence="continuous")["duration_s"][0] == pytest.approx(600.0 + 60.0)
+    split = np.concatenate([_every(2.0, 5.0), _every(2.0, 5.0, t0=1.6e9 + 1020.0)])
+    assert aggregate(split, cadence="continuous")["duration_s"].tolist() == [300.0, 300.0]
+
+
+def test_periodic_log_keeps_its_behaviour():
+    """A log with a scan every 5 minutes (3 packets per 40-s scan) is credited 300 s per scan, with the
+    default cadence exactly as with the historical explicit parameters."""
+    rows = [(1.6e9 + 300.0 * k + dt, 0, 7, -60.0, -15.0) for k in range(6) for dt in (0.0, 12.0, 31.0)]
+    s = _sightings(rows)
+    w = aggregate(s)
+    ref = aggregate(s, scan_merge_s=60.0, max_gap_s=600.0, first_scan_s=300.0, cap_s=300.0)
+    assert w.tobytes() == ref.tobytes()
+    assert w["duration_s"].tolist() == [1800.0] and w["n_scans"].tolist() == [6]
+
+
+def test_streaming_equals_one_shot_for_continuous():
+    s = np.concatenate([_every(1.5, 20.0), _every(7.0, 20.0, rid=9, rssi=-80.0)])
+    s = s[np.argsort(s["t"], kind="stable")]
+    ref = aggregate(s, cadence="continuous")
+    agg = WindowAggregator(cadence="continuous")
+    parts = [agg.add(c) for c in np.array_split(s, 7)] + [agg.flush()]
+    out = np.concatenate(parts)
+    out = out[np.lexsort((out["t_start"], out["rid"], out["observer"]))]
+    assert out.tobytes() == ref.tobytes()
+
+
+def test_cadence_errors_name_the_argument():
+    s = _every(2.0, 1.0)
+    with pytest.raises(ValueError, match="cadence must be one of"):
+        aggregate(s, cadence="weekly")
+    with pytest.raises(ValueError, match="cap_s"):
+        aggregate(s, cadence="continuous", cap_s=-1.0)

@@ -32,12 +32,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.population import R, WORK_HOTEL, WORK_RESTAURANT, WORK_SERVICE
+from sim.population import R, WORK_AGRI, WORK_HOTEL, WORK_RESTAURANT, WORK_SERVICE
 
 __all__ = ["PLACE_TYPES", "T", "LAYOUTS", "L", "Places", "build_places", "visit_instances"]
 
 PLACE_TYPES = ("home", "school", "university", "office", "workplace", "factory", "hospital", "market",
-               "restaurant", "hotel", "station", "bus")
+               "restaurant", "hotel", "station", "bus", "gathering")
 T = {name: k for k, name in enumerate(PLACE_TYPES)}
 LAYOUTS = ("home", "seated", "tables", "mobile")
 L = {name: k for k, name in enumerate(LAYOUTS)}
@@ -69,6 +69,7 @@ class Places:
     type_move: np.ndarray      # f4 per type, probability per step of leaving one's seat
     type_leg: np.ndarray       # f4 per type, s, random-waypoint leg duration
     type_gap: np.ndarray       # f4 per type, m, table gap (tables layout)
+    gathering: np.ndarray | None = None   # i8 per agent: neighbourhood gathering instance (-1 none)
 
     @property
     def n_inst(self) -> int:
@@ -199,6 +200,9 @@ def build_places(scn, pop, rng: np.random.Generator) -> Places:
     sv = np.flatnonzero((role == R["other"]) & (pop.work_kind == WORK_SERVICE))
     assign_fixed("workplace", sv, pop.commune[sv].astype(np.int64), int(PL["workplace"]["size"]),
                  order_key=rnd_key)
+    farm = np.flatnonzero((role == R["other"]) & (pop.work_kind == WORK_AGRI))
+    assign_fixed("workplace", farm, pop.commune[farm].astype(np.int64) + (1 << 40), int(PL["workplace"]["farm_team"]),
+                 order_key=rnd_key)
     fw = np.flatnonzero(role == R["factory_worker"])
     assign_fixed("factory", fw, pop.district[fw].astype(np.int64), int(PL["factory"]["size"]), order_key=rnd_key)
     hw = np.flatnonzero((role == R["health_worker"]) | (role == R["patient"]))
@@ -215,7 +219,7 @@ def build_places(scn, pop, rng: np.random.Generator) -> Places:
     comm_pop = np.bincount(pop.commune, minlength=n_comm)
     dist_pop = np.bincount(pop.district, minlength=n_dist)
     visit_first, visit_count, visit_level = {}, {}, {}
-    for t, level in (("market", 0), ("restaurant", 0), ("hotel", 1), ("station", 1)):
+    for t, level in (("market", 0), ("restaurant", 0), ("hotel", 1), ("station", 1), ("gathering", 0)):
         p = PL[t]
         cpop = comm_pop if level == 0 else dist_pop
         cnt = np.maximum(1, np.round(cpop / p["per_people"])).astype(np.int64)
@@ -253,6 +257,13 @@ def build_places(scn, pop, rng: np.random.Generator) -> Places:
         visit_first[t] = (first, ids)
         visit_count[t] = cnt
         visit_level[t] = 1
+
+    # neighbourhood gathering spot of every agent: the commune's spots each serve a contiguous block of
+    # its households (agents are contiguous per household and communes are consecutive persons)
+    c_first = np.r_[0, np.cumsum(comm_pop)[:-1]]
+    pos = (np.arange(n) - c_first[pop.commune]) / np.maximum(comm_pop[pop.commune], 1)
+    cnt_g = visit_count["gathering"][pop.commune]
+    gathering = visit_first["gathering"][pop.commune] + np.minimum((pos * cnt_g).astype(np.int64), cnt_g - 1)
 
     def place_staff(t, members):
         """Staff at fixed spots in the visit instances of their commune/district."""
@@ -311,7 +322,7 @@ def build_places(scn, pop, rng: np.random.Generator) -> Places:
                   inst_cap=np.concatenate(caps), inst_layout=np.concatenate(lays), primary=primary,
                   seat_x=seat_x, seat_y=seat_y, sleep_x=sleep_x, sleep_y=sleep_y, bus_route=bus_route,
                   visit_first=visit_first, visit_count=visit_count, visit_level=visit_level,
-                  type_spacing=spacing, type_move=move, type_leg=leg, type_gap=gap)
+                  type_spacing=spacing, type_move=move, type_leg=leg, type_gap=gap, gathering=gathering)
 
 
 def visit_instances(places: Places, t: str, area: np.ndarray, u: np.ndarray) -> np.ndarray:

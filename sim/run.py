@@ -191,6 +191,7 @@ class _PairFinder:
 
     def __init__(self, pop):
         self.household = pop.household
+        self.n_households = pop.n_households
         self.has_phone = pop.has_phone
         self.hh_all = household_pairs(pop)
         self.hh_phone = household_pairs(pop, pop.has_phone)
@@ -198,6 +199,11 @@ class _PairFinder:
     def streams(self, g, x, y, radius, phones_only):
         """((home i, home j), (away i, away j)): each sorted by (i, j)."""
         at_home = g == self.household
+        vis = ~at_home & (g < self.n_households)     # visitors in another household's home (issue 13):
+        if vis.any():                                # their hosts join the search with them
+            hosted = np.zeros(self.n_households, bool)
+            hosted[g[vis]] = True
+            at_home &= ~hosted[self.household]
         hi, hj = self.hh_phone if phones_only else self.hh_all
         k = at_home[hi] & at_home[hj]
         away = ~at_home

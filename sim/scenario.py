@@ -34,15 +34,25 @@ from sim.scanning import radio_params
 #: per person (m²); ``dwell_min``: mean visit length (min); ``visit_weekday``/``visit_weekend``:
 #: probability per agent-day of a visit (for agents who may visit); ``open``/``close``: minutes of day.
 _PLACES = {
-    "home":       dict(layout="home", density_m2=14.0, room_size=2, room_gap_m=3.5),
-    "school":     dict(layout="seated", class_size=32, density_m2=1.6, spacing_m=1.0,
+    # home visits (issue 13): a household visits a neighbouring household (within ``visit_range``
+    # households, i.e. the same hamlet) with probability visit_weekday/visit_weekend per day, in the
+    # evening, all members free at that time together; calibrated so that the home matrix of Prem 2021
+    # (which counts visitors at home, ~5 contacts a day) is met within its tolerance
+    "home":       dict(layout="home", density_m2=14.0, room_size=2, room_gap_m=3.5, visit_weekday=0.25,
+                       visit_weekend=0.4, dwell_min=75.0, open=1050, close=1260, visit_range=30),
+    # two-pupil benches: desks 1.2 m apart (1.0 m gave every pupil ~12 classmates within 2 m all day,
+    # twice Prem's school contacts for ages 5-14)
+    "school":     dict(layout="seated", class_size=32, density_m2=1.6, spacing_m=1.2,
                        move_prob=0.05, attendance=0.95),
     "university": dict(layout="seated", class_size=60, density_m2=1.5, spacing_m=1.1,
                        move_prob=0.05, attendance=0.8),
-    "office":     dict(layout="seated", size=12, density_m2=6.0, spacing_m=2.0, move_prob=0.15,
+    # work spacings calibrated to Prem 2021's work matrix (4.6-5.7 contacts a day at ages 30-59)
+    "office":     dict(layout="seated", size=12, density_m2=6.0, spacing_m=1.4, move_prob=0.15,
                        visit_weekday=0.02, visit_weekend=0.0, dwell_min=30.0, per_people=800),
-    "workplace":  dict(layout="seated", size=8, density_m2=8.0, spacing_m=2.2, move_prob=0.2),
-    "factory":    dict(layout="seated", size=80, density_m2=4.0, spacing_m=1.5, move_prob=0.05),
+    # service workplaces; farm work teams (agriculture, ~1/3 of employment) use the same type with
+    # ``farm_team`` workers each, working side by side
+    "workplace":  dict(layout="seated", size=8, density_m2=8.0, spacing_m=1.5, move_prob=0.2, farm_team=6),
+    "factory":    dict(layout="seated", size=80, density_m2=4.0, spacing_m=1.2, move_prob=0.05),
     "hospital":   dict(layout="seated", size=24, density_m2=6.0, spacing_m=2.0, move_prob=0.1,
                        visit_weekday=0.012, visit_weekend=0.008, dwell_min=60.0, per_people=4000,
                        patients_per_1000=3.0),
@@ -58,6 +68,13 @@ _PLACES = {
     "station":    dict(layout="mobile", size=10, density_m2=3.0, spacing_m=2.0, leg_s=120.0,
                        visit_weekday=0.004, visit_weekend=0.006, dwell_min=45.0, per_people=30000,
                        open=300, close=1260),
+    # neighbourhood gathering spots (courtyard, tea stall, playground, pagoda yard): one per
+    # ``per_people`` residents, each serving a fixed block of neighbouring households; visited in the
+    # afternoon/evening (children ``child_factor`` times as often as adults). Calibrated to the community
+    # matrix of Prem 2021 (other locations: ~5 contacts a day)
+    "gathering":  dict(layout="mobile", size=6, density_m2=3.0, spacing_m=1.5, leg_s=600.0,
+                       visit_weekday=0.45, visit_weekend=0.55, dwell_min=80.0, per_people=150,
+                       open=960, close=1260, child_factor=2.0),
     "bus":        dict(layout="seated", size=40, density_m2=0.6, spacing_m=0.8, move_prob=0.0,
                        share_urban=0.08, share_rural=0.02, ride_min=30.0),
 }
@@ -157,7 +174,7 @@ _PROB_KEYS = {"urban_share", "young_adult_at_home", "single_parent_share", "elde
               "home_lunch_share", "saturday_work_share", "move_prob", "attendance", "visit_weekday",
               "visit_weekend", "share_urban", "share_rural"}
 _INT_POS = {"size", "class_size", "household_max", "commune_size", "district_size", "step_s",
-            "gt_substeps", "per_people", "room_size"}
+            "gt_substeps", "per_people", "room_size", "farm_team", "visit_range"}
 _MINUTE_OF_DAY = {"wake", "sleep", "work_start", "work_end", "lunch_start", "lunch_end", "school_start",
                   "school_end", "factory_start", "factory_end", "evening_start", "evening_end", "open",
                   "close"}

@@ -33,11 +33,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim.places import visit_instances
-from sim.population import R, WORK_HOTEL, WORK_RESTAURANT, WORK_SERVICE
+from sim.population import R, WORK_AGRI, WORK_HOTEL, WORK_RESTAURANT, WORK_SERVICE
 
 __all__ = ["M", "OWN", "VISIT", "NIGHT", "DaySchedule", "make_day"]
 
-M = 8                      #: segments per agent and day
+M = 10                     #: segments per agent and day
 OWN, VISIT, NIGHT = 0, 1, 2
 
 
@@ -98,7 +98,7 @@ def make_day(scn, pop, places, day: int, rng: np.random.Generator) -> DaySchedul
     sat = weekday == 5
     pupil = role == R["student"]
     office_like = (role == R["civil_servant"]) | (role == R["teacher"]) | \
-        ((role == R["other"]) & (wk == WORK_SERVICE))
+        ((role == R["other"]) & ((wk == WORK_SERVICE) | (wk == WORK_AGRI)))
     works_today = np.zeros(n, bool)
     s0 = np.zeros(n, np.int32)
     s1 = np.zeros(n, np.int32)
@@ -186,6 +186,36 @@ def make_day(scn, pop, places, day: int, rng: np.random.Generator) -> DaySchedul
         if t in ("office",) and weekend:
             continue
         visit(7, t, lo_m, hi_m, pop.district)
+
+    # neighbourhood gathering (slot 8): afternoon/evening, a fixed spot per block of households
+    gp = PL["gathering"]
+    if places.gathering is not None:
+        prob = gp["visit_weekend"] if weekend else gp["visit_weekday"]
+        kid = (a >= 3) & (a < 18)
+        go = (role != R["patient"]) & (a >= 3) & \
+            (rng.random(n) < prob * np.where(kid, gp["child_factor"], 1.0))
+        dwell = np.maximum(st(gp["dwell_min"] * rng.uniform(0.5, 1.5, n)), 1)
+        lo = np.maximum(st(gp["open"]), np.where(works_today, s1, 0))
+        hi = st(gp["close"]) - dwell
+        t0 = lo + np.floor(rng.random(n) * np.maximum(hi - lo, 1)).astype(np.int32)
+        put(8, go & (hi > lo), t0, t0 + dwell, places.gathering, VISIT)
+    # home visits (slot 9): a household visits a neighbouring household; its members free then go
+    hp = PL["home"]
+    H = pop.n_households
+    if H > 1:
+        hprob = hp["visit_weekend"] if weekend else hp["visit_weekday"]
+        hgo = rng.random(H) < hprob
+        r = int(hp["visit_range"])
+        off = rng.integers(1, r + 1, H) * np.where(rng.random(H) < 0.5, -1, 1)
+        host = np.clip(np.arange(H) + off, 0, H - 1)
+        host = np.where(host == np.arange(H), np.where(np.arange(H) > 0, host - 1, host + 1), host)
+        hdw = np.maximum(st(hp["dwell_min"] * rng.uniform(0.5, 1.5, H)), 1)
+        ht0 = st(hp["open"]) + np.floor(rng.random(H) * np.maximum(st(hp["close"]) - hdw - st(hp["open"]), 1)
+                                        ).astype(np.int32)
+        hh = pop.household
+        free = ~works_today | (s1 <= ht0[hh])
+        m = hgo[hh] & free & (role != R["patient"]) & ~night
+        put(9, m, ht0[hh], ht0[hh] + hdw[hh], host[hh], VISIT)
 
     # static night: no agent is anywhere but its night spot before static_lo or from static_hi on
     active = (inst >= 0) & (kind != NIGHT)

@@ -75,7 +75,7 @@ from sim.rng import (ST_COMPLY, ST_DROP, ST_ENV, ST_ENV_T, ST_IMPORT, ST_SEED, S
 
 __all__ = [
     "EpidemicParams", "load_epidemic", "VENTILATION", "PLACE_TYPES", "HOME",
-    "Epidemic", "check_records", "record_doses", "calibrate_dose_norm",
+    "Epidemic", "check_records", "record_doses", "calibrate_dose_norm", "auto_seeds",
     # re-exported from sim.course, sim.mixing and sim.rng (their home is there)
     "DAY_S", "S", "E", "P", "I", "A", "R", "STATES", "Course", "draw_course", "advance_course",
     "lotka_transform", "growth_rate", "generation_interval_mean", "well_mixed_day", "uniforms",
@@ -111,7 +111,8 @@ class EpidemicParams:
     ``*_shape``). Dose model: ``d0_m`` (m), ``distance_exponent``, ``max_distance_m`` (m),
     ``outdoor_factor``, ``places`` {type: {outdoor_share, ventilation}}. ``import_per_day``: background
     infection probability per susceptible and day. ``seeds``: initial infections (uniform agents,
-    infected at random times of day 0). ``dose_norm``: dose units per agent-day for R0 (0 = calibrate
+    infected at random times of day 0); 0 (default) = :func:`auto_seeds` of the population: enough
+    early cases for R_eff of generations 2-4 to rest on several hundred cases. ``dose_norm``: dose units per agent-day for R0 (0 = calibrate
     on the contact process). ``calibration``: ``"mixing"`` (``dose_norm`` = the mean daily dose: R0
     under the mixing approximation) or ``"network"`` (default; ``tracing.closedloop.calibrate_network``
     rescales it until the mean secondary infections of early generations without any intervention
@@ -137,7 +138,7 @@ class EpidemicParams:
     places: dict = field(default_factory=lambda: {k: {"outdoor_share": s, "ventilation": v}
                                                   for k, (s, v) in _PLACE_AIR.items()})
     import_per_day: float = 1e-6
-    seeds: int = 10
+    seeds: int = 0
     dose_norm: float = 0.0
     calibration: str = "network"
 
@@ -242,6 +243,13 @@ def _check_places(v, default: dict, source: str) -> dict:
             else:
                 raise ValueError(f"{key}.{k}: unknown key (known: outdoor_share, ventilation)")
     return out
+
+
+def auto_seeds(n: int) -> int:
+    """Default number of initial infections for ``n`` agents: 0.5 % of the population, at least 10, at
+    most 500 (with R ~ 1.5-2 per generation, generations 2-4 then hold ~10x the seeds while the
+    infected share stays a few per cent: enough cases for R_eff, little depletion)."""
+    return int(min(500, max(10, round(0.005 * int(n)))))
 
 
 def load_epidemic(path_or_table=None, source: str | None = None) -> EpidemicParams:
@@ -451,7 +459,7 @@ class Epidemic:
         """Infect ``k`` agents (default ``params.seeds``; uniform without replacement by counter-based
         keys) or the given ``agents`` at random times of ``day``. Returns the agents."""
         if agents is None:
-            k = self.params.seeds if k is None else int(k)
+            k = (self.params.seeds or auto_seeds(self.n)) if k is None else int(k)
             if not 0 <= k <= self.n:
                 raise ValueError(f"seed_infections: k must lie in 0..{self.n}")
             keys = uniforms(self.seed, ST_SEED, np.arange(self.n))

@@ -26,8 +26,11 @@ def _common(p: argparse.ArgumentParser, replicates: int, multi: bool = False) ->
         p.add_argument("--strategy", default="uniform", choices=STRATEGIES,
                        help="adoption strategy (default uniform)")
     p.add_argument("--index-cases", type=int, default=None,
-                   help="index cases per replicate, uniform over the whole population (default: "
+                   help="index cases per replicate, over the whole population, app or not (default: "
                         "10%% of the population, at most 200)")
+    p.add_argument("--index-cases-from", default="uniform", choices=("uniform", "contacts"),
+                   help="how index cases are drawn: uniform (default) or in proportion to their number "
+                        "of true close contacts (a proxy for who gets infected)")
     p.add_argument("--target", type=float, default=0.5,
                    help="F1 coverage target for the coverage_target threshold (default 0.5)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -43,6 +46,9 @@ def register(subparsers) -> None:
     p.add_argument("--format", default="csv", choices=("csv", "sociopatterns"))
     p.add_argument("--close-minutes", type=float, default=15.0,
                    help="cumulative minutes per day for a true close contact (default 15)")
+    p.add_argument("--notify-minutes", type=float, default=0.0,
+                   help="detected minutes per day for the app to notify a contact (default 0: any "
+                        "detected contact notifies, as Bluezone; e.g. 15 for a duration-filtering app)")
     _common(p, replicates=20)
     p.set_defaults(func=_run_coverage)
 
@@ -57,7 +63,13 @@ def register(subparsers) -> None:
     s.add_argument("--scale", type=float, default=None,
                    help="population scale (default 0.01 for presets; a scenario file's own scale)")
     s.add_argument("--days", type=int, default=3, help="simulated days (default 3)")
-    s.add_argument("--rule", default="bluezone", help="close-contact rule (default bluezone)")
+    s.add_argument("--rule", default="bluezone", help="close-contact rule (default bluezone; 'ideal' "
+                                                      "warns exactly the true close contacts)")
+    s.add_argument("--phone-owners", default=None, metavar="FRACTION[,FRACTION...]",
+                   help="share of the WHOLE population owning a smartphone (scenario key "
+                        "phones.owner_share; the preset's age gradient kept), e.g. 0.775 for Lạng Sơn's "
+                        "letter (605,768 smartphone users of 781,655 people); several as a comma list, "
+                        "'preset' for the scenario's own (default: the scenario's own)")
     s.add_argument("--allow-phoneless", action="store_true",
                    help="let agents without a smartphone be drawn as adopters (by default only "
                         "owners can run the app, whatever the strategy)")
@@ -71,9 +83,12 @@ def register(subparsers) -> None:
     s.add_argument("--workers", type=int, default=2,
                    help="worker processes of --dask local (one thread each; default 2)")
     s.add_argument("--epidemic", action="store_true",
-                   help="also run the epidemic closed loop on every replicate (re-simulated per adoption "
-                        "level, common random numbers): epidemic.csv, epidemic_daily.csv, epidemic.png, "
-                        "r_below_one in threshold.json; parameters from the scenario's [epidemic] table")
+                   help="also run the epidemic closed loop on every replicate: a fresh epidemic per "
+                        "adoption level (common random numbers) on a replayed contact cycle of >= 14 "
+                        "distinct simulated days (a separate 14-day run per replicate when --days < 14), "
+                        "the rule beside the ideal rule: epidemic.csv (attack rate, R_eff with interval, "
+                        "isolation-days), epidemic_daily.csv, epidemic.png, r_below_one in threshold.json; "
+                        "parameters from the scenario's [epidemic] table")
     s.add_argument("--channels", default="ble",
                    help="notification channels: ble, qr or ble,qr (QR venue check-in; with qr also "
                         "channels.csv/.png per channel; default ble)")
@@ -100,7 +115,8 @@ def _run_coverage(args) -> int:
     res = coverage_from_contacts(args.contacts, args.out, format=args.format, adoption=args.adoption,
                                  replicates=args.replicates, seed=args.seed, strategy=args.strategy,
                                  index_cases=args.index_cases, target=args.target,
-                                 close_minutes=args.close_minutes, progress=not args.no_progress)
+                                 close_minutes=args.close_minutes, progress=not args.no_progress,
+                                 notify_minutes=args.notify_minutes, index_from=args.index_cases_from)
     return _finish(res, args.out)
 
 
@@ -111,7 +127,8 @@ def _run_sweep(args) -> int:
                 seed=args.seed, adoption=args.adoption, index_cases=args.index_cases,
                 target=args.target, phones_only=not args.allow_phoneless,
                 progress=not args.no_progress, resume=args.resume, dask=args.dask,
-                workers=args.workers, epidemic=args.epidemic, channels=args.channels)
+                workers=args.workers, epidemic=args.epidemic, channels=args.channels,
+                phone_owners=args.phone_owners, index_from=args.index_cases_from)
     return _finish(res, args.out)
 
 

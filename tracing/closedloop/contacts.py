@@ -78,6 +78,15 @@ class ContactDays:
         self._ids = [None] * len(self.days)
         self._dose = {}
 
+    def ideal(self) -> "ContactDays":
+        """The same contact process under the ideal rule: ``notify_i = notify_j = close`` (exactly the
+        true close contacts are warned when both run the app; ``tracing/rules/ideal.toml``). The pair
+        tables of the simulator hold every ground-truth pair whatever the rule, so the records, their
+        doses and their random draws are those of the original (common random numbers)."""
+        days = [{**d, "notify_i": d["close"].copy(), "notify_j": d["close"].copy()} for d in self.days]
+        return ContactDays(n=self.n, household=self.household, days=days, checkins=self.checkins,
+                           source=f"{self.source} (ideal rule)")
+
     def adjacency(self, k: int):
         """(indptr, rec) of template day k: the records of agent a are ``rec[indptr[a]:indptr[a+1]]``
         (every record listed under both ends)."""
@@ -230,17 +239,22 @@ def _pair_places(sched, inst_type, household, i, j, step_s, chunk: int = 200_000
 
 
 def contacts_from_run(run_dir, rule="bluezone", *, close_minutes: float | None = None,
-                      qr: QRParams | None = None, seed: int = 0, pairs=None) -> ContactDays:
+                      qr: QRParams | None = None, seed: int = 0, pairs=None,
+                      days: int | None = None) -> ContactDays:
     """Template days from a simulator run folder (module docstring): the pair table under ``rule``
     (or ``pairs``, already computed) joined with the ground truth; place types and QR check-ins from
-    the run's schedules, rebuilt by :class:`sim.runfolder.RunFolder`."""
+    the run's schedules, rebuilt by :class:`sim.runfolder.RunFolder`. ``days``: use the first ``days``
+    simulated days (default: all)."""
     run = RunFolder(run_dir)
+    n_days = run.n_days if days is None else int(days)
+    if not 1 <= n_days <= run.n_days:
+        raise ValueError(f"days: the run {run_dir} has {run.n_days} simulated days, asked for {days}")
     scn, pop, places = run.world
     close_m = float(scn.sim["close_m"])
     close_minutes = float(scn.sim["close_minutes"]) if close_minutes is None else float(close_minutes)
     step_s = int(scn.sim["step_s"])
     if pairs is None:
-        pairs = pairs_from_run(run_dir, rule, close_minutes=close_minutes)
+        pairs = pairs_from_run(run_dir, rule, close_minutes=close_minutes, days=range(n_days))
     n, household = pop.n, pop.household.astype(np.int64)
     gt = run.ground_truth() if run.has_ground_truth() else None
     mins = np.zeros(len(pairs))
@@ -255,7 +269,7 @@ def contacts_from_run(run_dir, rule="bluezone", *, close_minutes: float | None =
         dmin[hit] = gt["min_dist"][o][pos[hit]]
     qr = qr or QRParams()
     days, cks = [], []
-    for d in range(run.n_days):                         # loop over simulated days
+    for d in range(n_days):                             # loop over simulated days
         sched = run.schedule(d)
         sel = pairs["day"] == d
         p = pairs[sel]

@@ -26,11 +26,15 @@ Interventions (:class:`Interventions`, the ``[epidemic.interventions]`` TOML tab
   with full compliance and no dropout.
 
 Outputs per run (:func:`run_closed_loop`): daily incidence, prevalence, confirmed cases, isolated
-(true positives = infected at the time, false positives = susceptible or recovered), cohort R (mean
-secondary infections of the agents infected that day); and the summary ``attack_rate`` (ever infected /
-n), ``peak_prevalence`` (max fraction in E/P/I/A), ``peak_day``, ``person_days_isolated`` (and its
-false-positive part), ``r_eff`` (mean secondary infections of generations ``r_generations[0]`` ..
-``r_generations[1]``: early enough to be free of depletion, late enough for tracing to act) and
+(true positives = infected at the time, false positives = susceptible or recovered, ``uninfected`` =
+not infected by the end of that day), cohort R (mean secondary infections of the agents infected that
+day); and the summary ``attack_rate`` (ever infected / n), ``peak_prevalence`` (max fraction in
+E/P/I/A), ``peak_day``, ``isolation_days`` (= ``person_days_isolated``: person-days in isolation,
+cases and contacts), ``isolation_days_uninfected`` (of them, person-days of agents not yet infected:
+the burden on bystanders), ``person_days_isolated_fp`` (not infectious at the time), ``r_eff`` (mean
+secondary infections of generations ``r_generations[0]`` .. ``r_generations[1]``: early enough to be
+free of depletion, late enough for tracing to act) with ``r_eff_cases``, its standard error
+``r_eff_se`` (cases taken as independent) and a normal 95 % interval ``r_eff_lo``..``r_eff_hi``, and
 notification counts per channel.
 """
 from __future__ import annotations
@@ -48,7 +52,7 @@ from tracing.core.checks import quiet_nan
 __all__ = ["run_closed_loop"]
 
 DAILY_COUNTS = ("incidence", "prevalence", "confirmed", "isolated", "isolated_tp", "isolated_fp",
-                "notified_app", "notified_f2", "notified_qr", "notified_manual")
+                "isolated_uninfected", "notified_app", "notified_f2", "notified_qr", "notified_manual")
 
 
 class _Isolation:
@@ -214,6 +218,7 @@ def run_closed_loop(contacts: ContactDays, params: EpidemicParams | None = None,
         out["isolated"][d] = int(isolated.sum())
         out["isolated_tp"][d] = int((isolated & infected_now).sum())
         out["isolated_fp"][d] = int((isolated & ~infected_now).sum())
+        out["isolated_uninfected"][d] = int((isolated & ~(ep.t_inf <= te)).sum())
     # cohort R by infection day and generation R
     inf_day = np.floor(ep.t_inf / DAY_S)
     ever = np.isfinite(ep.t_inf)
@@ -225,7 +230,10 @@ def run_closed_loop(contacts: ContactDays, params: EpidemicParams | None = None,
         out["r_cohort"] = np.where(cnt > 0, sm / np.maximum(cnt, 1), np.nan)
     g0, g1 = iv.r_generations
     gsel = ever & (ep.generation >= g0) & (ep.generation <= g1)
-    r_eff = float(off[gsel].mean()) if gsel.any() else float("nan")
+    k_cases = int(gsel.sum())
+    r_eff = float(off[gsel].mean()) if k_cases else float("nan")
+    # standard error of the mean offspring (cases taken as independent: clusters make it a lower bound)
+    r_se = float(off[gsel].std(ddof=1) / np.sqrt(k_cases)) if k_cases > 1 else float("nan")
     seeds_n = int((ep.route == 3).sum())
     summary = dict(
         adoption=float(adoption), n=n, seeds=seeds_n,
@@ -234,7 +242,10 @@ def run_closed_loop(contacts: ContactDays, params: EpidemicParams | None = None,
         peak_day=int(np.argmax(out["prevalence"])) if days else 0,
         person_days_isolated=int(out["isolated"].sum()),
         person_days_isolated_fp=int(out["isolated_fp"].sum()),
-        r_eff=r_eff, r_eff_cases=int(gsel.sum()),
+        isolation_days=int(out["isolated"].sum()),
+        isolation_days_uninfected=int(out["isolated_uninfected"].sum()),
+        r_eff=r_eff, r_eff_cases=k_cases, r_eff_se=r_se,
+        r_eff_lo=r_eff - 1.96 * r_se, r_eff_hi=r_eff + 1.96 * r_se,
         confirmed=int(out["confirmed"].sum()),
         notified=int(n_notified), notified_infected=int(tp_notified),
         notified_app=int(out["notified_app"].sum()), notified_f2=int(out["notified_f2"].sum()),

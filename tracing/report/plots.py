@@ -1,10 +1,13 @@
 """Figures of an adoption sweep (matplotlib, Agg backend; written atomically as PNG).
 
-``coverage.png``: F1 coverage, F2 coverage and F1 precision against adoption (fraction of the
-population) with 95% bands, the p^2 reference (uniform adoption, perfect radio), vertical lines at the
-official 30% and 60% levels, the computed thresholds and the provinces' reported adoption.
-``percolation.png``: largest traceable component (fraction of the population) and mean finite-cluster
-size (nodes) against adoption, with the percolation threshold and its CI.
+``coverage.png``: F1 coverage, F2 coverage and F1 precision of the chosen rule (solid, 95% bands) beside
+the ideal rule's coverage (dashed) against the adoption actually reached (fraction of the population;
+the curves end where every phone owner runs the app), vertical lines at the official 30% and 60%
+levels on both denominators (population, smartphone users), the computed thresholds and the provinces'
+reported adoption.
+``percolation.png``: largest component and mean finite-cluster size of the traceable network (close
+and notified contacts) against the adoption reached, with its threshold and CI, the ideal rule's
+(close-contact network) curve beside it and the notified network's threshold as a second criterion.
 ``comparison.png``: every scenario × strategy of a sweep on one figure.
 ``channels.png``: coverage and precision per notification channel (Bluetooth, QR, both).
 ``epidemic.png``: attack rate and R_eff against adoption per closed-loop variant.
@@ -57,59 +60,85 @@ def _band(ax, x, s, name, color, label):
         ax.fill_between(x, lo, hi, color=color, alpha=0.2, lw=0)
 
 
+def _reached(s: dict):
+    """x of a summary: the adoption actually reached (where the sweep recorded it), else requested;
+    levels past saturation collapse onto the owner share, so keep the first of equal x."""
+    x = np.asarray(s.get("adoption_achieved_mean", s["adoption"]), dtype=float)
+    keep = np.ones(len(x), bool)
+    keep[1:] = np.diff(x) > 1e-12
+    return x, keep
+
+
 def plot_coverage(path, summary: dict, thresholds: dict, *, provinces=None, title: str = "",
                   owner_share: float | None = None):
     """``summary``: arrays ``adoption`` and ``{metric}_{mean,lo,hi}``; ``provinces``: keys of
     :data:`PROVINCE_ADOPTION` to mark (default all); ``owner_share``: smartphone owners' share of
-    the population, if known (marks "30% of smartphone users", the letters' own denominator)."""
-    x = np.asarray(summary["adoption"])
-    fig, ax = plt.subplots(figsize=(8.5, 5.5))
-    xx = np.linspace(0, 1, 201)
-    ax.plot(xx, xx ** 2, color="0.5", ls=":", lw=1.5, label="p² (uniform adoption, perfect radio)")
-    _band(ax, x, summary, "f1_coverage", "C0", "F1 coverage (close contacts notified)")
-    _band(ax, x, summary, "f2_coverage", "C2", "F2 coverage (second-degree reached)")
-    _band(ax, x, summary, "f1_precision", "C3", "F1 precision (notified truly close)")
+    the population, if known (marks 30% and 60% of smartphone users, the letters' own denominator)."""
+    x, keep = _reached(summary)
+    s = {k: np.asarray(v)[keep] for k, v in summary.items()}
+    x = x[keep]
+    fig, ax = plt.subplots(figsize=(9, 5.8))
+    _band(ax, x, s, "f1_coverage", "C0", "F1 coverage (close contacts warned)")
+    _band(ax, x, s, "f2_coverage", "C2", "F2 coverage (second-degree reached)")
+    _band(ax, x, s, "f1_precision", "C3", "F1 precision (warned who were close)")
+    for name, col in (("f1_coverage_ideal", "C0"), ("f2_coverage_ideal", "C2")):
+        if f"{name}_mean" in s:
+            ax.plot(x, s[f"{name}_mean"], color=col, ls="--", lw=1.5,
+                    label=f"{name[:2].upper()} coverage, ideal rule (exactly the close contacts)")
     for k, (lab, v) in enumerate(OFFICIAL_LEVELS.items()):
         ax.axvline(v, color="k", ls="--", lw=1)
-        ax.text(v, 1.01, lab, rotation=0, ha="center", va="bottom", fontsize=8,
+        ax.text(v, 1.01, f"{lab} of pop.", rotation=0, ha="center", va="bottom", fontsize=8,
                 transform=ax.get_xaxis_transform())
     colors = {"percolation": "C4", "coverage_target": "C1"}
     for name, th in thresholds.items():
         v = th.get("adoption")
-        if v is None:
+        if v is None or name not in colors:
             continue
         ci = th.get("ci") or [None, None]
-        lab = {"percolation": "percolation threshold",
+        lab = {"percolation": f"traceable-network percolation ({th.get('window_days', 0):g} d)",
                "coverage_target": f"F1 coverage = {th.get('target', 0.5):g}"}.get(name, name)
         ax.axvline(v, color=colors.get(name, "C5"), lw=1.5, label=f"{lab}: {v:.3f}")
         if ci[0] is not None and ci[1] is not None:
             ax.axvspan(ci[0], ci[1], color=colors.get(name, "C5"), alpha=0.1, lw=0)
     if owner_share is not None and np.isfinite(owner_share):
-        ax.axvline(0.3 * owner_share, color="0.3", ls=":", lw=1.2,
-                   label=f"30% of smartphone users = {0.3 * owner_share:.1%} of pop.")
+        for f, ls in ((0.3, ":"), (0.6, "-.")):
+            ax.axvline(f * owner_share, color="0.3", ls=ls, lw=1.2,
+                       label=f"{f:.0%} of smartphone users = {f * owner_share:.1%} of pop.")
+        ax.axvspan(owner_share, 1, color="0.85", alpha=0.5, lw=0,
+                   label=f"not reachable: only {owner_share:.1%} own a smartphone")
     for key in (PROVINCE_ADOPTION if provinces is None else provinces):
         if key in PROVINCE_ADOPTION:
             lab, v = PROVINCE_ADOPTION[key]
             ax.axvline(v, color="C7", ls="-.", lw=1, label=f"reported: {lab} = {v:.1%} of pop.")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.05)
-    ax.set_xlabel("adoption (fraction of the population running the app)")
+    ax.set_xlabel("adoption reached (fraction of the population running the app)")
     ax.set_ylabel("fraction")
     ax.set_title("Notification coverage vs adoption, 95% bands" + (f" — {title}" if title else ""),
                  fontsize=10, pad=16)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7.5, loc="upper left")
+    ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     _save(fig, path)
 
 
 def plot_percolation(path, fine: dict, thresholds: dict, *, title: str = ""):
-    """``fine``: arrays ``adoption`` and ``{largest_component,mean_finite_cluster}_{mean,lo,hi}`` on
-    the fine grid."""
-    x = np.asarray(fine["adoption"])
+    """``fine``: arrays ``adoption`` and ``{largest_component,mean_finite_cluster}_{mean,lo,hi}`` (the
+    traceable network; ``ideal_largest_component_mean`` beside it if present) on the fine grid."""
+    x, keep = _reached(fine)
+    fine = {k: np.asarray(v)[keep] for k, v in fine.items()}
+    x = x[keep]
     fig, ax = plt.subplots(figsize=(8.5, 5.0))
-    _band(ax, x, fine, "largest_component", "C0", "largest traceable component (fraction of pop.)")
-    ax.set_xlabel("adoption (fraction of the population running the app)")
+    _band(ax, x, fine, "largest_component", "C0",
+          "largest component, traceable network (close and warned; fraction of pop.)")
+    if "ideal_largest_component_mean" in fine:
+        ax.plot(x, fine["ideal_largest_component_mean"], color="C0", ls="--", lw=1.2,
+                label="largest component, ideal rule (close contacts)")
+    nth = thresholds.get("notified_percolation", {})
+    if nth.get("adoption") is not None:
+        ax.axvline(nth["adoption"], color="0.5", ls=":", lw=1.2,
+                   label=f"notified network (close or not): {nth['adoption']:.3f} — not the headline")
+    ax.set_xlabel("adoption reached (fraction of the population running the app)")
     ax.set_ylabel("largest component / population", color="C0")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
@@ -120,7 +149,8 @@ def plot_percolation(path, fine: dict, thresholds: dict, *, title: str = ""):
     th = thresholds.get("percolation", {})
     if th.get("adoption") is not None:
         v = th["adoption"]
-        ax.axvline(v, color="C4", lw=1.5, label=f"percolation threshold {v:.3f}")
+        ax.axvline(v, color="C4", lw=1.5,
+                   label=f"traceable percolation {v:.3f} ({th.get('window_days', 0):g}-day window)")
         ci = th.get("ci") or [None, None]
         if ci[0] is not None and ci[1] is not None:
             ax.axvspan(ci[0], ci[1], color="C4", alpha=0.15, lw=0, label="95% CI")
@@ -145,8 +175,8 @@ def plot_percolation(path, fine: dict, thresholds: dict, *, title: str = ""):
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
     ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="center right")
-    ax.set_title("Site percolation of the traceable network" + (f" — {title}" if title else ""),
-                 fontsize=10)
+    ax.set_title("Site percolation of the traceable network (close and warned contacts)"
+                 + (f" — {title}" if title else ""), fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     _save(fig, path)
@@ -225,12 +255,17 @@ def plot_channels(path, grid, rows: dict, title: str = "") -> None:
 
 
 def plot_epidemic(path, grid, rows: dict, thresholds: dict, title: str = ""):
-    """``epidemic.png``: attack rate and R_eff against adoption per variant (replicate mean, 95%
-    t-band), the official 30% and 60% lines, R = 1 and the ``r_below_one`` threshold."""
+    """``epidemic.png``: attack rate and R_eff against adoption per rule and variant (replicate mean,
+    95% t-band; colour = variant, solid = the chosen rule, dashed = the ideal rule), the official 30%
+    and 60% lines, R = 1 and the ``r_below_one`` threshold."""
     g = np.asarray(grid, float)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
-    for k, v in enumerate(dict.fromkeys(rows["variant"].tolist())):
-        sel = rows["variant"] == v
+    rule_col = rows["rule"] if "rule" in rows else np.full(len(rows["variant"]), "")
+    rules = list(dict.fromkeys(rule_col.tolist()))
+    variants = list(dict.fromkeys(rows["variant"].tolist()))
+    for rule, v in dict.fromkeys(zip(rule_col.tolist(), rows["variant"].tolist())):
+        k = variants.index(v)
+        sel = (rows["variant"] == v) & (rule_col == rule)
         reps = np.unique(rows["replicate"][sel])
         for ax, metric in zip(axes, ("attack_rate", "r_eff")):
             a = np.full((len(reps), len(g)), np.nan)
@@ -238,9 +273,10 @@ def plot_epidemic(path, grid, rows: dict, thresholds: dict, title: str = ""):
                 s2 = sel & (rows["replicate"] == r)
                 a[ri, np.searchsorted(g, rows["adoption"][s2])] = rows[metric][s2]
             m, lo, hi = mean_ci(a)
-            ax.plot(g, m, color=f"C{k}", lw=2, ls=("-", "--", ":", "-.")[k % 4], label=v)
+            ax.plot(g, m, color=f"C{k}", lw=2, ls=("-", "--", ":", "-.")[rules.index(rule) % 4],
+                    label=f"{rule} {v}".strip())
             if np.any(np.isfinite(lo)):
-                ax.fill_between(g, lo, hi, color=f"C{k}", alpha=0.2, lw=0)
+                ax.fill_between(g, lo, hi, color=f"C{k}", alpha=0.15, lw=0)
     for ax in axes:
         for lab, x in (("official 30%", 0.3), ("national target 60%", 0.6)):
             ax.axvline(x, color="k", ls="--", lw=1)

@@ -44,16 +44,23 @@ from tracing.report.plots import plot_comparison, plot_coverage, plot_percolatio
 from tracing.report.tables import summarise, write_comparison, write_csv, write_json
 from tracing.sweep.channels import channel_sweep
 from tracing.sweep.engines import RunLog, make_engine, write_timings
-from tracing.sweep.epidemic import epidemic_sweep
-from tracing.sweep.plan import (parse_adoption, parse_channels, plan_sweep, rule_desc_of, scenarios_of,
-                                split_list)
-from tracing.sweep.replicate import FINE_GRID, default_index_cases, one_replicate, replicate_seeds
+from tracing.sweep.epidemic import epidemic_from_store
+from tracing.sweep.plan import (parse_adoption, parse_channels, parse_owner_shares, plan_epidemic, plan_sweep,
+                                rule_desc_of, scenarios_of, split_list, with_owner_shares)
+from tracing.sweep.replicate import (FINE_GRID, default_index_cases, index_spec, one_replicate, replicate_seeds,
+                                     resolve_index_cases)
 from tracing.sweep.store import Store
 
 __all__ = ["CSV_COLUMNS", "analyse", "coverage_from_contacts", "sweep"]
 
-CSV_COLUMNS = ("adoption", "replicate", "f1_coverage", "f1_precision", "f2_coverage",
-               "largest_component", "mean_finite_cluster", "mean_notify_delay_h", "mean_f2_delay_h")
+#: ``coverage.csv``: one row per replicate and adoption level, every metric of
+#: :data:`tracing.core.coverage.METRICS` (``summary.csv``: their means and intervals per level).
+CSV_COLUMNS = ("adoption", "replicate") + tuple(METRICS)
+
+#: Index cases: how they are drawn, in words for the report (``--index-cases-from``).
+INDEX_WORDS = {"uniform": "drawn uniformly from the whole population (app or not)",
+               "contacts": "drawn in proportion to their number of true close contacts (a proxy for "
+                           "who gets infected), app or not"}
 
 
 def analyse(out_dir, grid, curves: list[dict], fine: list[dict], perc: list[float], *, target: float,
@@ -71,9 +78,10 @@ def analyse(out_dir, grid, curves: list[dict], fine: list[dict], perc: list[floa
     scol = ["adoption"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "lo", "hi")]
     write_csv(out / "summary.csv", scol, summary)
     f1 = np.vstack([c["f1_coverage"] for c in fine])
-    chi = np.vstack([c["mean_finite_cluster"] for c in fine])
-    th = compute_thresholds(FINE_GRID, f1, chi, target=target, seed=seed,
-                            replicate_percolation=perc)
+    chi = {k: np.vstack([c[f"{k}mean_finite_cluster"] for c in fine]) for k in ("", "notified_", "ideal_")}
+    th = compute_thresholds(FINE_GRID, f1, chi[""], target=target, seed=seed,
+                            replicate_percolation=perc, notified_chi=chi["notified_"],
+                            ideal_chi=chi["ideal_"], window_days=meta.get("window_days"))
     write_json(out / "threshold.json", th, sort_keys=False)
     if plots:
         fine_sum = summarise(FINE_GRID, fine)
@@ -82,16 +90,26 @@ def analyse(out_dir, grid, curves: list[dict], fine: list[dict], perc: list[floa
         plot_percolation(out / "percolation.png", fine_sum, th, title=title)
     write_report(out / "report.md", summary=summary, thresholds=th, meta=meta)
     write_json(out / "meta.json", meta, default=str)
-    return {"summary": summary, "thresholds": th, "answer": answer_line(summary, th)}
+    return {"summary": summary, "thresholds": th, "answer": answer_line(summary, th, meta)}
 
 
 def coverage_from_contacts(path, out_dir, *, format: str = "csv", adoption: str | None = None,
                            replicates: int = 20, seed: int = 0, strategy: str = "uniform",
                            index_cases: int | None = None, target: float = 0.5, close_minutes: float = 15.0,
-                           delay: DelayModel | None = None, progress: bool = True) -> dict:
-    """``proxitrace coverage``: curves for an external contact list (see the module docstring)."""
+                           delay: DelayModel | None = None, progress: bool = True, notify_minutes: float = 0.0,
+                           index_from: str = "uniform") -> dict:
+    """``proxitrace coverage``: curves for an external contact list (see the module docstring).
+
+    A pair is truly close when its cumulative duration in one day reaches ``close_minutes``; the
+    app notifies it when its detected duration that day reaches ``notify_minutes`` (0: any detected
+    contact, as Bluezone's client; e.g. 15 for a duration-filtering app). The traceable network (the
+    headline percolation threshold) is close and notified; the ideal rule notifies exactly the close
+    pairs. ``index_from``: ``uniform`` or ``contacts`` (see :data:`INDEX_WORDS`)."""
     if replicates < 1:
         raise ValueError("--replicates must be >= 1")
+    if not notify_minutes >= 0:
+        raise ValueError(f"--notify-minutes must be >= 0 (min), got {notify_minutes}")
+    spec = index_spec(index_cases, index_from)
     grid = parse_adoption(adoption)
     delay = delay or DelayModel()
     contacts, labels = read_contacts(path, format=format, return_labels=True)
@@ -100,12 +118,14 @@ def coverage_from_contacts(path, out_dir, *, format: str = "csv", adoption: str 
         raise ValueError(f"{path}: fewer than 2 individuals")
     if strategy != "uniform":
         priorities(strategy, n, np.random.default_rng(0))  # raises the clear error
-    pairs = pairs_from_contacts(contacts, close_minutes=close_minutes)
-    index_cases = default_index_cases(n) if index_cases is None else int(index_cases)
+    pairs = pairs_from_contacts(contacts, close_minutes=close_minutes, notify_minutes=notify_minutes)
+    mode, index_cases = resolve_index_cases(spec, n)
+    days = pairs["day"].astype(np.int64)
+    window = int(days.max() - days.min() + 1) if len(days) else 1
     curves, fine, perc = [], [], []
     for _, rng in tqdm(replicate_seeds(seed, replicates), desc="replicates", unit="rep",
                        disable=not progress):
-        c, f, p = one_replicate(pairs, n, n, strategy, rng, index_cases, grid, delay)
+        c, f, p = one_replicate(pairs, n, n, strategy, rng, (mode, index_cases), grid, delay)
         curves.append(c)
         fine.append(f)
         perc.append(p)
@@ -113,12 +133,31 @@ def coverage_from_contacts(path, out_dir, *, format: str = "csv", adoption: str 
             "pairs": int(len(np.unique(pairs["i"] * n + pairs["j"]))),
             "true_close_pairs": int(len(np.unique((pairs["i"] * n + pairs["j"])[pairs["true_close"]]))),
             "strategy": strategy, "replicates": replicates, "seed": seed,
-            "index_cases": min(index_cases, n),
-            "close_rule": f"cumulative ≥ {close_minutes:g} min in proximity in one day "
-                          f"(every detected contact notifies)",
+            "index_cases": min(index_cases, n), "index_from": mode,
+            "index_words": INDEX_WORDS[mode],
+            "close_rule": f"cumulative ≥ {close_minutes:g} min in proximity in one day",
+            "rule": "any detected contact" if notify_minutes == 0 else
+                    f"≥ {notify_minutes:g} detected minutes in one day",
+            "rule_words": "every detected contact notifies" if notify_minutes == 0 else
+                          f"a contact notifies when detected for ≥ {notify_minutes:g} min in one day",
+            "window_days": window, "owner_share": None, "place": Path(path).name,
+            "owner_words": "no phone data: everyone can run the app",
             "delay": asdict(delay), "target": target}
     return analyse(out_dir, grid, curves, fine, perc, target=target, seed=seed, meta=meta,
                    title=f"{Path(path).name} ({strategy} adoption, {replicates} replicates)")
+
+
+def _owner_words(sc, shares, phones_only: bool) -> str:
+    """The phone-ownership assumption of a combination, in words."""
+    if not phones_only:
+        return "anyone may run the app, phone or not (--allow-phoneless)"
+    got = f"{100 * float(np.mean(shares)):.1f}% of the population" if shares else "an unknown share"
+    osh = sc.phones.get("owner_share")
+    if osh is not None:
+        return (f"{got} own a smartphone (set with --phone-owners {osh:g}, the preset's age gradient "
+                "kept)")
+    return (f"{got} own a smartphone (the preset's assumption: {100 * sc.phones['adult_share']:.0f}% "
+            "of adults, fewer children; change it with --phone-owners)")
 
 
 def sweep(out_dir, *, preset=None, scenario=None, scale: float | None = None,
@@ -126,8 +165,14 @@ def sweep(out_dir, *, preset=None, scenario=None, scale: float | None = None,
           seed: int = 0, adoption: str | None = None, index_cases: int | None = None, target: float = 0.5,
           delay: DelayModel | None = None, phones_only: bool = True, progress: bool = True,
           resume: bool = False, dask: str | None = None, workers: int = 2, engine=None,
-          combination_plots: bool = True, epidemic: bool = False, channels=None) -> dict:
+          combination_plots: bool = True, epidemic: bool = False, channels=None, phone_owners=None,
+          index_from: str = "uniform") -> dict:
     """``proxitrace sweep``: simulate ``replicates`` provinces per scenario and analyse them.
+
+    ``phone_owners``: share of the whole population owning a smartphone (scenario key
+    ``phones.owner_share``, the preset's age gradient kept), or several as a comma list (``preset``
+    for the scenario's own), each a combination of its own. ``index_from``: index cases drawn
+    ``uniform`` over the population or in proportion to their ``contacts`` (close-contact degree).
 
     ``preset`` / ``scenario`` / ``strategy``: one name or several (comma list or list; ``preset="all"``
     for every preset). The work is cut into units (:mod:`tracing.sweep.tasks`) whose results go to a
@@ -152,8 +197,10 @@ def sweep(out_dir, *, preset=None, scenario=None, scale: float | None = None,
     ``channels.csv`` / ``channels.png`` (coverage and precision of ``ble``, ``qr`` and ``ble+qr``,
     :func:`tracing.qr.channel_sweep`). ``epidemic``: the closed loop on every replicate's run
     (:func:`tracing.closedloop.epidemic_sweep`: ``epidemic.csv``, ``epidemic_daily.csv``,
-    ``epidemic.png``, ``r_below_one`` in ``threshold.json``, a section of ``report.md``); each
-    adoption level is re-simulated with common random numbers.
+    ``epidemic.png``, ``r_below_one`` in ``threshold.json``, a section of ``report.md``) as store
+    units (:func:`tracing.sweep.plan.plan_epidemic`): a replayed contact cycle of at least 14 distinct
+    simulated days (a separate 14-day run per replicate when ``days`` < 14), each adoption level a
+    fresh epidemic with common random numbers, the rule beside the ideal rule.
     """
     if (not split_list(preset)) == (not split_list(scenario)):
         raise ValueError("give exactly one of --preset NAME[,NAME...] or --scenario FILE[,FILE...]")
@@ -166,7 +213,8 @@ def sweep(out_dir, *, preset=None, scenario=None, scale: float | None = None,
     channel_list = parse_channels(channels)
     grid = parse_adoption(adoption)
     delay = delay or DelayModel()
-    scenarios = scenarios_of(preset, scenario, scale)
+    scenarios = with_owner_shares(scenarios_of(preset, scenario, scale), parse_owner_shares(phone_owners))
+    ispec = index_spec(index_cases, index_from)
     rule_spec, rule_desc = rule_desc_of(rule)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -175,7 +223,14 @@ def sweep(out_dir, *, preset=None, scenario=None, scale: float | None = None,
     tasks, curves_units = plan_sweep(
         out, scenarios, days=int(days), rule_spec=rule_spec, rule_desc=rule_desc,
         strategies=strategies, replicates=int(replicates), seed=int(seed), grid=grid,
-        index_cases=index_cases, delay=delay, phones_only=bool(phones_only), resume=bool(resume))
+        index_cases=ispec, delay=delay, phones_only=bool(phones_only), resume=bool(resume))
+    epi_units = {}
+    if epidemic:                  # the closed loop as store units too (resumable, distributed)
+        etasks, epi_units = plan_epidemic(
+            out, scenarios, days=int(days), rule_spec=rule_spec, rule_desc=rule_desc, strategies=strategies,
+            replicates=int(replicates), seed=int(seed), grid=grid, phones_only=bool(phones_only),
+            resume=bool(resume), channels=channel_list)
+        tasks += etasks
     log = RunLog(out / "sweep.log", echo=progress)
     engine = engine or make_engine(dask, workers)
     log.note(f"# sweep {time.strftime('%Y-%m-%dT%H:%M:%S')}: {len(tasks)} units, engine "
@@ -205,10 +260,14 @@ def sweep(out_dir, *, preset=None, scenario=None, scale: float | None = None,
                     "n": ns[0] if len(set(ns)) == 1 else ns, "strategy": strat,
                     "replicates": replicates, "seed": seed, "rule": rule, "phones_only": phones_only,
                     "owner_share": float(np.mean(shares)) if shares else None,
+                    "owner_words": _owner_words(sc, shares, phones_only),
                     "index_cases": index_cases if index_cases is not None else
                     f"{default_index_cases(min(ns))} (10% of the population, at most 200)",
+                    "index_from": index_from, "index_words": INDEX_WORDS[index_from],
                     "close_rule": "ground truth: cumulative ≥ 15 min within 2 m in one day; "
                                   f"notification by the {rule!r} rule on the simulated radio",
+                    "rule_words": f"the {rule!r} rule on the simulated radio", "window_days": int(days),
+                    "place": f"{pkey or Path(display).stem} ×{s:g}",
                     "delay": asdict(delay), "target": target,
                     "units": [u.name for u in curves_units[(label, strat)]]}
             folder = out if single else out / label / strat
@@ -228,9 +287,8 @@ def sweep(out_dir, *, preset=None, scenario=None, scale: float | None = None,
                                   phones_only=phones_only, index_cases=index_cases, delay=delay,
                                   scenario=scn_file)
                 if epidemic:
-                    er = epidemic_sweep(folder, run_dirs, grid, strategy=strat, seed=seed, rule=rule_spec,
-                                        phones_only=phones_only, channels=channel_list, scenario=scn_file,
-                                        progress=progress)
+                    er = epidemic_from_store(folder, store, epi_units[(label, strat)], grid, strategy=strat,
+                                             seed=seed, rule=rule_spec, channels=channel_list, scenario=scn_file)
                     res["thresholds"]["r_below_one"] = er["thresholds"]
                     res["answer"] = res["answer"] + "\n" + er["answer"]
             results[(label, strat)] = res

@@ -13,9 +13,13 @@ from tracing.core.qr import CHANNELS
 from tracing.core.rules import load_rule
 from tracing.sweep.replicate import FINE_GRID_DIGEST, sim_seed_of
 from tracing.sweep.store import Unit, safe_label
-from tracing.sweep.tasks import Task, curves_task, pairs_task, sim_task
+from tracing.closedloop.params import load_closed_loop_params
+from tracing.sweep.epidemic import cycle_days, default_variants
+from tracing.sweep.tasks import Task, curves_task, epidemic_task, pairs_task, sim_task
 
-__all__ = ["parse_adoption", "parse_channels", "split_list", "scenarios_of", "rule_desc_of", "plan_sweep"]
+__all__ = ["parse_adoption", "parse_channels", "parse_owner_shares", "with_owner_shares", "split_list",
+           "scenarios_of", "rule_desc_of", "plan_sweep",
+           "plan_epidemic"]
 
 
 def parse_adoption(spec: str | None) -> np.ndarray:
@@ -77,6 +81,39 @@ def scenarios_of(preset, scenario, scale):
     return [tuple(x) for x in out]
 
 
+def parse_owner_shares(spec) -> list:
+    """``--phone-owners``: ``"0.775"``, ``"preset,0.775"`` (a comma list; ``preset`` keeps the
+    scenario's own ownership) -> ``[None or fraction, ...]``; each fraction in (0, 0.98] is the share
+    of the WHOLE population owning a smartphone (scenario key ``phones.owner_share``)."""
+    out = []
+    for x in split_list(spec):
+        if x.lower() == "preset":
+            out.append(None)
+            continue
+        try:
+            f = float(x)
+        except ValueError:
+            f = float("nan")
+        if not 0 < f <= 0.98:
+            raise ValueError(f"--phone-owners {spec!r}: {x!r} must be a fraction of the population in "
+                             "(0, 0.98] or 'preset'")
+        out.append(f)
+    return out or [None]
+
+
+def with_owner_shares(scenarios, shares) -> list:
+    """The scenarios of :func:`scenarios_of` once per phone-ownership share (``None``: the scenario's
+    own). One share keeps the labels; several label each ``<label>-owners-<share|preset>``."""
+    out = []
+    for label, sc, display, pkey, s in scenarios:
+        for f in shares:
+            sc2 = sc if f is None else sc.with_overrides({"phones": {"owner_share": f}},
+                                                         f"--phone-owners {f:g}")
+            lab = label if len(shares) == 1 else f"{label}-owners-{'preset' if f is None else f'{f:g}'}"
+            out.append((lab, sc2, display, pkey, s))
+    return out
+
+
 def rule_desc_of(rule) -> tuple[str, dict]:
     """(spec to hand to workers, hashable description) of a rule name or TOML path."""
     r = load_rule(rule)
@@ -122,6 +159,57 @@ def plan_sweep(out, scenarios, *, days, rule_spec, rule_desc, strategies, replic
                                     deps=tuple(u.name for u in pus), unit=cu))
                 curves_units.setdefault((label, strat), []).append(cu)
     return tasks, curves_units
+
+
+def plan_epidemic(out, scenarios, *, days, rule_spec, rule_desc, strategies, replicates, seed, grid,
+                  phones_only, resume, channels):
+    """Work units of ``--epidemic`` (after :func:`plan_sweep`'s): per scenario, replicate and strategy
+    one ``epidemic`` unit on a replayed cycle of :func:`tracing.sweep.epidemic.cycle_days` distinct
+    days. With at least 14 simulated days it depends on the sweep's own pair units (reused, not
+    planned again); with fewer, a separate run of 14 days per replicate (``runs/[<scenario>/]epidemic-
+    rep-NNN``, same scenario and simulation seed) and its pair units are planned, in the store like the
+    others. Returns ``(tasks, epidemic_units)`` with ``epidemic_units[(label, strategy)] = [unit of
+    replicate 0, 1, ...]``."""
+    tasks, units = [], {}
+    rlab = safe_label(rule_desc["name"])
+    single = len(scenarios) == 1
+    cyc = cycle_days(days)
+    for label, sc, display, pkey, _ in scenarios:
+        scn = {k: v for k, v in sc.to_dict().items() if k != "source"}
+        scn_file = None if pkey else display
+        epi, iv, qr = load_closed_loop_params(scn_file)
+        closed = {"epidemic": epi.to_dict(), "interventions": asdict(iv), "qr": asdict(qr),
+                  "variants": default_variants(channels, iv, True)}
+        for r in range(replicates):
+            own = cyc <= days
+            sim_days = days if own else cyc
+            prefix = "rep" if own else "epidemic-rep"
+            run_rel = f"runs/{prefix}-{r:03d}" if single else f"runs/{label}/{prefix}-{r:03d}"
+            sim_label = f"{label}-r{r:03d}" if own else f"{label}-r{r:03d}-epidemic"
+            su = Unit("sim", sim_label,
+                      {"kind": "sim", "scenario": scn, "days": sim_days, "seed": seed, "replicate": r})
+            if not own:
+                tasks.append(Task(su.name, sim_task,
+                                  (str(out), su, sc, run_rel, sim_days, sim_seed_of(seed, r)), unit=su))
+            pus = []
+            for d in range(cyc):
+                pu = Unit("pairs", f"{sim_label}-{rlab}-d{d:03d}",
+                          {"kind": "pairs", "sim": su.hash, "rule": rule_desc, "day": d})
+                if not own:
+                    tasks.append(Task(pu.name, pairs_task, (str(out), pu, run_rel, rule_spec, d, resume),
+                                      deps=(su.name,), unit=pu))
+                pus.append(pu)
+            for strat in strategies:
+                eu = Unit("epidemic", f"{label}-r{r:03d}-{rlab}-{safe_label(strat)}",
+                          {"kind": "epidemic", "pairs": [u.hash for u in pus], "strategy": strat, "seed": seed,
+                           "replicate": r, "grid": grid, "phones_only": phones_only,
+                           "channels": list(channels), "closed_loop": closed})
+                tasks.append(Task(eu.name, epidemic_task,
+                                  (str(out), eu, run_rel, pus, r, seed, strat, rule_desc["name"], grid,
+                                   phones_only, tuple(channels), scn_file, resume),
+                                  deps=tuple(u.name for u in pus), unit=eu))
+                units.setdefault((label, strat), []).append(eu)
+    return tasks, units
 
 
 def parse_channels(spec) -> tuple:

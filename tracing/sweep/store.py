@@ -117,7 +117,7 @@ class Unit:
         return f"Unit({self.name})"
 
 
-_EXT = {"sim": ".json", "pairs": ".parquet", "curves": ".npz"}
+_EXT = {"sim": ".json", "pairs": ".parquet", "curves": ".npz", "epidemic": ".npz"}
 
 
 class Store:
@@ -224,6 +224,22 @@ class Store:
             curves = {k[6:]: z[k] for k in z.files if k.startswith("grid__")}
             fine = {k[6:]: z[k] for k in z.files if k.startswith("fine__")}
             return curves, fine, float(z["perc"]), json.loads(str(z["unit"]))
+
+    def write_arrays(self, unit: Unit, arrays: dict, **extra) -> Path:
+        """A unit of named arrays (numeric or text, no objects) -> ``.npz`` with its record (the
+        epidemic units of :mod:`tracing.sweep.tasks`)."""
+        arrays = {f"a__{k}": np.asarray(v) for k, v in arrays.items()}
+        arrays["unit"] = np.array(json.dumps(self.record(unit, **extra), default=float))
+        p = self.path(unit)
+        with atomic_path(p) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+        return p
+
+    def read_arrays(self, unit: Unit) -> tuple[dict, dict]:
+        """``(arrays, record)`` of a finished :meth:`write_arrays` unit."""
+        with np.load(self.path(unit), allow_pickle=False) as z:
+            return ({k[3:]: z[k] for k in z.files if k.startswith("a__")}, json.loads(str(z["unit"])))
 
     def clean_temp(self) -> int:
         """Remove temporary files left by a killed run (``.NAME.*.tmp``); return how many."""

@@ -10,6 +10,10 @@ Units (each one a pure function of its parameters; results go to the store, :mod
 ``curves``  scenario × replicate × rule × strategy: adoption ranks, index cases and the one-pass curves
             of the replicate (:func:`tracing.sweep.replicate.one_replicate`) from the concatenated day tables
             -> ``units/curves-...npz``. Depends on the replicate's ``pairs`` units.
+``epidemic`` scenario × replicate × rule × strategy (``--epidemic``): the closed loop of the replicate
+            (:func:`tracing.sweep.epidemic.replicate_closed_loop`) on the replayed cycle of its stored
+            day tables -> ``units/epidemic-...npz``. Depends on the ``pairs`` units of the cycle's days
+            (those of the sweep's run, or of the epidemic's own longer run: :func:`tracing.sweep.plan.plan_epidemic`).
 
 Large tables travel as files in the shared output folder; a task returns a small dict (unit name,
 status, seconds), never an array, so the Dask scheduler only moves a few hundred bytes per unit.
@@ -35,10 +39,11 @@ from sim.run import simulate
 from sim.runfolder import RunFolder
 from tracing.core.pairs import PAIR_DTYPE
 from tracing.pipeline import pairs_from_run
-from tracing.sweep.replicate import analysis_rng, default_index_cases, one_replicate
+from tracing.sweep.epidemic import replicate_closed_loop
+from tracing.sweep.replicate import analysis_rng, one_replicate, resolve_index_cases
 from tracing.sweep.store import Store, Unit
 
-__all__ = ["Task", "sim_task", "pairs_task", "curves_task"]
+__all__ = ["Task", "sim_task", "pairs_task", "curves_task", "epidemic_task"]
 
 
 @dataclass
@@ -102,10 +107,29 @@ def curves_task(out: str, unit: Unit, run_rel: str, pair_units: list, strategy: 
     pop = RunFolder(store.root / run_rel).population()
     n = len(next(iter(pop.values())))
     share = float(np.mean(pop["has_phone"])) if "has_phone" in pop else None
-    k = default_index_cases(n) if index_cases is None else int(index_cases)
+    k = resolve_index_cases(index_cases, n)     # (mode, number): uniform or by close contacts
     c, f, p = one_replicate(pairs, n, pop, strategy, analysis_rng(seed, replicate), k,
                             np.asarray(grid, dtype=np.float64), delay, phones_only)
     store.write_curves(unit, c, f, p, n=n, owner_share=share)
+    return {"unit": unit.name, "status": "done", "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def epidemic_task(out: str, unit: Unit, run_rel: str, pair_units: list, replicate: int, seed: int,
+                  strategy: str, rule_name: str, grid, phones_only: bool, channels, scenario, reuse: bool,
+                  *_deps) -> dict:
+    """The closed loop of one replicate under one strategy (every variant, the rule and the ideal rule)
+    -> an ``.npz`` unit file of its ``epidemic.csv`` rows (``row__*``) and daily rows (``day__*``)."""
+    t0 = time.perf_counter()
+    store = Store(out)
+    if reuse and store.done(unit):
+        return {"unit": unit.name, "status": "skipped", "seconds": 0.0}
+    pairs = np.concatenate([store.read_pairs(u) for u in pair_units])
+    res = replicate_closed_loop(store.root / run_rel, np.asarray(grid, np.float64), replicate=int(replicate),
+                                seed=int(seed), strategy=strategy, rule_name=rule_name, pairs=pairs,
+                                phones_only=phones_only, channels=tuple(channels), scenario=scenario)
+    arrays = {f"row__{k}": v for k, v in res["rows"].items()}
+    arrays.update({f"day__{k}": v for k, v in res["daily"].items()})
+    store.write_arrays(unit, arrays, calibration=res["calibration"], cycle_days=res["cycle_days"], n=res["n"])
     return {"unit": unit.name, "status": "done", "seconds": round(time.perf_counter() - t0, 3)}
 
 

@@ -3,7 +3,7 @@ and the cell primitives both cell lists share (cell of a point, stable counting 
 
 Every point gets the cell key ``cx * ny + cy``; a dense grid is sorted by one counting-sort pass, a
 sparse one by an LSD radix sort with a merge sweep for the stencil ranges of the occupied cells; one
-scan writes every point's partners into a row, and two radix passes order the rows by ``i``.  The
+scan over a half stencil writes every pair once as a key ``i << 32 | j``, and one two-pass radix sort orders them.  The
 output does not depend on the number of threads.
 """
 from __future__ import annotations
@@ -175,16 +175,17 @@ def _cells_kernel(skey, ny, nx):
 
 @njit(cache=True)
 def _bound_offsets_kernel(cstart, rng):
-    """Row offsets (n + 1) from the per-point upper bound: every point of cell c gets as many
-    slots as the cell's stencil has points."""
+    """Row offsets (n + 1) from the per-point upper bound of the half stencil: point p of cell c
+    gets a slot for every later point of its own column range (``p + 1 .. rng[c, 1]``: the rest of
+    its cell and the cell above) and for every point of column cx + 1 (``rng[c, 4] .. rng[c, 5]``)."""
     nc = cstart.shape[0] - 1
     n = cstart[nc]
     offs = np.empty(n + 1, np.int64)
     offs[0] = 0
     for c in range(nc):
-        ub = (rng[c, 1] - rng[c, 0]) + (rng[c, 3] - rng[c, 2]) + (rng[c, 5] - rng[c, 4])
+        right = rng[c, 5] - rng[c, 4]
         for p in range(cstart[c], cstart[c + 1]):
-            offs[p + 1] = offs[p] + ub
+            offs[p + 1] = offs[p] + (rng[c, 1] - p - 1) + right
     return offs
 
 
@@ -196,29 +197,38 @@ def _gather_sorted_kernel(order, a, xs, ys):
         ys[k] = a[p, 1]
 
 
+@njit(cache=True, inline="always")
+def _half_row(xs, ys, orig, p, b0, a2, b2, r2, out, w):
+    """Half stencil of point p (sorted position): candidates q in ``p + 1 .. b0`` (rest of its cell
+    and the cell above, contiguous in key order) and ``a2 .. b2`` (column cx + 1, rows cy - 1 ..
+    cy + 1), so every pair is tested from exactly one end.  Writes the keys
+    ``min(orig) << 32 | max(orig)`` of the hits at out[w:] branch-free (the row has room for every
+    candidate); returns their number."""
+    xp = xs[p]
+    yp = ys[p]
+    oi = np.uint64(orig[p])
+    cnt = 0
+    for part in range(2):
+        qa = p + 1 if part == 0 else a2
+        qb = b0 if part == 0 else b2
+        for q in range(qa, qb):
+            oq = np.uint64(orig[q])
+            dx = xp - xs[q]
+            dy = yp - ys[q]
+            lo = min(oi, oq)
+            out[w + cnt] = (lo << np.uint64(32)) | (oi ^ oq ^ lo)
+            cnt += np.int64(dx * dx + dy * dy <= r2)
+    return cnt
+
+
 @njit(cache=True, parallel=True)
 def _scan_cells_kernel(xs, ys, orig, cstart, rng, r2, offs, counts, out):
-    """One pass, prange over the occupied cells: for every point p of a cell, its partners q (in
-    the three stencil column ranges of the cell) with orig[q] > orig[p] and
-    dx*dx + dy*dy <= r2 are written as orig[q] at out[offs[p]:] (branch-free: the row has room
-    for every candidate), sorted; counts[p] = their number."""
+    """One pass, prange over the occupied cells: every point's half-stencil hits (:func:`_half_row`)
+    at out[offs[p]:], counts[p] = their number.  Each pair within r2 is found exactly once."""
     nc = cstart.shape[0] - 1
     for c in prange(nc):
         for p in range(cstart[c], cstart[c + 1]):
-            xp = xs[p]
-            yp = ys[p]
-            oi = orig[p]
-            cnt = 0
-            w = offs[p]
-            for col in range(3):
-                for q in range(rng[c, 2 * col], rng[c, 2 * col + 1]):
-                    oq = orig[q]
-                    dx = xp - xs[q]
-                    dy = yp - ys[q]
-                    out[w + cnt] = oq
-                    cnt += np.int64((oq > oi) & (dx * dx + dy * dy <= r2))
-            _sort_row(out, w, w + cnt)
-            counts[p] = cnt
+            counts[p] = _half_row(xs, ys, orig, p, rng[c, 1], rng[c, 4], rng[c, 5], r2, out, offs[p])
 
 
 @njit(cache=True, inline="always")
@@ -253,9 +263,8 @@ def _grid_bound_offsets_kernel(start, nx, ny):
         if hi == lo:
             continue
         a0, b0, a1, b1, a2, b2 = _grid_ranges(start, c, nx, ny)
-        ub = (b0 - a0) + (b1 - a1) + (b2 - a2)
         for p in range(lo, hi):
-            offs[p + 1] = offs[p] + ub
+            offs[p + 1] = offs[p] + (b0 - p - 1) + (b2 - a2)
     return offs
 
 
@@ -270,53 +279,41 @@ def _scan_grid_kernel(xs, ys, orig, start, nx, ny, r2, offs, counts, out):
             continue
         a0, b0, a1, b1, a2, b2 = _grid_ranges(start, c, nx, ny)
         for p in range(lo, hi):
-            xp = xs[p]
-            yp = ys[p]
-            oi = orig[p]
-            cnt = 0
-            w = offs[p]
-            for col in range(3):
-                qa = a0 if col == 0 else (a1 if col == 1 else a2)
-                qb = b0 if col == 0 else (b1 if col == 1 else b2)
-                for q in range(qa, qb):
-                    oq = orig[q]
-                    dx = xp - xs[q]
-                    dy = yp - ys[q]
-                    out[w + cnt] = oq
-                    cnt += np.int64((oq > oi) & (dx * dx + dy * dy <= r2))
-            _sort_row(out, w, w + cnt)
-            counts[p] = cnt
+            counts[p] = _half_row(xs, ys, orig, p, b0, a2, b2, r2, out, offs[p])
 
 
 @njit(cache=True)
-def _bucket_rows_kernel(orig, buf, offs, counts, shift, nb):
-    """Pass 1 of ordering the rows by i: the keys ``i << 32 | j`` of every row, scattered by the
-    top bits of i (``i >> shift``) into nb buckets (stable; sequential reads, nb write streams).
+def _bucket_rows_kernel(buf, offs, counts, shift, nb):
+    """Pass 1 of sorting the pairs: the keys ``i << 32 | j`` of every row, scattered by the top
+    bits of i (``i >> shift``) into nb buckets (sequential reads, nb write streams).
     Returns (keys, bucket starts)."""
-    n = orig.shape[0]
+    n = counts.shape[0]
+    sh = np.uint64(32 + shift)
     start = np.zeros(nb + 1, np.int64)
     for p in range(n):
-        start[(np.int64(orig[p]) >> shift) + 1] += counts[p]
+        lo = offs[p]
+        for k in range(lo, lo + counts[p]):
+            start[np.int64(buf[k] >> sh) + 1] += 1
     for b in range(nb):
         start[b + 1] += start[b]
     pos = start[:-1].copy()
     keys = np.empty(start[nb], np.uint64)
     for p in range(n):
-        i = np.int64(orig[p])
-        b = i >> shift
-        t = pos[b]
-        hi_bits = np.uint64(i) << np.uint64(32)
         lo = offs[p]
-        for k in range(counts[p]):
-            keys[t + k] = hi_bits | np.uint64(buf[lo + k])
-        pos[b] = t + counts[p]
+        for k in range(lo, lo + counts[p]):
+            v = buf[k]
+            b = np.int64(v >> sh)
+            keys[pos[b]] = v
+            pos[b] += 1
     return keys, start
 
 
 @njit(cache=True, parallel=True)
 def _finish_rows_kernel(keys, start, shift, out_i, out_j):
-    """Pass 2: inside every bucket (a few hundred rows, cache-resident) a stable counting sort by
-    the low bits of i, decoded into out_i / out_j.  Buckets are independent (prange)."""
+    """Pass 2: inside every bucket (a few hundred values of i, cache-resident) a counting sort by
+    the low bits of i, then every run of equal i sorted by j (short: the partners of one point),
+    decoded into out_i / out_j.  Buckets are independent (prange); the result is the full (i, j)
+    order, whatever the number of threads."""
     nb = start.shape[0] - 1
     width = np.int64(1) << shift
     for b in prange(nb):
@@ -329,14 +326,22 @@ def _finish_rows_kernel(keys, start, shift, out_i, out_j):
             cnt[np.int64(keys[k] >> np.uint64(32)) - (b << shift) + 1] += 1
         for d in range(width):
             cnt[d + 1] += cnt[d]
+        tmp = np.empty(hi - lo, np.uint64)
         for k in range(lo, hi):
             v = keys[k]
-            i = np.int64(v >> np.uint64(32))
-            d = i - (b << shift)
-            t = lo + cnt[d]
+            d = np.int64(v >> np.uint64(32)) - (b << shift)
+            tmp[cnt[d]] = v
             cnt[d] += 1
-            out_i[t] = i
-            out_j[t] = np.int64(v & np.uint64(0xFFFFFFFF))
+        a = 0
+        for d in range(width):                 # cnt[d] is now the end of the run of i = d: sort it by j
+            e = cnt[d]
+            if e - a > 1:
+                _sort_row(tmp, a, e)
+            a = e
+        for k in range(hi - lo):
+            v = tmp[k]
+            out_i[lo + k] = np.int64(v >> np.uint64(32))
+            out_j[lo + k] = np.int64(v & np.uint64(0xFFFFFFFF))
 
 
 def pairs_sorted(a: np.ndarray, r: float, x0, y0, h, nx, ny):
@@ -371,18 +376,18 @@ def pairs_sorted(a: np.ndarray, r: float, x0, y0, h, nx, ny):
     counts = np.empty(n, np.int64)
     if dense:
         offs = _grid_bound_offsets_kernel(start, nx, ny)
-        buf = np.empty(int(offs[-1]), np.int32)
+        buf = np.empty(int(offs[-1]), np.uint64)
         _scan_grid_kernel(xs, ys, order, start, nx, ny, r * r, offs, counts, buf)
         del start
     else:
         offs = _bound_offsets_kernel(cstart, rng)
-        buf = np.empty(int(offs[-1]), np.int32)
+        buf = np.empty(int(offs[-1]), np.uint64)
         _scan_cells_kernel(xs, ys, order, cstart, rng, r * r, offs, counts, buf)
         del cstart, rng
     del xs, ys
     shift = max(int(n - 1).bit_length() - 11, 0)
     nb = ((n - 1) >> shift) + 1
-    keys, bstart = _bucket_rows_kernel(order, buf, offs, counts, shift, nb)
+    keys, bstart = _bucket_rows_kernel(buf, offs, counts, shift, nb)
     del buf, offs, counts, order
     m = keys.shape[0]
     out_i = np.empty(m, np.int64)

@@ -23,16 +23,18 @@ Algorithm (see ``../shared/DESIGN.md``, Performance rules):
    of occupied cells; the same three column ranges of every occupied cell are found by a merge sweep
    (their key bounds only grow with the cell's key: six pointers, no search, no hash, no filtering of
    foreign cells).  Memory is O(n) whatever the extent.
-3. Coordinates are gathered in cell order (locality).  One scan, ``prange`` over cells: each point p
-   writes its partners ``q`` with ``orig[q] > orig[p]`` and ``dx*dx + dy*dy <= radius*radius`` (the
-   comparison cKDTree makes for p=2: squared Euclidean distance against the squared radius) into a row
-   with room for every candidate of its cell's stencil (no counting pass), branch-free, then sorts the
-   (short) row.
-4. Rows to ``(i, j)`` order without a random scatter of rows: pass 1 writes the keys ``i << 32 | j``
-   of all rows into ~2048 buckets by the top bits of ``i`` (sequential reads, few write streams);
-   pass 2 (``prange`` over buckets, each cache-resident) counting-sorts each bucket by the low bits of
-   ``i`` (stable, so rows stay sorted by ``j``) and decodes ``i`` and ``j``.  The output is identical
-   whatever the number of threads.
+3. Coordinates are gathered in cell order (locality).  One scan, ``prange`` over cells, with a *half
+   stencil*: point p (sorted position) tests only the later points of its own column range (the rest
+   of its cell and the cell above: one contiguous range ``p + 1 ..``) and the three cells of column
+   ``cx + 1``, so every pair is tested from exactly one end (half the candidates of a full 3 x 3
+   stencil).  Hits (``dx*dx + dy*dy <= radius*radius``, the comparison cKDTree makes for p=2: squared
+   Euclidean distance against the squared radius) are written as keys
+   ``min(orig) << 32 | max(orig)`` into a row with room for every candidate (no counting pass),
+   branch-free.
+4. One radix sort of the keys to ``(i, j)`` order: pass 1 scatters the keys into ~2048 buckets by the
+   top bits of ``i`` (sequential reads, few write streams); pass 2 (``prange`` over buckets, each
+   cache-resident) counting-sorts each bucket by the low bits of ``i`` and sorts every (short) run of
+   equal ``i`` by ``j``.  The output is identical whatever the number of threads.
 
 ``pairs_within_groups`` -- hashed cells (the simulator's path):
 

@@ -49,7 +49,7 @@ def test_coverage_on_sociopatterns_file(tmp_path, capsys):
                "--replicates", "3", "--adoption", "0:1:0.1", "--seed", "4", "--no-progress"])
     assert rc == 0
     printed = capsys.readouterr().out
-    assert "at 30% adoption" in printed and str(out) in printed
+    assert "If 30% of the population run the app" in printed and str(out) in printed
     rows, summ, th = _check_outputs(out, 11, 3)
     f1 = np.array([float(r["f1_coverage_mean"]) for r in summ])
     assert f1[0] == 0 and f1[-1] == 1 and np.all(np.diff(f1) >= 0)

@@ -30,10 +30,32 @@ Notification delay (:class:`DelayModel`, hours after the F0's confirmation)
     (the F1 uploads its log) + ``processing_h`` (the health service calls the contact). The F2 delay
     of a reached c is that of the path that opens first as adoption rises (smallest threshold; ties:
     the shortest delay).
-Largest traceable component(p)
-    The fraction of the population in the largest connected component of the graph of notified
-    contacts (``notify_i or notify_j``) among adopters -- site percolation by Newman–Ziff
-    (:mod:`tracing.core.percolation`).
+Traceable network and its largest component(p)
+    The traceable network links two adopters whose contact was truly close *and* notified by the rule
+    (``true_close and (notify_i or notify_j)``): the links along which the app can follow a
+    transmission chain. ``largest_component`` is the fraction of the population in its largest
+    connected component among adopters, ``mean_finite_cluster`` its susceptibility -- site percolation
+    by Newman–Ziff (:mod:`tracing.core.percolation`). The network of every notified contact (close or
+    not) is a second, differently named object: ``notified_largest_component`` /
+    ``notified_mean_finite_cluster``; under Bluezone's any-sighting rule it is mostly false positives.
+    ``ideal_*``: the same for the ideal rule (notifies exactly the true close contacts), i.e. the
+    close-contact network among adopters.
+Ideal rule (``*_ideal``)
+    The same F1 / F2 coverage had the rule notified exactly the true close contacts of adopters:
+    what the radio costs (``f1_coverage_ideal - f1_coverage``).
+False-positive burden
+    ``fp_burden``: notified contacts of the index cases that were not close contacts, per true close
+    contact notified (NaN when none is). ``f2_fp_burden``: people reached through an F1's upload who
+    are not true second-degree contacts (reached second-degree contacts over every detected or
+    notified pair, not already a contact of the index case, minus the true second-degree contacts
+    reached), per true second-degree contact reached.
+Adoption achieved and the decomposition of F1 coverage
+    ``adoption_achieved``: the fraction of the population with ``rank <= p`` (saturates at the share
+    that can adopt, the phone owners). With uniform adoption among owners, F1 coverage factors as
+    ``owner_pair_share × (adoption_achieved / owner_share)² × rule_sensitivity``: the share of true
+    close F0 contacts in which both people can adopt (own a phone), the chance both adopt, and the
+    share of those owner pairs that the rule notifies; ``f1_decomposition`` is that product (constant
+    terms repeated on the grid so they travel with the curves).
 
 One pass: every directed F0 contact gets the threshold ``max(rank_a, rank_b)``; sorting the thresholds
 and taking cumulative counts gives the exact curve at every p (:class:`OnePass`). :func:`coverage_at`
@@ -54,11 +76,14 @@ from tracing.core.pairs import PAIR_DTYPE
 from tracing.core.percolation import newman_ziff, order_from_ranks
 from tracing.core.propagation import f2_thresholds
 
-__all__ = ["METRICS", "DelayModel", "sample_index_cases", "collapse_pairs", "OnePass", "coverage_curve",
-           "coverage_at"]
+__all__ = ["METRICS", "DelayModel", "sample_index_cases", "close_degree", "collapse_pairs", "OnePass",
+           "coverage_curve", "coverage_at"]
 
 METRICS = ("f1_coverage", "f1_precision", "f2_coverage", "largest_component", "mean_finite_cluster",
-           "mean_notify_delay_h", "mean_f2_delay_h")
+           "mean_notify_delay_h", "mean_f2_delay_h", "adoption_achieved", "f1_coverage_ideal",
+           "f2_coverage_ideal", "fp_burden", "f2_fp_burden", "notified_largest_component",
+           "notified_mean_finite_cluster", "ideal_largest_component", "ideal_mean_finite_cluster",
+           "owner_pair_share", "rule_sensitivity", "f1_decomposition")
 
 
 @dataclass(frozen=True)
@@ -82,11 +107,27 @@ class DelayModel:
         return rng.random(n) * self.sync_interval_h
 
 
-def sample_index_cases(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
-    """``min(k, n)`` distinct index cases drawn uniformly from the whole population (sorted)."""
+def sample_index_cases(n: int, k: int, rng: np.random.Generator, weights=None) -> np.ndarray:
+    """``min(k, n)`` distinct index cases (sorted): uniform over the whole population, or, with
+    ``weights`` (float array (n,), >= 0, e.g. the close-contact degree: a proxy for who gets
+    infected), drawn without replacement in proportion to them (at most the number of positive
+    weights)."""
     if k < 1:
         raise ValueError("index cases: need at least 1")
-    return np.sort(rng.choice(n, size=min(int(k), int(n)), replace=False)).astype(np.int64)
+    if weights is None:
+        return np.sort(rng.choice(n, size=min(int(k), int(n)), replace=False)).astype(np.int64)
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0) or not w.sum() > 0:
+        raise ValueError(f"index cases: weights must be {n} finite values >= 0 with a positive sum")
+    m = min(int(k), int(np.count_nonzero(w)))
+    return np.sort(rng.choice(n, size=m, replace=False, p=w / w.sum())).astype(np.int64)
+
+
+def close_degree(pairs: np.ndarray, n: int) -> np.ndarray:
+    """Number of distinct true close contacts of every agent (int64 (n,)) over the pair table."""
+    c = collapse_pairs(pairs, n)
+    t = c["true"]
+    return np.bincount(np.concatenate([c["i"][t], c["j"][t]]), minlength=n).astype(np.int64)
 
 
 def collapse_pairs(pairs: np.ndarray, n: int) -> dict:
@@ -187,6 +228,14 @@ class OnePass:
         f1_delay = self.delay.publish_h + sync_phase_h
         self.n_f1_true = int(true.sum())
         self._thr_true_notif = np.sort(thr[true & notif])
+        self._thr_true = np.sort(thr[true])
+        # decomposition terms: owners = agents who can adopt (finite rank)
+        can = np.isfinite(ranks)
+        self.owner_share = float(can.mean())
+        own_pair = true & np.isfinite(thr)
+        with quiet_nan():
+            self.owner_pair_share = own_pair.sum() / self.n_f1_true if self.n_f1_true else np.nan
+            self.rule_sensitivity = (own_pair & notif).sum() / own_pair.sum() if own_pair.any() else np.nan
         o = np.argsort(thr[notif], kind="stable")
         self._thr_notif = thr[notif][o]
         self._cum_delay = np.concatenate([[0.0], np.cumsum(f1_delay[b[notif]][o])])
@@ -200,47 +249,76 @@ class OnePass:
         self._thr_f2 = f2_thr[o2]
         fin = np.isfinite(self._thr_f2)
         self._cum_f2_delay = np.concatenate([[0.0], np.cumsum(f2_del[o2][fin])])
-        # traceable network: notified contacts in either direction
-        traced = c["notify_i"] | c["notify_j"]
+        # ideal rule (notifies exactly the true close contacts) and every reached second-degree person
+        self._thr_f2_ideal = np.sort(f2_thresholds(indptr, dst, etrue, etrue, etrue, tmin, tmax, ranks,
+                                                   np.zeros(n), f0, is_f0)[0])
+        anyedge = etrue | warn | logs
+        self._thr_f2_all = np.sort(f2_thresholds(indptr, dst, anyedge, warn, logs, tmin, tmax, ranks,
+                                                 np.zeros(n), f0, is_f0)[0])
+        # traceable network (truly close and notified), notified network, close-contact network
+        notified = c["notify_i"] | c["notify_j"]
         self._order = order_from_ranks(ranks)
         self._sorted_ranks = ranks[self._order]
-        self._largest, self._chi = newman_ziff(n, c["i"][traced], c["j"][traced], self._order)
+        self._nets = {}
+        for name, e in (("", c["true"] & notified), ("notified_", notified), ("ideal_", c["true"])):
+            self._nets[name] = newman_ziff(n, c["i"][e], c["j"][e], self._order)
+        self._largest, self._chi = self._nets[""]
 
     def evaluate(self, grid) -> dict:
         """Metrics at each adoption level of ``grid`` (fractions of the population):
         ``f1_coverage``, ``f1_precision`` (NaN if nobody notified), ``f2_coverage``,
         ``largest_component`` (fraction of the population), ``mean_finite_cluster`` (nodes),
         ``mean_notify_delay_h`` / ``mean_f2_delay_h`` (h; NaN if nobody notified / reached).
-        Coverage is NaN where the index cases have no true close (second-degree) contact."""
+        Coverage is NaN where the index cases have no true close (second-degree) contact. The
+        other metrics of :data:`METRICS` are defined in the module docstring."""
         g = np.asarray(grid, dtype=np.float64)
+        nan = np.full(len(g), np.nan)
         with quiet_nan():
             k_tn = _cum_at(self._thr_true_notif, g)
             k_n = _cum_at(self._thr_notif, g)
             k_f2 = _cum_at(self._thr_f2, g)
+            k_f2i = _cum_at(self._thr_f2_ideal, g)
+            k_f2a = _cum_at(self._thr_f2_all, g)
             k_nodes = _cum_at(self._sorted_ranks, g)
+            achieved = k_nodes / self.n
             out = {
-                "f1_coverage": k_tn / self.n_f1_true if self.n_f1_true else np.full(len(g), np.nan),
+                "f1_coverage": k_tn / self.n_f1_true if self.n_f1_true else nan,
                 "f1_precision": np.where(k_n > 0, k_tn / np.maximum(k_n, 1), np.nan),
-                "f2_coverage": k_f2 / self.n_f2_true if self.n_f2_true else np.full(len(g), np.nan),
-                "largest_component": np.where(
-                    k_nodes > 0, self._largest[np.maximum(k_nodes - 1, 0)] if len(self._largest)
-                    else 0, 0) / self.n,
-                "mean_finite_cluster": np.where(
-                    k_nodes > 0, self._chi[np.maximum(k_nodes - 1, 0)] if len(self._chi) else 0.0,
-                    0.0),
+                "f2_coverage": k_f2 / self.n_f2_true if self.n_f2_true else nan,
                 "mean_notify_delay_h": np.where(k_n > 0, self._cum_delay[k_n] / np.maximum(k_n, 1),
                                                 np.nan),
                 "mean_f2_delay_h": np.where(k_f2 > 0, self._cum_f2_delay[k_f2] / np.maximum(k_f2, 1),
                                             np.nan),
+                "adoption_achieved": achieved,
+                "f1_coverage_ideal": _cum_at(self._thr_true, g) / self.n_f1_true if self.n_f1_true
+                else nan,
+                "f2_coverage_ideal": k_f2i / self.n_f2_true if self.n_f2_true else nan,
+                "fp_burden": np.where(k_tn > 0, (k_n - k_tn) / np.maximum(k_tn, 1), np.nan),
+                "f2_fp_burden": np.where(k_f2 > 0, np.maximum(k_f2a - k_f2, 0) / np.maximum(k_f2, 1),
+                                         np.nan),
+                "owner_pair_share": np.full(len(g), self.owner_pair_share),
+                "rule_sensitivity": np.full(len(g), self.rule_sensitivity),
+                "f1_decomposition": self.owner_pair_share * self.rule_sensitivity * (
+                    achieved / self.owner_share) ** 2 if self.owner_share > 0 else nan,
             }
-        return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
+            for name, (largest, chi) in self._nets.items():
+                out[f"{name}largest_component"] = np.where(
+                    k_nodes > 0, largest[np.maximum(k_nodes - 1, 0)] if len(largest) else 0, 0) / self.n
+                out[f"{name}mean_finite_cluster"] = np.where(
+                    k_nodes > 0, chi[np.maximum(k_nodes - 1, 0)] if len(chi) else 0.0, 0.0)
+        return {k: np.asarray(out[k], dtype=np.float64) for k in METRICS}
 
-    def percolation_threshold(self) -> float:
+    def percolation_threshold(self, network: str = "traceable") -> float:
         """Adoption at the peak of the mean finite-cluster size (exact: the rank of the agent whose
-        adoption gives the peak); NaN if there is no finite cluster to speak of."""
-        if len(self._chi) == 0 or self._chi.max() <= 0:
+        adoption gives the peak) of the ``network``: ``"traceable"`` (truly close and notified, the
+        default), ``"notified"`` or ``"ideal"`` (truly close); NaN if it has no finite cluster."""
+        key = {"traceable": "", "notified": "notified_", "ideal": "ideal_"}.get(network)
+        if key is None:
+            raise ValueError(f"network must be traceable, notified or ideal, got {network!r}")
+        chi = self._nets[key][1]
+        if len(chi) == 0 or chi.max() <= 0:
             return float("nan")
-        return float(self._sorted_ranks[int(np.argmax(self._chi))])
+        return float(self._sorted_ranks[int(np.argmax(chi))])
 
 
 def coverage_curve(pairs, n, ranks, f0, grid, *, delay: DelayModel | None = None,
@@ -315,14 +393,21 @@ def coverage_at(p: float, pairs, n, ranks, f0, *, delay: DelayModel | None = Non
         res["mean_f2_delay_h"] = dl[oo][first].mean()
     else:
         res["mean_f2_delay_h"] = np.nan
-    # largest component of notified contacts among adopters (scipy connected components)
-    traced = (c["notify_i"] | c["notify_j"]) & adopt[c["i"]] & adopt[c["j"]]
-    g = sp.coo_matrix((np.ones(int(traced.sum())), (c["i"][traced], c["j"][traced])), shape=(n, n))
-    _, lab = connected_components(g, directed=False)
-    sizes = np.bincount(lab[adopt], minlength=n) if adopt.any() else np.zeros(1, np.int64)
-    res["largest_component"] = sizes.max() / n
-    big = sizes.max()
-    rest = adopt.sum() - big
-    res["mean_finite_cluster"] = ((sizes.astype(np.float64) ** 2).sum() - float(big) ** 2) / rest \
-        if rest > 0 else 0.0
+    res["f1_coverage_ideal"] = int((true & is_f0[src] & adopt[src] & adopt[dst]).sum()) / n_true \
+        if n_true else np.nan
+    res["fp_burden"] = (n_notif - n_tn) / n_tn if n_tn else np.nan
+    res["adoption_achieved"] = adopt.mean()
+    # components among adopters (scipy connected components) of the traceable (close and notified),
+    # notified and close-contact networks
+    notified = c["notify_i"] | c["notify_j"]
+    for name, e in (("", c["true"] & notified), ("notified_", notified), ("ideal_", c["true"])):
+        e = e & adopt[c["i"]] & adopt[c["j"]]
+        g = sp.coo_matrix((np.ones(int(e.sum())), (c["i"][e], c["j"][e])), shape=(n, n))
+        _, lab = connected_components(g, directed=False)
+        sizes = np.bincount(lab[adopt], minlength=n) if adopt.any() else np.zeros(1, np.int64)
+        res[f"{name}largest_component"] = sizes.max() / n
+        big = sizes.max()
+        rest = adopt.sum() - big
+        res[f"{name}mean_finite_cluster"] = ((sizes.astype(np.float64) ** 2).sum() - float(big) ** 2) \
+            / rest if rest > 0 else 0.0
     return res

@@ -6,7 +6,13 @@ percentile interval of the same statistic over bootstrap resamples of the replic
 
 ``percolation``
     adoption at the peak of the mean finite-cluster size of the traceable contact network (adopters
-    joined by notified contacts): where multi-hop tracing starts to reach a giant component.
+    joined by contacts that were truly close *and* notified by the rule), over the look-back window
+    of the pair table (``window_days``).
+``notified_percolation``
+    the same for the network of every notified contact, close or not (a second criterion, never the
+    headline: under an any-sighting rule it is mostly false positives).
+``ideal_percolation``
+    the same for the ideal rule (the close-contact network among adopters).
 ``coverage_target``
     the lowest adoption at which the mean F1 coverage reaches the target (default 0.5), linearly
     interpolated between grid points; ``null`` with a reason if never reached.
@@ -24,11 +30,16 @@ from tracing.core.checks import quiet_nan
 __all__ = ["PERCOLATION_DEF", "TARGET_DEF", "crossing", "crossing_rows", "peak", "peak_rows",
            "compute_thresholds", "r_below_one"]
 
-PERCOLATION_DEF = ("site percolation point of the traceable contact network: the adoption level "
+PERCOLATION_DEF = ("site percolation point of the {net}: the adoption level "
                    "(fraction of the population) at the peak of the replicate-mean mean finite-"
-                   "cluster size (susceptibility) of adopters linked by notified contacts, computed "
-                   "by Newman-Ziff (exact per replicate) on an adoption grid of step {step}; "
-                   "95% CI: bootstrap over {r} replicates")
+                   "cluster size (susceptibility) of adopters linked by {links} over a look-back "
+                   "window of {window}, computed by Newman-Ziff (exact per replicate) on an adoption "
+                   "grid of step {step}; 95% CI: bootstrap over {r} replicates")
+#: (network name, links) of the three percolation criteria
+NETWORKS = {"percolation": ("traceable network", "contacts that were truly close (2 m / 15 min) and "
+                            "notified by the rule"),
+            "notified_percolation": ("notified network", "every notified contact, close or not"),
+            "ideal_percolation": ("close-contact network (ideal rule)", "every true close contact")}
 TARGET_DEF = ("lowest adoption level (fraction of the population) at which the replicate-mean F1 "
               "coverage (fraction of index cases' true close contacts notified) reaches {target:g}, "
               "linearly interpolated on an adoption grid of step {step}; 95% CI: bootstrap over "
@@ -92,44 +103,67 @@ def _bootstrap(stat, curves: np.ndarray, rng: np.random.Generator, n_boot: int):
     return (None if not np.isfinite(lo) else float(lo)), (None if not np.isfinite(hi) else float(hi))
 
 
+def _percolation(name, grid, chi, rng, n_boot, step, window, replicate_values) -> dict:
+    r = chi.shape[0]
+    net, links = NETWORKS[name]
+    p_c = peak(grid, np.nanmean(chi, axis=0))
+    perc = {"adoption": None if np.isnan(p_c) else p_c, "ci": None, "network": net,
+            "definition": PERCOLATION_DEF.format(net=net, links=links, window=window, step=step, r=r),
+            "replicates": r}
+    if np.isnan(p_c):
+        perc["reason"] = f"the {net} has no finite clusters (no such links)"
+    elif r > 1:
+        perc["ci"] = list(_bootstrap(lambda m: peak_rows(grid, m), chi, rng, n_boot))
+    else:
+        perc["reason_no_ci"] = "one replicate: no bootstrap interval"
+    if replicate_values is not None:
+        perc["replicate_values"] = [None if not np.isfinite(v) else float(v)
+                                    for v in np.asarray(replicate_values, dtype=float)]
+    return perc
+
+
 def compute_thresholds(grid, f1_curves, chi_curves, *, target: float = 0.5, seed: int = 0,
-                       n_boot: int = 2000, replicate_percolation=None) -> dict:
+                       n_boot: int = 2000, replicate_percolation=None, notified_chi=None,
+                       ideal_chi=None, window_days=None, replicate_notified=None,
+                       replicate_ideal=None) -> dict:
     """The ``threshold.json`` object.
 
     Parameters
     ----------
     grid : fine adoption grid (fractions of the population), ascending.
-    f1_curves, chi_curves : (replicates, len(grid)) F1 coverage and mean finite-cluster size.
+    f1_curves, chi_curves : (replicates, len(grid)) F1 coverage and mean finite-cluster size of the
+        traceable network (``percolation``).
     target : F1 coverage target. seed : bootstrap seed. replicate_percolation : optional exact
         per-replicate percolation thresholds (reported alongside).
+    notified_chi, ideal_chi : optional (replicates, len(grid)) mean finite-cluster sizes of the
+        notified and of the close-contact network (``notified_percolation``, ``ideal_percolation``),
+        with their exact per-replicate values ``replicate_notified`` / ``replicate_ideal``.
+    window_days : look-back window of the contact data (days), stated in every definition.
     """
     grid = np.asarray(grid, dtype=np.float64)
     f1 = np.atleast_2d(np.asarray(f1_curves, dtype=np.float64))
-    chi = np.atleast_2d(np.asarray(chi_curves, dtype=np.float64))
-    if f1.shape[1] != len(grid) or chi.shape[1] != len(grid):
+    chis = {"percolation": (chi_curves, replicate_percolation),
+            "notified_percolation": (notified_chi, replicate_notified),
+            "ideal_percolation": (ideal_chi, replicate_ideal)}
+    chis = {k: (np.atleast_2d(np.asarray(c, dtype=np.float64)), v) for k, (c, v) in chis.items()
+            if c is not None}
+    if f1.shape[1] != len(grid) or any(c.shape[1] != len(grid) for c, _ in chis.values()):
         raise ValueError("compute_thresholds: curves must have one column per grid point")
     if not 0 < target <= 1:
         raise ValueError(f"coverage target must be in (0, 1], got {target}")
+    if window_days is not None and not window_days > 0:
+        raise ValueError(f"window_days must be > 0 (days), got {window_days}")
     r = f1.shape[0]
     d = np.diff(grid)
     step = (f"{d.min():g}" if len(d) and np.allclose(d, d.min()) else
             f"{d.min():g} to {d.max():g}" if len(d) else "n/a")
+    window = f"{window_days:g} day(s)" if window_days is not None else "the whole contact data"
     rng = np.random.default_rng(seed)
     out = {}
-    # percolation
-    p_c = peak(grid, np.nanmean(chi, axis=0))
-    perc = {"adoption": None if np.isnan(p_c) else p_c, "ci": None,
-            "definition": PERCOLATION_DEF.format(step=step, r=r), "replicates": r}
-    if np.isnan(p_c):
-        perc["reason"] = "the traceable network has no finite clusters (no notified contacts)"
-    elif r > 1:
-        perc["ci"] = list(_bootstrap(lambda m: peak_rows(grid, m), chi, rng, n_boot))
-    else:
-        perc["reason_no_ci"] = "one replicate: no bootstrap interval"
-    if replicate_percolation is not None:
-        perc["replicate_values"] = [None if not np.isfinite(v) else float(v)
-                                    for v in np.asarray(replicate_percolation, dtype=float)]
-    out["percolation"] = perc
+    for name, (chi, values) in chis.items():
+        out[name] = _percolation(name, grid, chi, rng, n_boot, step, window, values)
+        if window_days is not None:
+            out[name]["window_days"] = float(window_days)
     # coverage target
     x = crossing(grid, np.nanmean(f1, axis=0), target)
     cov = {"adoption": None if np.isnan(x) else x, "ci": None, "target": target,

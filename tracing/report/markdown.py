@@ -3,6 +3,7 @@ atomically."""
 from __future__ import annotations
 
 import numpy as np
+from scipy import stats
 
 from ble.schema import write_text_atomic
 from sim.epidemic import EpidemicParams, generation_interval_mean
@@ -135,9 +136,12 @@ def _replicate_advice(summary: dict, replicates) -> str | None:
     if v is None or not np.isfinite(v[1]) or not isinstance(replicates, int):
         return None
     half = (v[2] - v[1]) / 2
-    if half <= CI_WARN:
+    if half <= CI_WARN or replicates < 2:
         return None
-    need = int(np.ceil(replicates * (half / CI_WARN) ** 2))
+    sd = half * np.sqrt(replicates) / stats.t.ppf(0.975, replicates - 1)   # replicate spread
+    r = np.arange(2, 10_001)
+    ok = np.flatnonzero(stats.t.ppf(0.975, r - 1) * sd / np.sqrt(r) <= CI_WARN)
+    need = int(r[ok[0]]) if ok.size else 10_000
     return (f"**Warning:** the 95% interval of F1 coverage at 30% is ±{100 * half:.1f} points, wider "
             f"than ±{100 * CI_WARN:.0f}; about {need} replicates (instead of {replicates}) would narrow "
             f"it to ±{100 * CI_WARN:.0f}.")

@@ -33,7 +33,9 @@ def mean_ci(a: np.ndarray):
 
 
 #: Metrics that are fractions: their intervals are clipped to [0, 1].
-FRACTIONS = ("f1_coverage", "f1_precision", "f2_coverage", "largest_component")
+FRACTIONS = ("f1_coverage", "f1_precision", "f2_coverage", "largest_component", "adoption_achieved",
+             "f1_coverage_ideal", "f2_coverage_ideal", "notified_largest_component",
+             "ideal_largest_component", "owner_pair_share", "rule_sensitivity", "f1_decomposition")
 
 
 def summarise(grid, curves: list[dict]) -> dict:

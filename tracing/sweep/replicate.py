@@ -11,10 +11,14 @@ import hashlib
 import numpy as np
 
 from sim.strategies import priorities
-from tracing.core.coverage import DelayModel, OnePass, sample_index_cases
+from tracing.core.coverage import DelayModel, OnePass, close_degree, sample_index_cases
 
-__all__ = ["FINE_GRID", "FINE_GRID_DIGEST", "replicate_seeds", "sim_seed_of", "analysis_rng",
-           "default_index_cases", "one_replicate"]
+__all__ = ["FINE_GRID", "FINE_GRID_DIGEST", "INDEX_FROM", "replicate_seeds", "sim_seed_of", "analysis_rng",
+           "default_index_cases", "index_spec", "resolve_index_cases", "one_replicate"]
+
+#: How index cases are drawn: ``uniform`` over the whole population (app or not), or ``contacts``:
+#: in proportion to the number of true close contacts (a proxy for who gets infected).
+INDEX_FROM = ("uniform", "contacts")
 
 
 #: Fine grid (fraction of the population) on which thresholds and the percolation plot are computed:
@@ -36,12 +40,38 @@ def replicate_seeds(seed: int, replicates: int):
     return out
 
 
+def index_spec(index_cases: int | None, index_from: str = "uniform"):
+    """The index-case parameter of a curves unit: ``index_cases`` itself (int or None) for uniform
+    draws (so that earlier units keep their hash), ``"contacts:K"`` / ``"contacts"`` otherwise."""
+    if index_from not in INDEX_FROM:
+        raise ValueError(f"--index-cases-from {index_from!r}: choose from {', '.join(INDEX_FROM)}")
+    if index_cases is not None and int(index_cases) < 1:
+        raise ValueError("--index-cases must be >= 1")
+    if index_from == "uniform":
+        return index_cases
+    return "contacts" if index_cases is None else f"contacts:{int(index_cases)}"
+
+
+def resolve_index_cases(spec, n: int) -> tuple[str, int]:
+    """``(mode, k)`` of a unit's index-case parameter (:func:`index_spec`) for ``n`` agents."""
+    mode, k = "uniform", spec
+    if isinstance(spec, str):
+        mode, _, k = spec.partition(":")
+        k = k or None
+    return mode, default_index_cases(n) if k is None else int(k)
+
+
 def one_replicate(pairs, n, population, strategy, rng, index_cases, grid,
                   delay: DelayModel, phones_only: bool = False) -> tuple[dict, dict, float]:
     """Curves of one replicate on ``grid`` and on :data:`FINE_GRID`, and its exact percolation
-    threshold."""
+    threshold (traceable network). ``index_cases``: a number (drawn uniformly) or ``(mode, k)`` from
+    :func:`resolve_index_cases` (``contacts``: in proportion to the close-contact degree)."""
+    mode, k = index_cases if isinstance(index_cases, tuple) else ("uniform", index_cases)
     ranks = priorities(strategy, population, rng, phones_only=phones_only)
-    f0 = sample_index_cases(n, index_cases, rng)
+    if mode == "contacts":
+        f0 = sample_index_cases(n, k, rng, weights=close_degree(pairs, n).astype(np.float64))
+    else:
+        f0 = sample_index_cases(n, k, rng)
     phases = delay.sync_phases(rng, n)
     op = OnePass(pairs, n, ranks, f0, delay=delay, sync_phase_h=phases)
     return op.evaluate(grid), op.evaluate(FINE_GRID), op.percolation_threshold()

@@ -37,7 +37,7 @@ Optionally ``details(ours_out) -> dict`` on a case adds facts from ours' output 
 The benchmarks
 --------------
 ``neighbours``  ``sim.neighbours.pairs_within`` vs cKDTree and brute force (uniform, clustered points)
-``matching``    ``tracing.matching.match_ids`` vs ``numpy.isin`` and a pandas merge
+``matching``    ``tracing.matching.match_ids`` vs ``numpy.isin``, pandas, polars and duckdb (extra ``bench``)
 ``simulation``  agent-steps/s of ``sim.run.simulate``, one day of a 10^5 / 10^6-agent province (no baseline)
 ``onepass``     the one-pass adoption curve (``tracing.coverage.OnePass``) vs ``coverage_at`` per level
 ``percolation`` Newman--Ziff (``tracing.core.percolation``) vs connected components per level (scipy, networkx)

@@ -1,4 +1,4 @@
-"""ID matching: ``tracing.matching.match_ids`` vs ``numpy.isin`` and a pandas merge.
+"""ID matching: ``tracing.matching.match_ids`` vs ``numpy.isin``, a pandas merge, polars and duckdb.
 
 Published IDs: ``N_CASES x 14 days x 96 IDs per day`` random uint64 (1,000 cases -> 1,344,000 IDs;
 ``--quick``: 20 cases).  Log records: random uint64 of which a fraction ``MATCH_FRACTION`` (1%) are
@@ -16,6 +16,12 @@ Baselines (same inputs, same process):
 * pandas ``merge(how="left")`` of the log against ``(rid, first index)`` of the published IDs -- the
   same output as ``match_ids``; agreement: identical index arrays.  Sizes <= 10^7 only: at 10^8 the
   merge needs several GB and minutes.
+
+* polars ``Series.is_in`` (mask) and a polars left join against ``(rid, first index)`` (indices), and a
+  duckdb semi-join (``SELECT k FROM lg SEMI JOIN pb USING (rid)`` over the numpy arrays; the mask from the
+  matched row numbers) -- the engines built for this scan-and-join.  Optional: installed by the ``bench`` extra
+  (``pip install -e .[bench]``); rows are skipped with a note when the package is missing.  Threads:
+  both engines use every core of the machine, as ours does.
 
 Memory at 10^8 records: the log is 800 MB and the int64 result another 800 MB (fine on this 24 GB
 machine); ``numpy.isin`` sorts the concatenation of both inputs and needs several GB more.
@@ -71,9 +77,48 @@ def pandas_merge(inp):
     return m["idx"].fillna(-1).to_numpy(np.int64)
 
 
+def polars_is_in(inp):
+    import polars as pl  # optional benchmark dependency (extra 'bench')
+
+    return pl.Series("rid", inp[0]).is_in(pl.Series("pub", inp[1])).to_numpy()
+
+
+def polars_join(inp):
+    import polars as pl  # optional benchmark dependency (extra 'bench')
+
+    log, pub = inp[0], inp[1]
+    right = pl.DataFrame({"rid": pub, "idx": np.arange(len(pub), dtype=np.int64)}).unique("rid", keep="first")
+    m = pl.DataFrame({"rid": log}).join(right, on="rid", how="left", maintain_order="left")
+    return m["idx"].fill_null(-1).to_numpy()
+
+
+def duckdb_semi(inp):
+    import duckdb  # optional benchmark dependency (extra 'bench')
+
+    log, pub = inp[0], inp[1]
+    con = duckdb.connect()
+    try:
+        con.register("lg", {"rid": log, "k": np.arange(len(log), dtype=np.int64)})
+        con.register("pb", {"rid": pub})
+        hit = con.execute("SELECT k FROM lg SEMI JOIN pb USING (rid)").fetchnumpy()["k"]
+    finally:
+        con.close()
+    mask = np.zeros(len(log), bool)
+    mask[hit] = True
+    return mask
+
+
+def _have(name: str) -> bool:
+    try:
+        __import__(name)
+        return True
+    except ImportError:
+        return False
+
+
 def agree(idx, name, theirs):
-    if name == "numpy.isin":
-        assert np.array_equal(idx >= 0, theirs), "numpy.isin: masks differ"
+    if name in ("numpy.isin", "polars.is_in", "duckdb.semi"):
+        assert np.array_equal(idx >= 0, theirs), f"{name}: masks differ"
     else:
         assert np.array_equal(idx, theirs), f"{name}: indices differ"
 
@@ -90,11 +135,7 @@ def cases(quick: bool) -> list[Case]:
     else:
         sizes, n_cases = [100_000, 1_000_000, 10_000_000, 100_000_000], N_CASES
     out = []
-    try:
-        import pandas  # noqa: F401
-        have_pandas = True
-    except ImportError:
-        have_pandas = False
+    have_pandas, have_polars, have_duckdb = _have("pandas"), _have("polars"), _have("duckdb")
     for n in sizes:
         baselines = [Baseline("numpy.isin", isin, note="boolean mask only"),
                      Baseline("ours-alloc", ours_alloc,
@@ -102,6 +143,13 @@ def cases(quick: bool) -> list[Case]:
         if have_pandas:
             baselines.append(Baseline("pandas.merge", pandas_merge, max_size=10_000_000,
                                       note="several GB and minutes at 1e8"))
+        if have_polars:
+            baselines.append(Baseline("polars.is_in", polars_is_in, note="boolean mask only"))
+            baselines.append(Baseline("polars.join", polars_join, max_size=10_000_000,
+                                      note="left join on (rid, first index): same output as ours"))
+        if have_duckdb:
+            baselines.append(Baseline("duckdb.semi", duckdb_semi,
+                                      note="SEMI JOIN over the numpy arrays (mask via matched row numbers)"))
         out.append(Case(
             name=NAME, variant=f"{n_cases * DAYS * IDS_PER_DAY}pub", size=n, items=n, unit="records",
             setup=(lambda n=n: make_inputs(n, n_cases)),

@@ -29,8 +29,14 @@ TX/RX offsets (phones seen in other sessions) and the per-data-set offset.
 other sessions of the same data set), with the parameters fitted on that data set.
 
 Beside it the same metrics for the packaged defaults (:func:`ble.radio.default_params`). Those were
-fitted on all of these data (``ble/radio_default.toml``), so their numbers are **in-sample**; the
-held-out columns are the honest ones.
+fitted on the staged MIT, Herald and pcng data (``ble/radio_default.toml``), so on exactly those data
+their numbers are **in-sample** (``default_in_sample``: the data set's name and its number of rows at
+d >= 0.2 m are those of the default fit, :data:`DEFAULT_FIT_ROWS`); on any other data (another Herald
+file, a labelled CSV) they are out-of-sample. The held-out columns are the honest ones.
+
+Data: folders of the three staged sets (or a folder holding them), and labelled plain CSV files
+(``--data FILE.csv``: columns ``rssi, distance_m`` and optional carriage/platform/device/session
+columns, :func:`ble.formats.labelled_csv.load_labelled_csv`).
 
 The parameters written to ``--out`` are fitted on all the data given (plus ``tx_dbm`` from the Dublin
 tram attenuations where that folder is among ``--data`` or beside the others), so ``simulate`` and
@@ -47,6 +53,7 @@ from scipy.stats import rankdata
 
 from ble import datasets as ds
 from ble.distance import estimate_distance
+from ble.formats.labelled_csv import load_labelled_csv
 from ble.radio import default_params, fit_radio, mean_rssi
 from ble.schema import write_text_atomic
 
@@ -56,6 +63,9 @@ __all__ = ["CLOSE_M", "MIN_DISTANCE_M", "load", "known_offsets", "predict_rssi",
 CLOSE_M = 2.0           #: m, the classifier's threshold distance
 MIN_DISTANCE_M = 0.2    #: m, rows closer than this are left out of fit and evaluation (near field)
 
+#: Rows (d >= 0.2 m) per data set of the packaged default fit (``ble/radio_default.toml`` header).
+DEFAULT_FIT_ROWS = {"mit": 62252, "herald": 288091, "pcng": 123718}
+
 _FOLDERS = {"mit": "mit-matrix-data", "herald": "herald-edison-rssi", "pcng": "pcng-rss-smartphone"}
 _TRAM = "dublintram-gaen"
 
@@ -64,8 +74,13 @@ def _resolve(data_dirs) -> tuple[list[tuple[str, Path]], Path | None]:
     """Map the given folders to (data set name, folder) pairs; a parent folder expands to its sets."""
     found, tram = [], None
     for d in map(Path, data_dirs):
+        if d.is_file() and d.suffix.lower() == ".csv":
+            found.append(("csv", d))          # a labelled plain CSV (ble.formats.labelled_csv)
+            continue
+        if d.is_file() and d.suffix.lower() == ".zip":
+            raise ValueError(f"{d}: a .zip archive; unpack it and give the folder or the CSV files")
         if not d.is_dir():
-            raise ValueError(f"{d}: not a folder")
+            raise ValueError(f"{d}: not a folder or a labelled .csv file")
         hit = [name for name, folder in _FOLDERS.items() if d.name == folder]
         if hit:
             found.append((hit[0], d))
@@ -100,7 +115,7 @@ def _looks_like(name: str, d: Path) -> bool:
 
 def load(data_dirs):
     """Pooled :class:`ble.datasets.RssiData` of the folders, and the tram folder (or None)."""
-    loaders = {"mit": ds.load_mit, "herald": ds.load_herald, "pcng": ds.load_pcng}
+    loaders = {"mit": ds.load_mit, "herald": ds.load_herald, "pcng": ds.load_pcng, "csv": load_labelled_csv}
     found, tram = _resolve(data_dirs)
     parts = []
     seen = set()
@@ -231,6 +246,7 @@ def holdout(data, *, min_distance_m: float = MIN_DISTANCE_M, close_m: float = CL
                                               dest_o[scored], close_m),
             "sessions": int(np.unique(data.session[m]).size),
             "default": metrics(data.rssi[m], pred0[m], data.distance_m[m], dest0[m], close_m),
+            "default_in_sample": DEFAULT_FIT_ROWS.get(name) == int(m.sum()),
             "folds": [f for f in folds if f["dataset"] == name],
         }
     return out
@@ -302,11 +318,12 @@ def format_report(report: dict) -> str:
                      f"{'spec':>6} {'AUC':>6}")
         for name, e in ev.items():
             for label, key in (("held-out", "heldout"), ("+devices", "heldout_device_offsets"),
-                               ("default*", "default")):
+                               ("default*" if e.get("default_in_sample") else "default", "default")):
                 m = e[key]
                 lines.append(f"{name:<8} {label:<8} {m['n']:>7} {m['rmse_db']:>8} {m['bias_db']:>6} "
                              f"{m['sensitivity']!s:>6} {m['specificity']!s:>6} {m['auc']!s:>6}")
-        lines.append("* default parameters were fitted on all of these data (in-sample)")
+        if any(e.get("default_in_sample") for e in ev.values()):
+            lines.append("* default parameters were fitted on these data (in-sample)")
     for name, e in (report.get("per_dataset") or {}).items():
         if "params" in e:
             q = e["params"]

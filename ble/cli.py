@@ -75,9 +75,11 @@ def register(subparsers) -> None:
                     "the default parameters. Writes the parameters fitted on all data as a TOML "
                     "[radio] table, read by 'replay --radio' and usable as a 'simulate --scenario' "
                     "overlay; the full report goes to a JSON file beside it.")
-    k.add_argument("--data", nargs="+", required=True, metavar="DIR",
+    k.add_argument("--data", nargs="+", required=True, metavar="DIR|FILE.csv",
                    help="data folders (mit-matrix-data, herald-edison-rssi, pcng-rss-smartphone, or "
-                        "the shared data folder holding them)")
+                        "the shared data folder holding them) and/or labelled CSV files (columns rssi, "
+                        "distance_m; optional t, tx_power, carriage_tx/rx, platform_tx/rx, device_tx/rx, "
+                        "session)")
     k.add_argument("--out", required=True, metavar="PARAMS.toml", help="fitted parameters (TOML)")
     k.add_argument("--report", default=None, metavar="JSON",
                    help="held-out evaluation report (default: beside --out, .json)")

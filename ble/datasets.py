@@ -178,10 +178,11 @@ _NUM_RE = r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$"
 
 def _to_float(col: pa.Array, path: Path, line_of: np.ndarray, what: str) -> np.ndarray:
     """Validated string -> float64 conversion; error names file, line and value."""
-    ok = pc.match_substring_regex(col, _NUM_RE).to_numpy(zero_copy_only=False)
+    col = col.cast(pa.string()).fill_null("")          # an empty field is "not a number", not null
+    ok = pc.match_substring_regex(col, _NUM_RE).to_numpy(zero_copy_only=False).astype(bool)
     if not ok.all():
         i = int(np.flatnonzero(~ok)[0])
-        raise DatasetError(f"{path}: line {int(line_of[i])}: {what} {col[i].as_py()!r} is not a number")
+        raise DatasetError(f"{path}: line {int(line_of[i])}: {what} {ascii(col[i].as_py())} is not a number")
     return pc.cast(pc.utf8_trim_whitespace(col), pa.float64()).to_numpy(zero_copy_only=False)
 
 
@@ -199,18 +200,37 @@ def _read_csv_strings(path: Path) -> pa.Table:
                              convert_options=pacsv.ConvertOptions(strings_can_be_null=False,
                                                                   auto_dict_encode=False))
     except (pa.ArrowInvalid, OSError) as e:
+        if "Empty CSV" in str(e):
+            raise DatasetError(f"{path}: line 1: empty file (no header)") from None
         if bad:
             row = bad[0]
             line = row.number if row.number is not None else "?"
             raise DatasetError(f"{path}: line {line}: expected {row.expected_columns} columns, got "
-                               f"{row.actual_columns}: {row.text!r}") from e
+                               f"{row.actual_columns}: {ascii(row.text)}") from e
+        _raise_if_not_utf8(path)
         raise DatasetError(f"{path}: cannot be read as CSV: {e}") from e
-    return tbl.cast(pa.schema([(n, pa.string()) for n in tbl.column_names]))
+    try:
+        return tbl.cast(pa.schema([(n, pa.string()) for n in tbl.column_names]))
+    except pa.ArrowInvalid as e:
+        _raise_if_not_utf8(path)
+        raise DatasetError(f"{path}: cannot be read as CSV: {e}") from e
+
+
+def _raise_if_not_utf8(path: Path) -> None:
+    """Name the first line that is not UTF-8 text (bytes escaped); error path only."""
+    with open(path, "rb") as f:
+        for no, raw in enumerate(f, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                text = ascii(raw.rstrip(b"\r\n")[:60])
+                raise DatasetError(f"{path}: line {no}: not UTF-8 text (byte {e.start + 1} of the line): "
+                                   f"{text}; re-save the file as UTF-8") from None
 
 
 def _col(tbl: pa.Table, name: str, path: Path) -> pa.Array:
     if name not in tbl.column_names:
-        raise DatasetError(f"{path}: line 1: missing column {name!r} (header: {tbl.column_names})")
+        raise DatasetError(f"{path}: line 1: missing column {ascii(name)} (header: {ascii(tbl.column_names)})")
     return tbl.column(name).combine_chunks()
 
 
@@ -245,7 +265,7 @@ def _mit_file(path: Path):
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise DatasetError(f"{path}: line {i + 1}: expected 'timestamp,record_type,fields', got "
-                           f"{lines[i].as_py()!r}")
+                           f"{ascii(lines[i].as_py())}")
     keep = np.flatnonzero(~empty)
     parts = parts.take(pa.array(keep))
     line_no = keep + 1
@@ -254,10 +274,11 @@ def _mit_file(path: Path):
     ts = pc.list_element(parts, 0)
 
     def header(names, pick, what):
-        """(line index array, value array) of header records of type in ``names``; ``pick`` = field #."""
+        """(line index array, value array) of header records of type in ``names``; ``pick`` = field #.
+        A log without any such record (not a Matrix-study log) gets ``None``: the value is unknown."""
         sel = np.flatnonzero(np.isin(rtype, names))
         if sel.size == 0:
-            raise DatasetError(f"{path}: no {' / '.join(names)} record ({what})")
+            return None
         vals = pc.split_pattern(rest.take(pa.array(sel)), ",")
         nv = pc.list_value_length(vals).to_numpy(zero_copy_only=False)
         if (nv <= pick).any():
@@ -266,7 +287,9 @@ def _mit_file(path: Path):
         v = pc.utf8_trim_whitespace(pc.list_element(vals, pick)).to_numpy(zero_copy_only=False)
         return sel, np.asarray(v, dtype=object)
 
-    def ffill(hdr, rows, what):
+    def ffill(hdr, rows, what, unknown=""):
+        if hdr is None:
+            return np.full(len(rows), unknown, dtype=object)
         hidx, hval = hdr
         k = np.searchsorted(hidx, rows, side="right") - 1
         if (k < 0).any():
@@ -274,8 +297,14 @@ def _mit_file(path: Path):
             raise DatasetError(f"{path}: line {line_no[i]}: data record before any {what} header")
         return hval[k]
 
-    bt = np.flatnonzero((rtype == "Bluetooth")
-                        & pc.match_substring(rest, ",BlueProxTx,").to_numpy(zero_copy_only=False))
+    matrix = bool(pc.any(pc.match_substring(rest, ",BlueProxTx,")).as_py() or False)
+    if matrix:          # a Matrix-study log: the test beacon's advertisements only
+        bt = np.flatnonzero((rtype == "Bluetooth")
+                            & pc.match_substring(rest, ",BlueProxTx,").to_numpy(zero_copy_only=False))
+    else:               # any other beacon: every advertisement, keyed by the log's own identifiers
+        bt = np.flatnonzero(rtype == "Bluetooth")
+        if bt.size == 0:
+            raise DatasetError(f"{path}: no Bluetooth records (not an MIT BluetoothProximity log)")
     f = pc.split_pattern(rest.take(pa.array(bt)), ",")
     nf = pc.list_value_length(f).to_numpy(zero_copy_only=False)
     if (nf != 5).any():
@@ -283,8 +312,9 @@ def _mit_file(path: Path):
         raise DatasetError(f"{path}: line {line_no[i]}: Bluetooth record should have 5 fields after the "
                            f"type (id, rssi, name, tx_power, t_cf), got {int(nf[nf != 5][0])}")
     name = pc.list_element(f, 2).to_numpy(zero_copy_only=False).astype(str)
-    m = name == "BlueProxTx"
+    m = name == "BlueProxTx" if matrix else np.ones(len(name), dtype=bool)
     bt, f = bt[m], f.filter(pa.array(m))
+    ids = np.asarray(pc.utf8_trim_whitespace(pc.list_element(f, 0)).to_numpy(zero_copy_only=False), dtype=object)
     ln = line_no[bt]
     rssi = _to_float(pc.list_element(f, 1), path, ln, "RSSI")
     tx = _to_float(pc.list_element(f, 3), path, ln, "TX power")
@@ -292,11 +322,11 @@ def _mit_file(path: Path):
     okts = pc.match_substring_regex(tss, _TS_RE).to_numpy(zero_copy_only=False)
     if not okts.all():
         i = int(np.flatnonzero(~okts)[0])
-        raise DatasetError(f"{path}: line {ln[i]}: bad timestamp {tss[i].as_py()!r}")
+        raise DatasetError(f"{path}: line {ln[i]}: bad timestamp {ascii(tss[i].as_py())}")
     tstr = pc.replace_substring(pc.replace_substring(tss, "Z", ""), "T", " ").to_numpy(zero_copy_only=False)
     t = (np.asarray(tstr.astype(str), dtype="datetime64[ms]").astype(np.int64) / 1000.0) + _MIT_UTC_OFFSET_S
 
-    rng_ft = ffill(header(["Range"], 0, "range"), bt, "Range")
+    rng_ft = ffill(header(["Range"], 0, "range"), bt, "Range", unknown="nan")
     try:
         rng_ft = rng_ft.astype(float)
     except ValueError as e:
@@ -306,9 +336,12 @@ def _mit_file(path: Path):
                    "beacon_subject")
     mod_rx = ffill(header(["receiver", "self_tester"], 0, "receiver model"), bt, "receiver")
     mod_tx = ffill(header(["beacon", "partner_tester"], 1, "beacon model"), bt, "beacon")
-    sess = ffill(header(["session_id"], 0, "session"), bt, "session_id")
+    sess = ffill(header(["session_id"], 0, "session"), bt, "session_id", unknown=path.name)
+    if not matrix:      # the advertiser is the log's own identifier of each beacon
+        mod_tx = np.array(["id:" + str(i) for i in ids], dtype=object)
+    mod_rx = np.where(mod_rx == "", "receiver:" + path.name, mod_rx)
     return dict(rssi=rssi, tx=tx, t=t, dist=rng_ft * FEET_M, car_rx=car_rx, car_tx=car_tx,
-                mod_rx=mod_rx, mod_tx=mod_tx, sess=sess)
+                mod_rx=mod_rx, mod_tx=mod_tx, sess=sess, matrix=matrix)
 
 
 def _carriage_codes(names: np.ndarray, table: dict, path) -> np.ndarray:
@@ -316,8 +349,11 @@ def _carriage_codes(names: np.ndarray, table: dict, path) -> np.ndarray:
     out = np.empty(len(uniq), dtype=np.int8)
     for k, u in enumerate(uniq):
         key = u.strip().lower()
+        if key == "":           # no carriage header in the log: unknown
+            out[k] = -1
+            continue
         if key not in table:
-            raise DatasetError(f"{path}: unknown on-body location {str(u)!r} (known: {sorted(table)})")
+            raise DatasetError(f"{path}: unknown on-body location {ascii(str(u))} (known: {sorted(table)})")
         out[k] = _CARRIAGES.index(table[key])
     return out[inv]
 
@@ -325,7 +361,12 @@ def _carriage_codes(names: np.ndarray, table: dict, path) -> np.ndarray:
 def load_mit(directory) -> RssiData:
     """MIT Lincoln Lab "Matrix" iPhone logs (``mit-matrix-data``): every ``*.txt`` log below ``directory``.
 
-    Only the test beacon's advertisements (local name ``BlueProxTx``) are kept. Distance: the file's
+    Only the test beacon's advertisements (local name ``BlueProxTx``) are kept; a log without any
+    ``BlueProxTx`` record (another beacon name, e.g. MIT's "BLE-RSSI-Various-Static-Configurations")
+    keeps every ``Bluetooth`` record, its transmitting device being the log's own identifier of the
+    advertiser (``id:<UUID>``). Header records are optional: without ``Range`` the distance is NaN
+    (unknown), without carriage headers the carriage is -1, without ``session_id`` the session is the
+    file name, without ``receiver`` the receiving device is ``receiver:<file name>``. Distance: the file's
     ``Range`` header (feet) times 0.3048 m. Carriage from the ``subject``/``beacon_subject`` headers
     (newer format: ``self_on_body_location``/``partner_on_body_location``) through :data:`MIT_CARRIAGE`;
     devices are the iPhone models of the ``receiver``/``beacon`` headers; all phones are iOS. Time: the
@@ -422,7 +463,7 @@ def load_herald(directory) -> RssiData:
         okt = pc.match_substring_regex(tcol, _TS_RE).to_numpy(zero_copy_only=False)
         if not okt.all():
             i = int(np.flatnonzero(~okt)[0])
-            raise DatasetError(f"{p}: line {line[i]}: bad time {tcol[i].as_py()!r}")
+            raise DatasetError(f"{p}: line {line[i]}: bad time {ascii(tcol[i].as_py())}")
         t = np.asarray(tcol.to_numpy(zero_copy_only=False).astype(str),
                        dtype="datetime64[s]").astype(np.int64).astype(np.float64)
         ok = _drop_sentinels(rssi)
@@ -498,7 +539,7 @@ def load_pcng(directory) -> RssiData:
             badv = ~np.isin(s, ["train", "test"])
             if badv.any():
                 i = int(np.flatnonzero(badv)[0])
-                raise DatasetError(f"{sp}: line {i + 2}: split {str(s[i])!r} is neither 'train' nor 'test'")
+                raise DatasetError(f"{sp}: line {i + 2}: split {ascii(str(s[i]))} is neither 'train' nor 'test'")
             split = (s == "train").astype(np.int8)
         ok = _drop_sentinels(rssi)
         dropped += int((~ok).sum())
@@ -570,8 +611,8 @@ def load_calibration_table(path) -> CalibrationTable:
     for want in _CAL_COLS:
         hit = [c for c in tbl.column_names if c.strip().lower().startswith(want)]
         if len(hit) != 1:
-            raise DatasetError(f"{p}: line 1: expected one column starting with {want!r}, header is "
-                               f"{tbl.column_names}")
+            raise DatasetError(f"{p}: line 1: expected one column starting with {ascii(want)}, header is "
+                               f"{ascii(tbl.column_names)}")
         names[want] = hit[0]
     line = np.arange(tbl.num_rows) + 2
     corr = _to_float(tbl.column(names["rssi correction"]).combine_chunks(), p, line, "rssi correction")
@@ -581,7 +622,7 @@ def load_calibration_table(path) -> CalibrationTable:
     badm = ~np.isin(meas, ["yes", "no"])
     if badm.any():
         i = int(np.flatnonzero(badm)[0])
-        raise DatasetError(f"{p}: line {line[i]}: 'has direct measurement' is {str(meas[i])!r}, not yes/no")
+        raise DatasetError(f"{p}: line {line[i]}: 'has direct measurement' is {ascii(str(meas[i]))}, not yes/no")
     return CalibrationTable(
         oem=tbl.column(names["oem"]).to_numpy(zero_copy_only=False).astype(object),
         model=tbl.column(names["model"]).to_numpy(zero_copy_only=False).astype(object),

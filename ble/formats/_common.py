@@ -91,6 +91,20 @@ def _iter_lines(path: Path):
             yield no, raw.rstrip(b"\r\n").decode("utf-8", errors="replace")
 
 
+def _first_non_utf8(path: Path) -> "FormatError | None":
+    """The first line that is not UTF-8 text, as a :class:`FormatError` (bytes escaped), or None."""
+    with open(path, "rb") as f:
+        for no, raw in enumerate(f, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                text = ascii(raw.rstrip(b"\r\n")[:60])
+                return FormatError(path, no, f"not UTF-8 text (byte {e.start + 1} of the line, "
+                                             f"{ascii(raw[e.start:e.start + 4])}): {text}; "
+                                             "re-save the file as UTF-8")
+    return None
+
+
 def _locate_bad_line(path: Path, delimiter: str, ncols: int | tuple, numeric: dict, skip: int,
                      fallback: str) -> FormatError:
     """Scan ``path`` line by line (only after a vectorised parse failed) for the first bad line.
@@ -99,6 +113,9 @@ def _locate_bad_line(path: Path, delimiter: str, ncols: int | tuple, numeric: di
     allowed field count (or a tuple of counts).
     """
     allowed = (ncols,) if isinstance(ncols, int) else tuple(ncols)
+    bad = _first_non_utf8(path)
+    if bad is not None:
+        return bad
     for no, line in _iter_lines(path):
         if no <= skip or not line.strip():
             continue
@@ -106,7 +123,7 @@ def _locate_bad_line(path: Path, delimiter: str, ncols: int | tuple, numeric: di
         if len(fields) not in allowed:
             what = "truncated line" if len(fields) < min(allowed) else "too many fields"
             return FormatError(path, no, f"{what}: expected {' or '.join(map(str, allowed))} "
-                                         f"columns, got {len(fields)}: {line[:80]!r}")
+                                         f"columns, got {len(fields)}: {ascii(line[:80])}")
         for idx, name in numeric.items():
             v = fields[idx].strip()
             if v == "" and name in ("tx_power", "distance_m"):
@@ -114,7 +131,7 @@ def _locate_bad_line(path: Path, delimiter: str, ncols: int | tuple, numeric: di
             try:
                 float(v)
             except ValueError:
-                return FormatError(path, no, f"non-numeric {name} {v[:40]!r}")
+                return FormatError(path, no, f"non-numeric {name} {ascii(v[:40])}")
     return FormatError(path, 0, fallback)
 
 

@@ -88,7 +88,7 @@ def _load_json_records(path: Path, keys: tuple[str, ...]) -> tuple[pa.StructArra
                     continue
                 first = kinds.setdefault(name, kind)
                 if kind != first:
-                    what = f"non-numeric {name} {v!r}" if first == "number" else \
+                    what = f"non-numeric {name} {ascii(v)}" if first == "number" else \
                         f"field {name} is {kind}, earlier records have {first}"
                     raise FormatError(path, _json_record_line(text, k), f"record {k}: {what}") from None
         raise FormatError(path, 0, f"inconsistent record fields: {e}") from None
@@ -100,7 +100,7 @@ def _num_field(arr: pa.StructArray, name: str, path: Path, text: str | None, req
     names = [arr.type.field(i).name for i in range(arr.type.num_fields)]
     if name not in names:
         if required:
-            raise FormatError(path, 1, f"missing field {name!r} (have {names})")
+            raise FormatError(path, 1, f"missing field {ascii(name)} (have {ascii(names)})")
         return np.full(len(arr), np.nan)
     col = arr.field(name)
     if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
@@ -110,7 +110,7 @@ def _num_field(arr: pa.StructArray, name: str, path: Path, text: str | None, req
             vals = col.to_pylist()
             k = next(i for i, v in enumerate(vals) if v not in (None, "") and not _is_number(v))
             line = _json_record_line(text, k) if text is not None else k + 2
-            raise FormatError(path, line, f"record {k}: non-numeric {name} {vals[k]!r}") from None
+            raise FormatError(path, line, f"record {k}: non-numeric {name} {ascii(vals[k])}") from None
         col = num
     elif pa.types.is_null(col.type):
         return np.full(len(arr), np.nan)
@@ -118,7 +118,7 @@ def _num_field(arr: pa.StructArray, name: str, path: Path, text: str | None, req
         vals = col.to_pylist()
         k = next((i for i, v in enumerate(vals) if v is not None and not isinstance(v, (int, float))), 0)
         line = _json_record_line(text, k) if text is not None else k + 2
-        raise FormatError(path, line, f"record {k}: non-numeric {name} {vals[k]!r}")
+        raise FormatError(path, line, f"record {k}: non-numeric {name} {ascii(vals[k])}")
     out = np.asarray(col.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False),
                      dtype=np.float64).copy()
     return out

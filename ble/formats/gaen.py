@@ -118,7 +118,7 @@ def _field(arr, names, path, text, required):
         if nm in have:
             return _num_field(arr, nm, path, text, required=True)
     if required:
-        raise FormatError(path, 1, f"missing field {names[0]!r} (or {names[1:]}); have {have}")
+        raise FormatError(path, 1, f"missing field {ascii(names[0])} (or {names[1:]}); have {ascii(have)}")
     return np.full(len(arr), np.nan)
 
 

@@ -2,6 +2,7 @@
 logs), ``herald`` (Herald Edison RSSI files) and ``pcng`` (pcng body-position files)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,8 @@ def _dataset_reader(loader_name: str, dataset: str):
     dwell at one distance is its own contact (a Herald or pcng file sweeps many distances), TX NaN
     where not advertised. Truth: ``distance_m`` (m), ``session`` (recording run),
     ``carriage_tx``/``carriage_rx`` (index into :data:`ble.radio.CARRIAGES`, -1 = not carried).
+    A requested file without data rows (header only) is an error naming it, line 1; so is a folder
+    without any.
     """
     def reader(paths, stats, meta, **_):
         load = getattr(datasets, loader_name)
@@ -39,7 +42,9 @@ def _dataset_reader(loader_name: str, dataset: str):
             try:
                 data = load(folder)
             except datasets.DatasetError as e:
-                raise FormatError(folder, 0, str(e)) from None
+                m = re.match(r"^(.+?): line (\d+): (.*)$", str(e), re.S)   # name the input file and line
+                raise (FormatError(m.group(1), int(m.group(2)), m.group(3)) if m
+                       else FormatError(folder, 0, str(e))) from None
             if wanted is not None:
                 names = np.array([str(Path(f).name) for f in data.files])
                 missing = sorted(set(wanted) - set(names.tolist()))
@@ -47,6 +52,13 @@ def _dataset_reader(loader_name: str, dataset: str):
                     raise FormatError(folder / missing[0], 0,
                                       f"not a {dataset} data file (ble.datasets.{loader_name} skips it)")
                 data = data.subset(np.isin(data.file, np.flatnonzero(np.isin(names, wanted))))
+                per_file = np.bincount(data.file, minlength=len(names))
+                empty = [w for w in wanted if per_file[int(np.flatnonzero(names == w)[0])] == 0]
+                if empty:
+                    raise FormatError(folder / empty[0], 1, f"no {dataset} data rows (header only, or "
+                                                            "every RSSI a sentinel)")
+            elif len(data) == 0:
+                raise FormatError(folder, 0, f"no {dataset} data rows in any file")
             n = len(data)
             stats["rows_read"] += n + int(sum(data.dropped.values()))
             stats["rssi_sentinel"] += int(sum(v for k, v in data.dropped.items() if "sentinel" in k))
@@ -58,7 +70,8 @@ def _dataset_reader(loader_name: str, dataset: str):
             obs = np.where(obs < 0, len(devices) + 1000, obs)
             key = np.empty(n, dtype=[("tx", "i8"), ("file", "i8"), ("cm", "i8")])
             key["tx"], key["file"] = data.device_tx, data.file
-            key["cm"] = np.round(data.distance_m * 100.0).astype(np.int64)
+            dcm = np.round(data.distance_m * 100.0)
+            key["cm"] = np.where(np.isfinite(dcm), dcm, -1).astype(np.int64)     # -1: distance unknown
             uk, inv = np.unique(key, return_inverse=True)
             dev_lab = list(data.devices) + ["?"]
             labels = [f"{dataset}|{dev_lab[k['tx']]}|{data.files[k['file']]}|{k['cm']}cm" for k in uk]

@@ -44,7 +44,7 @@ def read_opentrace(paths, stats, meta, **_):
             cols = [c.strip() for c in head.split(",")]
             for req in ("msg", "rssi", "timestamp"):
                 if req not in cols:
-                    raise FormatError(path, 1, f"header lacks column {req!r} (have {cols})")
+                    raise FormatError(path, 1, f"header lacks column {ascii(req)} (have {ascii(cols)})")
             types = {c: pa.string() for c in cols}
             numeric = {i: c for i, c in enumerate(cols) if c in ("rssi", "txPower", "timestamp")}
             batches = list(_stream_csv(path, cols, types, ",", 1, numeric, len(cols)))

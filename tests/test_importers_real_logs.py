@@ -173,3 +173,20 @@ def test_gaen_cwa_wrapper_damaged(tmp_path, data):
     p = tmp_path / "cases.json"
     p.write_bytes(data.draw(damage(json.dumps(doc, indent=1), ":")))
     _check("gaen", [p], [str(p), p.name])
+
+
+def test_zip_contact_list_read_or_named(tmp_path):
+    import zipfile
+
+    from tracing.contacts import read_contacts
+    z1 = tmp_path / "one.zip"
+    with zipfile.ZipFile(z1, "w") as z:
+        z.writestr("c.csv", "i,j\n0,1\n1,2\n")
+    c = read_contacts(z1)
+    assert c["i"].tolist() == [0, 1] and c["j"].tolist() == [1, 2]
+    z2 = tmp_path / "two.zip"
+    with zipfile.ZipFile(z2, "w") as z:
+        z.writestr("a.csv", "i,j\n0,1\n")
+        z.writestr("b.csv", "i,j\n0,1\n")
+    with pytest.raises(ValueError, match=r"two\.zip: line 0: a \.zip archive with 2 files"):
+        read_contacts(z2)

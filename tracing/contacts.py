@@ -16,13 +16,15 @@ Two input formats
     line becomes one contact with ``t = t_line - 20`` (start of the interval), ``duration_s = 20`` and
     ``detected = True`` (a perfect radio). Extra columns (classes, roles) are ignored.
 
-Files may be gzip-compressed (``.gz``). A malformed line raises ``ValueError`` naming the file and the
+Files may be gzip-compressed (``.gz``) or a ``.zip`` archive of one file. A malformed line raises ``ValueError`` naming the file and the
 1-based line number. Parsing is vectorised through ``pyarrow.csv`` (no Python loop over lines).
 """
 from __future__ import annotations
 
 import gzip
+import io
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +51,16 @@ def _read_text(path: Path) -> str:
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":
         raw = gzip.decompress(raw)
+    elif raw[:4] == b"PK\x03\x04":        # a .zip archive: its one member (issue 15)
+        try:
+            with zipfile.ZipFile(io.BytesIO(raw)) as z:
+                names = [n for n in z.namelist() if not n.endswith("/")]
+                if len(names) != 1:
+                    raise ValueError(f"{path}: line 0: a .zip archive with {len(names)} files; give one "
+                                     "contact list (unpack it, or zip a single file)")
+                raw = z.read(names[0])
+        except zipfile.BadZipFile as e:
+            raise ValueError(f"{path}: line 0: not a readable .zip archive ({e})") from None
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:

@@ -54,6 +54,7 @@ import pyarrow.parquet as pq
 
 from ble.ids import sim_keys
 from ble.schema import ParquetAppender, atomic_path, write_text_atomic
+from sim import budget, kernels
 from sim.neighbours import pairs_within_groups
 from sim.places import PLACE_TYPES, build_places
 from sim.population import ROLES, make_population
@@ -229,6 +230,11 @@ def simulate(scenario, out_dir, seed: int = 0, days: int = 1, progress: bool = T
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     seed, days = int(seed), int(days)
     scn = scenario
+    est, avail = budget.estimate(scn.n_agents, days), budget.available_bytes()
+    budget.check_fits(scn.name, scn.scale, est, avail)      # one-line refusal before any work
+    if progress:
+        print(f"simulate {scn.name} x{scn.scale:g}: {budget.describe(est, avail)}", file=sys.stderr, flush=True)
+        kernels.announce_compilation(_kernel_modules())
     out = Path(out_dir)
     (out / "windows").mkdir(parents=True, exist_ok=True)
     T = _Timer()
@@ -341,6 +347,10 @@ def simulate(scenario, out_dir, seed: int = 0, days: int = 1, progress: bool = T
             counts["agent_steps"] += pop.n * S
             del acc
             t0 = T.add("writing", t0)
+            if bar is not None:                                 # progress per day
+                bar.write(f"day {day + 1}/{days} done: {time.perf_counter() - wall0:.0f} s elapsed, "
+                          f"peak RSS {_peak_rss_mb() / 1024:.2f} GB, {counts['windows']:,} windows so far",
+                          file=sys.stderr)
     if bar is not None:
         bar.close()
 
@@ -363,9 +373,7 @@ def simulate(scenario, out_dir, seed: int = 0, days: int = 1, progress: bool = T
     _write_table(out / "population.parquet", popt)
     t0 = T.add("writing", t0)
     wall = time.perf_counter() - wall0
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    if sys.platform == "darwin":  # pragma: no cover - bytes there
-        peak_mb /= 1024.0
+    peak_mb = _peak_rss_mb()
     agent_days = pop.n * days
     run = {
         "proxitrace_version": _version(),
@@ -402,6 +410,19 @@ def simulate(scenario, out_dir, seed: int = 0, days: int = 1, progress: bool = T
     }
     write_text_atomic(out / "run.json", json.dumps(run, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     return out
+
+
+def _peak_rss_mb() -> float:
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    if sys.platform == "darwin":  # pragma: no cover - bytes there
+        peak_mb /= 1024.0
+    return peak_mb
+
+
+def _kernel_modules():
+    """The modules whose numba kernels a simulation compiles on its first run."""
+    return [sys.modules[m] for m in ("sim.positions", "sim.neighbours", "sim.cell_list", "sim.scanning.step",
+                                     "sim.scanning.runs", "sim.scanning.accumulate")]
 
 
 def _threads() -> int:

@@ -1,0 +1,73 @@
+"""Before a long simulation starts: an estimate of its time and peak memory, and a one-line refusal when
+this machine cannot hold it.
+
+The model is linear in the population and measured (``python -m benchmarks simulation``, README
+Performance): one simulated day holds that day's window and close-pair accumulators, so the peak
+resident memory grows with the agents and not with the days (each day is written before the next
+starts); the time grows with agent-days.
+
+Constants (2-core reference machine, numba 0.68, Lạng Sơn settings): a 10^6-agent day peaks at
+6.9 GB resident and takes 206 s at load ~2 (0.21 ms per agent-day); a 10^5-agent day peaks at ~0.9 GB.
+"""
+from __future__ import annotations
+
+__all__ = ["BYTES_PER_AGENT", "BASE_BYTES", "SECONDS_PER_AGENT_DAY", "available_bytes", "estimate",
+           "check_fits", "describe"]
+
+#: peak resident bytes per agent of one simulated day (6.9 GB at 10^6 agents, less the fixed part)
+BYTES_PER_AGENT = 6_600
+#: fixed resident bytes (interpreter, numpy/pyarrow/numba, compiled kernels)
+BASE_BYTES = 300 * 2**20
+#: wall seconds per agent-day on the reference machine at load ~2 (206 s for 10^6 agents x 1 day)
+SECONDS_PER_AGENT_DAY = 2.1e-4
+#: head-room kept free when deciding whether a run fits (the page cache of the Parquet writes, others)
+HEADROOM = 0.9
+
+
+def available_bytes() -> int | None:
+    """``MemAvailable`` of ``/proc/meminfo`` in bytes (None where unreadable, e.g. not Linux)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def estimate(n_agents: int, days: int) -> dict:
+    """``{"n_agents", "days", "peak_bytes", "seconds"}`` of a simulation (see the module docstring).
+
+    Parameters
+    ----------
+    n_agents : int
+        Persons simulated (``Scenario.n_agents``).
+    days : int
+        Simulated days.
+    """
+    n, d = int(n_agents), int(days)
+    return {"n_agents": n, "days": d, "peak_bytes": BASE_BYTES + BYTES_PER_AGENT * n,
+            "seconds": SECONDS_PER_AGENT_DAY * n * d}
+
+
+def describe(est: dict, available: int | None) -> str:
+    """One line: ``781,655 agents x 14 days: ~38 min, peak ~5.4 GB (20.1 GB available)``."""
+    s = est["seconds"]
+    t = f"{s:.0f} s" if s < 120 else (f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h")
+    av = f" ({available / 1e9:.1f} GB available)" if available is not None else ""
+    return (f"{est['n_agents']:,} agents x {est['days']} day{'s' if est['days'] != 1 else ''}: ~{t} on an "
+            f"idle 2-core machine, peak ~{est['peak_bytes'] / 1e9:.1f} GB{av}")
+
+
+def check_fits(name: str, scale: float, est: dict, available: int | None) -> None:
+    """Raise ``ValueError`` (one line: the estimate, the memory available and the largest scale that
+    fits) when the run's estimated peak exceeds ``HEADROOM`` x the available memory.  Nothing is
+    checked where the available memory is unknown."""
+    if available is None or est["peak_bytes"] <= HEADROOM * available:
+        return
+    room = HEADROOM * available - BASE_BYTES
+    fit = max(room, 0) / BYTES_PER_AGENT / max(est["n_agents"], 1) * scale
+    raise ValueError(f"{name} x{scale:g} does not fit this machine: {describe(est, available)}; "
+                     f"the largest scale that fits is ~{fit:.3g} (or free memory)")
+

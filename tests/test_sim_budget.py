@@ -1,0 +1,72 @@
+"""`--scale 1` as a supported path: the estimate before a simulation, the one-line refusal when it does
+not fit, progress per day, and the first-run compilation announcement (sim.budget, sim.kernels)."""
+from __future__ import annotations
+
+import importlib
+import io
+import sys
+
+import pytest
+
+from sim import budget, kernels
+from sim.run import simulate
+from sim.scenario import preset
+
+
+def test_estimate_is_linear_in_agents_and_days():
+    a = budget.estimate(100_000, 1)
+    b = budget.estimate(200_000, 3)
+    assert b["seconds"] == pytest.approx(6 * a["seconds"])
+    assert b["peak_bytes"] - a["peak_bytes"] == budget.BYTES_PER_AGENT * 100_000   # memory: not in days
+    assert budget.estimate(200_000, 14)["peak_bytes"] == b["peak_bytes"]
+    line = budget.describe(budget.estimate(781_655, 14), 20 * 10**9)
+    assert "781,655 agents x 14 days" in line and "GB" in line and "20.0 GB available" in line
+
+
+def test_check_fits_refuses_in_one_line_with_the_scale_that_fits():
+    est = budget.estimate(781_655, 14)
+    budget.check_fits("lang-son", 1.0, est, None)                 # unknown memory: no check
+    budget.check_fits("lang-son", 1.0, est, 10 * est["peak_bytes"])
+    with pytest.raises(ValueError) as e:
+        budget.check_fits("lang-son", 1.0, est, est["peak_bytes"] // 2)
+    msg = str(e.value)
+    assert "\n" not in msg and "lang-son x1 does not fit" in msg and "largest scale that fits" in msg
+    fit = float(msg.split("fits is ~")[1].split()[0])
+    assert 0 < fit < 1.0
+    fitted = budget.estimate(int(781_655 * fit), 14)
+    budget.check_fits("lang-son", fit, fitted, est["peak_bytes"] // 2)   # the advised scale fits
+
+
+def test_simulate_refuses_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setattr(budget, "available_bytes", lambda: 1 << 20)
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match="does not fit this machine"):
+        simulate(preset("lang-son", 0.001), out, days=1, progress=False)
+    assert not out.exists()
+
+
+def test_progress_prints_the_estimate_and_one_line_per_day(tmp_path, capsys):
+    simulate(preset("lang-son", 0.0005), tmp_path / "run", seed=1, days=2, progress=True)
+    err = capsys.readouterr().err
+    assert "simulate lang-son x0.0005:" in err and "agents x 2 days" in err
+    assert "day 1/2 done" in err and "day 2/2 done" in err
+
+
+def test_uncached_kernels_and_announcement(tmp_path, monkeypatch):
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    (tmp_path / "h16_jitmod.py").write_text(
+        "from numba import njit\n\n@njit(cache=True)\ndef twice(x):\n    return 2 * x\n\n"
+        "@njit(cache=True, inline='always')\ndef inl(x):\n    return x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    mod = importlib.import_module("h16_jitmod")
+    assert kernels.uncached_kernels([mod]) == ["h16_jitmod.twice"]      # inlined helpers not counted
+    buf = io.StringIO()
+    assert kernels.announce_compilation([mod], stream=buf) == kernels.SECONDS_PER_KERNEL
+    assert buf.getvalue().startswith("compiling 1 numba kernels, first run only, ~")
+    assert mod.twice(3) == 6                                           # compiles and writes the cache
+    assert kernels.uncached_kernels([mod]) == []
+    del sys.modules["h16_jitmod"]
+    fresh = importlib.import_module("h16_jitmod")                      # a new process would see this
+    assert kernels.uncached_kernels([fresh]) == []                     # fresh on-disk index
+    buf = io.StringIO()
+    assert kernels.announce_compilation([fresh], stream=buf) == 0.0 and buf.getvalue() == ""

@@ -144,6 +144,12 @@ def test_continuous_20_minutes_at_1m_is_notified(tmp_path):
     assert all(rows[0][f"notify_{r}"] == "1" for r in rules)
     rep = json.loads((out / "report.json").read_text())
     assert all(rep["rules"][r]["tp"] == 1 for r in rules)
+    assert rep["cadence"]["name"] == "continuous" and rep["cadence"]["cap_s"] == 60.0
+    # the same pair table as the simulator's pipeline: i = observer 0 (warned: notify_i), j = source_offset + source
+    pairs = list(csv.DictReader(open(out / "pairs.csv")))
+    assert len(pairs) == len(rules) and {p["rule"] for p in pairs} == set(rules)
+    assert all(p["i"] == "0" and int(p["j"]) == rep["pairs"]["source_offset"] and p["notify_i"] == "1"
+               and p["true_close"] == "1" for p in pairs)
     # the same log with the 5-minute-scan credit: 300 s, nothing fires
     old = replay("csv", [p], rules, cadence="periodic-300")
     assert all(old["rules"][r]["notified"] == 0 for r in rules)

@@ -1,9 +1,11 @@
 """``proxitrace replay``: run the tracing core on real BLE logs and, where the data has true distances,
 score it against "within 2 m".
 
-Pipeline: :func:`ble.formats.read_full` -> (sightings -> :func:`ble.windows.aggregate`) -> exposure
-windows -> :func:`tracing.rules.daily_sums` per (observer, source, day) -> :func:`tracing.rules.evaluate`
-for every rule. Real logs carry no keys, so every distinct rolling ID is its own source (a Bluezone
+Pipeline: :func:`ble.formats.read_full` -> (sightings -> :func:`ble.windows.aggregate` with the format's
+scanner cadence, ``ble.formats.FORMATS[f].cadence``, so that a continuous log is credited its own
+duration) -> exposure windows -> sources by :func:`tracing.core.matching.match_ids` ->
+:func:`tracing.rules.daily_sums` per (observer, source, day) -> :func:`tracing.rules.evaluate` for
+every rule -> :func:`tracing.pipeline.pairs_from_daily` (the simulator's pair table). Real logs carry no keys, so every distinct rolling ID is its own source (a Bluezone
 contact whose ID changes every 15 min appears as several sources; the importers of the labelled data
 sets give each recording its own ID) -- unless published Bluezone daily keys are given
 (``--bluezone-keys``): their regenerated IDs are matched slot by slot, as the app does for an F0, and
@@ -16,6 +18,10 @@ Outputs (``--out DIR``):
   (dB), ``rssi_max`` (dBm), for each rule ``notify_<rule>`` (0/1) and ``score_<rule>`` (the
   quantity the rule compared with its threshold), and where known ``distance_m`` (median true
   distance of the unit's records, m) and ``within_2m`` (0/1).
+- ``pairs.csv``: for every rule, the simulator's pair table (``tracing.core.pairs.PAIR_DTYPE`` built by
+  ``tracing.pipeline.pairs_from_daily``, the function the simulated pipeline uses): ``rule, i, j, day,
+  t_first, true_close, notify_i, notify_j, minutes, att``, with i = observer and j = ``source_offset``
+  + source (``report.json["pairs"]``); ``true_close`` = the unit's median true distance <= 2 m.
 - ``report.json``: inputs, import statistics, window and unit counts, the radio parameters used and,
   per rule (keyed by name): ``notified`` (units/pairs notified) and, with truth, the confusion counts
   ``tp, fp, fn, tn``, ``precision``, ``recall`` (= sensitivity), ``specificity``. For the
@@ -47,6 +53,8 @@ from ble.schema import atomic_path, write_text_atomic
 from ble.windows import aggregate, cadence_params
 from tracing.core import rules as R
 from tracing.core.matching import match_ids
+from tracing.pipeline import pairs_from_daily
+from tracing.report.tables import write_csv
 
 #: What Leith & Farrell report for the Dublin tram data ("Measurement-based evaluation of Google/Apple
 #: Exposure Notification API for proximity detection in a light-rail tram", PLoS ONE 15(9): e0239943,
@@ -271,10 +279,14 @@ def replay(format: str, files, rules, out_dir=None, *, radio_path=None, close_m:
             r_src = _record_sources(windows, w_src, rec_obs, rec_rid, r_src)
         unit_dist = _unit_truth(rec_obs.astype(np.int64), r_src, rec_day, truth["distance_m"].astype(np.float64), keys)
 
-    results, cols = {}, {}
+    results, cols, pair_tabs = {}, {}, {}
+    src_offset = int(daily["observer"].max()) + 1 if len(daily) else 0
     for name, rule in loaded.items():
-        notify, score = evaluate_rule(daily, rule, radio if radio_path is not None else None)
+        res_full = R.evaluate(daily, rule, radio if radio_path is not None else None)
+        notify = np.asarray(res_full.notify, dtype=bool)
+        score = np.asarray(res_full.score, dtype=np.float64)
         cols[name] = (notify, score)
+        pair_tabs[name] = _pair_table(daily, notify, res_full.minutes, src_offset, unit_dist, close_m)
         res = {"kind": rule.kind, "units": int(len(daily)), "notified": int(notify.sum()),
                "notified_pairs": int(len(np.unique(_key_codes(daily["observer"][notify],
                                                               daily["source"][notify], 0))))}
@@ -292,7 +304,14 @@ def replay(format: str, files, rules, out_dir=None, *, radio_path=None, close_m:
         "radio": {"source": radio_src, "tx_dbm": float(radio.tx_dbm), "ref_rssi_1m": float(radio.ref_rssi_1m),
                   "exponent": float(radio.exponent), "sigma_db": float(radio.sigma_db)},
         "truth": None, "rules": results, "bluezone_keys": key_info,
+        "cadence": {"name": cadence, **win_params} if imp.kind == "sightings" else None,
+        "pairs": {"file": "pairs.csv", "source_offset": src_offset,
+                  "note": "the simulator's pair table (tracing.core.pairs.PAIR_DTYPE, through "
+                          "tracing.pipeline.pairs_from_daily): i = observer, j = source_offset + source"},
     }
+    for name, pt in pair_tabs.items():
+        results[name]["pairs"] = int(len(pt))
+        results[name]["pairs_notified"] = int((pt["notify_i"] | pt["notify_j"]).sum())
     if have_truth:
         known = np.isfinite(unit_dist)
         report["truth"] = {"definition": f"median true distance of the unit's records <= {close_m} m",
@@ -305,8 +324,34 @@ def replay(format: str, files, rules, out_dir=None, *, radio_path=None, close_m:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         _write_contacts(out_dir / "contacts.csv", daily, all_rids, cols, unit_dist, close_m)
+        _write_pairs(out_dir / "pairs.csv", pair_tabs)
         write_text_atomic(out_dir / "report.json", json.dumps(report, indent=2, default=_json_default) + "\n")
     return report
+
+
+def _pair_table(daily, notify, minutes, src_offset: int, unit_dist, close_m: float) -> np.ndarray:
+    """The simulator's pair table (``PAIR_DTYPE``) of the replayed units: observers keep their index,
+    source ``s`` becomes device ``src_offset + s`` (so i = observer < j); ``true_close``: the unit's
+    median true distance <= ``close_m`` (False where unknown). One pair per unit and day."""
+    d = daily.copy()
+    d["source"] = d["source"] + src_offset
+    pairs = pairs_from_daily(d, notify, np.asarray(minutes, dtype=np.float64))
+    if unit_dist is not None and len(pairs):
+        order = np.lexsort((d["source"], d["observer"], d["day"]))     # pairs' order: day, i, j
+        with np.errstate(invalid="ignore"):
+            pairs["true_close"] = (unit_dist <= close_m)[order]
+    return pairs
+
+
+def _write_pairs(path: Path, pair_tabs: dict) -> None:
+    """pairs.csv: every rule's pair table, one block per rule (column ``rule``)."""
+    names = list(pair_tabs)
+    cols = ["rule", "i", "j", "day", "t_first", "true_close", "notify_i", "notify_j", "minutes", "att"]
+    data = {c: np.concatenate([pair_tabs[n][c] for n in names]) if names else np.zeros(0) for c in cols[1:]}
+    data["rule"] = np.concatenate([np.full(len(pair_tabs[n]), n) for n in names]) if names else np.zeros(0, "U1")
+    for c in ("true_close", "notify_i", "notify_j"):
+        data[c] = data[c].astype(np.int8)
+    write_csv(path, cols, data)
 
 
 def tram_comparison(results: dict, truth: dict | None) -> dict:

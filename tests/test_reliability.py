@@ -47,3 +47,88 @@ def test_stale_sim_unit_of_other_code_is_not_reused(tmp_path, monkeypatch):
     Store(tmp_path).write_sim(old, run)
     monkeypatch.undo()
     assert old.hash != u.hash and not Store(tmp_path).done(u, "runs/rep-000")
+
+
+# ---- item 4: Dask without workers, or with workers of other code -------------------------------
+def _add(a, b):
+    return {"unit": f"add-{a + b}", "status": "done", "seconds": 0.0}
+
+
+def _in_thread(fn, timeout=60):
+    """Run ``fn()`` in a thread; (finished, exception or result). A hang shows as finished=False."""
+    box = {}
+
+    def target():
+        try:
+            box["r"] = fn()
+        except BaseException as e:  # noqa: BLE001 - the test inspects it
+            box["r"] = e
+    th = threading.Thread(target=target, daemon=True)
+    th.start()
+    th.join(timeout)
+    return not th.is_alive(), box.get("r")
+
+
+@pytest.fixture
+def cluster():
+    distributed = pytest.importorskip("distributed")
+    c = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None,
+                                 silence_logs=40)
+    yield c
+    c.close()
+
+
+def test_dask_without_workers_fails_in_one_line(cluster):
+    from tracing.sweep.engines import DaskEngine, RunLog, Task
+    eng = DaskEngine(cluster.scheduler_address, worker_timeout_s=1.0)
+    log = RunLog(Path("/dev/null"))
+    eng.run([Task("a", _add, (1, 2))], log)                   # with a worker: runs
+    assert log.results[0]["unit"] == "add-3"
+    cluster.scale(0)                                          # the workers go away
+    finished, err = _in_thread(lambda: eng.run([Task("b", _add, (2, 2))], log))
+    assert finished, "the engine waited silently for a worker"
+    assert isinstance(err, TimeoutError) and "no worker for 1 s" in str(err) and "\n" not in str(err)
+    eng.close()
+    # a scheduler that has no worker at all is refused at start
+    finished, err = _in_thread(lambda: DaskEngine(cluster.scheduler_address, worker_timeout_s=0.5))
+    assert finished and isinstance(err, TimeoutError) and "no worker joined" in str(err)
+
+
+def test_dask_worker_of_other_code_is_refused(cluster, monkeypatch):
+    from tracing.sweep import engines
+    eng = engines.DaskEngine(cluster.scheduler_address, worker_timeout_s=5.0)   # same code: accepted
+    eng.close()
+    mine = {**engines.environment(), "numba": "0.0.1"}                           # the client differs
+    monkeypatch.setattr(engines.DaskEngine, "_local_environment", lambda self: mine)
+    with pytest.raises(ValueError, match=r"worker .* runs numba .* but this process runs 0\.0\.1"):
+        engines.DaskEngine(cluster.scheduler_address, worker_timeout_s=5.0)
+    with pytest.raises(ValueError, match="cannot run proxitrace's environment check"):
+        engines.check_environments(mine, {"tcp://w:1": ImportError("no module named tracing")}, "--dask x")
+
+
+# ---- item 6: nothing at run time needs a dev extra ---------------------------------------------
+#: packages of the ``dev`` extra (pyproject.toml): never imported by ble, sim or tracing
+DEV_ONLY = {"pandas", "pytest", "hypothesis", "nbclient", "nbformat", "ipykernel"}
+
+
+def test_runtime_code_needs_no_dev_extra():
+    """Before issue 17, ``sweep --epidemic`` called pyarrow's ``to_pandas()`` (pandas is a dev extra)
+    and crashed on a plain ``pip install``. CI also runs .ci/plain_install.sh; this is the fast guard."""
+    import ast
+    bad = []
+    for pkg in ("ble", "sim", "tracing"):
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                if any(n.split(".")[0] in DEV_ONLY for n in names):
+                    bad.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {names}")
+                if isinstance(node, ast.Attribute) and node.attr in ("to_pandas", "to_pandas_df"):
+                    bad.append(f"{path.relative_to(ROOT)}:{node.lineno} calls .{node.attr}() (needs pandas)")
+    assert not bad, bad
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "plain_install.sh" in ci and (ROOT / ".ci" / "plain_install.sh").is_file()

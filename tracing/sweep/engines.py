@@ -4,20 +4,57 @@ Engines: :class:`InProcess` (the default: units one after the other in topologic
 :class:`DaskEngine` (``--dask ADDRESS`` of a running scheduler, or ``--dask local`` for a
 ``LocalCluster`` of ``--workers`` processes with one thread each). Workers must import the same
 ``proxitrace`` and see the output folder at the same path (a shared file system).
+
+A Dask engine never waits silently: it waits at most ``worker_timeout_s`` for a first worker, and while
+units are pending it fails with one line once the scheduler has had no worker for that long. Every
+worker must run the same code (:func:`environment`: proxitrace version, digest of the installed code
+and packaged data, Python, numpy, numba, pyarrow); a worker that differs is refused with one line
+(before any unit is submitted, and when it joins later), so no unit is computed by other code.
 """
 from __future__ import annotations
 
 import json
+import platform
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numba
 import numpy as np
+import pyarrow
 
 from ble.schema import write_text_atomic
+from sim.run import code_digest
 from tracing.sweep.tasks import Task
+from tracing.version import __version__
 
-__all__ = ["RunLog", "InProcess", "DaskEngine", "make_engine", "write_timings"]
+__all__ = ["RunLog", "InProcess", "DaskEngine", "make_engine", "write_timings", "environment",
+           "check_environments"]
+
+#: seconds a Dask engine waits for a worker (at start, and while units are pending) before failing
+WORKER_TIMEOUT_S = 60.0
+
+
+def environment() -> dict:
+    """What a process must share with the client to compute the same bytes (run on every worker)."""
+    return {"proxitrace": __version__, "code": code_digest(), "python": platform.python_version(),
+            "numpy": np.__version__, "numba": numba.__version__, "pyarrow": pyarrow.__version__}
+
+
+def check_environments(mine: dict, workers: dict, where: str) -> None:
+    """Raise a one-line ValueError naming the first worker (of ``{address: environment}``) whose
+    environment differs from ``mine``."""
+    for addr in sorted(workers):
+        theirs = workers[addr]
+        if not isinstance(theirs, dict):
+            raise ValueError(f"{where}: worker {addr} cannot run proxitrace's environment check "
+                             f"({type(theirs).__name__}: {theirs}); refusing it")
+        diff = [k for k in mine if theirs.get(k) != mine[k]]
+        if diff:
+            k = diff[0]
+            raise ValueError(f"{where}: worker {addr} runs {k} {theirs.get(k)!s} but this process runs "
+                             f"{mine[k]} ({', '.join(diff)} differ); refusing it (results would differ)")
 
 
 @dataclass
@@ -76,12 +113,15 @@ class DaskEngine:
     """Run the tasks on a Dask scheduler (``address``) or on a fresh ``LocalCluster``
     (``address="local"``: ``workers`` processes, one thread each)."""
 
-    def __init__(self, address: str, workers: int = 2):
+    def __init__(self, address: str, workers: int = 2, worker_timeout_s: float = WORKER_TIMEOUT_S):
         try:  # dask is imported only when a Dask engine is asked for (a heavy import)
             from distributed import Client, LocalCluster
         except ImportError as e:  # pragma: no cover - dask is a declared dependency
             raise ValueError(f"--dask needs dask.distributed: {e}") from e
         self.cluster = None
+        self.where = f"--dask {address}"
+        self.worker_timeout_s = float(worker_timeout_s)
+        self.checked: set = set()
         if address == "local":
             if workers < 1:
                 raise ValueError("--workers must be >= 1")
@@ -98,17 +138,58 @@ class DaskEngine:
             except OSError as e:
                 raise ValueError(f"--dask {address}: cannot reach the scheduler: {e}") from e
             self.name = f"dask scheduler {address}"
+        try:
+            try:
+                self.client.wait_for_workers(1, timeout=self.worker_timeout_s)
+            except TimeoutError as e:
+                raise TimeoutError(f"{self.where}: no worker joined the scheduler within "
+                                 f"{self.worker_timeout_s:g} s") from e
+            self._check_workers()
+        except BaseException:
+            self.close()
+            raise
+
+    def _local_environment(self) -> dict:
+        return environment()
+
+    def _check_workers(self) -> int:
+        """Check the environment of workers not seen before; return the number of workers now."""
+        addrs = set(self.client.scheduler_info(n_workers=-1).get("workers", {}))
+        new = sorted(addrs - self.checked)
+        if new:
+            envs = self.client.run(environment, workers=new, on_error="return")
+            check_environments(self._local_environment(), envs, self.where)
+            self.checked.update(new)
+        return len(addrs)
 
     def run(self, tasks: list[Task], log: RunLog) -> None:
-        from distributed import as_completed  # heavy optional import, only with --dask
+        from distributed import wait  # heavy optional import, only with --dask
         futures = {}
         for t in tasks:
             deps = [futures[k] for k in t.deps]
             futures[t.key] = self.client.submit(t.fn, *t.args, *deps, key=t.key, pure=False,
                                                 retries=1)
+        pending = set(futures.values())
+        poll = min(5.0, max(self.worker_timeout_s / 4, 0.05))
+        alone_since = None            # monotonic time since when the scheduler has had no worker
         try:
-            for fut in as_completed(list(futures.values())):
-                log(fut.result())
+            while pending:
+                try:
+                    done = wait(list(pending), timeout=poll, return_when="FIRST_COMPLETED").done
+                except TimeoutError:
+                    done = set()
+                for fut in sorted(done, key=lambda f: str(f.key)):
+                    pending.discard(fut)
+                    log(fut.result())
+                if not pending:
+                    break
+                if self._check_workers() > 0:
+                    alone_since = None
+                elif alone_since is None:
+                    alone_since = time.monotonic()
+                elif time.monotonic() - alone_since > self.worker_timeout_s:
+                    raise TimeoutError(f"{self.where}: the scheduler has had no worker for "
+                                       f"{self.worker_timeout_s:g} s with {len(pending)} unit(s) pending")
         except BaseException:
             for fut in futures.values():
                 fut.cancel()
@@ -120,8 +201,8 @@ class DaskEngine:
             self.cluster.close()
 
 
-def make_engine(dask: str | None, workers: int = 2):
-    return InProcess() if not dask else DaskEngine(dask, workers)
+def make_engine(dask: str | None, workers: int = 2, worker_timeout_s: float = WORKER_TIMEOUT_S):
+    return InProcess() if not dask else DaskEngine(dask, workers, worker_timeout_s)
 
 
 def write_timings(out: Path, engine: str, seconds: float, results: list) -> None:

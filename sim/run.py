@@ -263,7 +263,7 @@ def simulate(scenario, out_dir, seed: int = 0, days: int = 1, progress: bool = T
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=days * S, unit="step", desc=f"simulate {scn.name}", file=sys.stderr,
-                   dynamic_ncols=True)
+                   dynamic_ncols=True, disable=None)       # None: on terminals only, never into logs
     gt_meta = {"close_m": close, "close_minutes": sim["close_minutes"], "sub_step_s": sub_s}
     acc_cap = 1024
     peak_acc = 0

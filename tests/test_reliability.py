@@ -132,3 +132,28 @@ def test_runtime_code_needs_no_dev_extra():
     assert not bad, bad
     ci = (ROOT / ".ci" / "run").read_text()
     assert "plain_install.sh" in ci and (ROOT / ".ci" / "plain_install.sh").is_file()
+
+
+# ---- item 7: progress bars on terminals only ----------------------------------------------------
+def test_every_progress_bar_is_off_when_not_on_a_terminal():
+    """Every tqdm bar of ble, sim and tracing passes ``disable=None`` (tqdm: off unless its stream is a
+    terminal) when progress is asked for; tests/test_sim_run.py::test_cli_simulate checks a piped
+    ``proxitrace simulate`` prints no bar."""
+    import ast
+    calls = []
+    for pkg in ("ble", "sim", "tracing"):
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "tqdm":
+                    kw = {k.arg: k.value for k in node.keywords}
+                    ok = "disable" in kw and any(isinstance(c, ast.Constant) and c.value is None
+                                                 for c in ast.walk(kw["disable"]))
+                    calls.append((f"{path.relative_to(ROOT)}:{node.lineno}", ok))
+    assert len(calls) >= 4 and all(ok for _, ok in calls), calls
+
+
+def test_tqdm_disable_none_means_no_frames_on_a_pipe(capsys):
+    from tqdm import tqdm
+    for _ in tqdm(range(3), desc="bar", disable=None):
+        pass
+    assert "bar" not in capsys.readouterr().err

@@ -256,7 +256,7 @@ def pairs_from_run(run_dir, rule, days=None, progress: bool = False, close_minut
         stats = {}
     stats.update(windows=0, matched=0, unmatched=0, own_id=0, slot_mismatch=0, per_day={})
 
-    it = tqdm(days, desc=f"pairs ({rule.name})", unit="day") if progress else days
+    it = tqdm(days, desc=f"pairs ({rule.name})", unit="day", disable=None) if progress else days  # terminals only
     parts = []
     for d in it:                                         # loop over days (streaming), not windows
         w = run.windows(d)

@@ -124,7 +124,7 @@ def coverage_from_contacts(path, out_dir, *, format: str = "csv", adoption: str 
     window = int(days.max() - days.min() + 1) if len(days) else 1
     curves, fine, perc = [], [], []
     for _, rng in tqdm(replicate_seeds(seed, replicates), desc="replicates", unit="rep",
-                       disable=not progress):
+                       disable=None if progress else True):    # None: on terminals only
         c, f, p = one_replicate(pairs, n, n, strategy, rng, (mode, index_cases), grid, delay)
         curves.append(c)
         fine.append(f)

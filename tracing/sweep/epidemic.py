@@ -84,7 +84,7 @@ def sweep_closed_loop(contacts: ContactDays, grid, ranks_list, seeds, *, params=
     rows = {c: [] for c in cols}
     daily = {}
     bar = tqdm(total=len(ranks_list) * len(variants) * len(grid), desc="closed loop", unit="run",
-               disable=not progress)
+               disable=None if progress else True)    # None: on terminals only
     for r, (ranks, sd) in enumerate(zip(ranks_list, seeds)):
         for vname, v in variants.items():
             v = dict(v)

@@ -88,12 +88,17 @@ def _chunks(members: np.ndarray, key: np.ndarray, size: int):
     rank_in_key = np.arange(len(k)) - np.repeat(first, grp_len)
     n_chunks = -(-grp_len // size)
     chunk0 = np.r_[0, np.cumsum(n_chunks)[:-1]]
-    inst_sorted = np.repeat(chunk0, grp_len) + rank_in_key // size
+    # balanced: a key's members are spread evenly over its ceil(len / size) instances (sizes differ by
+    # at most one), so the occupancy does not depend on the remainder, i.e. on the scale (issue 13)
+    L = np.repeat(grp_len, grp_len)
+    kc = np.repeat(n_chunks, grp_len)
+    chunk = rank_in_key * kc // L
+    inst_sorted = np.repeat(chunk0, grp_len) + chunk
     inst = np.empty(len(k), np.int64)
     inst[order] = inst_sorted
-    # ranks within instance, in order
+    # ranks within instance, in order: rank minus the first rank of its chunk, ceil(chunk * L / kc)
     rank = np.empty(len(k), np.int64)
-    rank[order] = rank_in_key % size
+    rank[order] = rank_in_key - (chunk * L + kc - 1) // kc
     key_of_inst = np.repeat(k[first], n_chunks)
     return inst, rank, int(n_chunks.sum()), key_of_inst
 
@@ -174,7 +179,12 @@ def build_places(scn, pop, rng: np.random.Generator) -> Places:
     pupils = np.flatnonzero((role == R["student"]) & (a <= 17))
     cs = int(PL["school"]["class_size"])
     if len(pupils):
-        key = pop.commune[pupils].astype(np.int64) * 32 + a[pupils]
+        # school zones: the population cut into round(n / commune_size) equal blocks of consecutive
+        # persons (urban and rural together), so that a small miniature's partial urban commune does
+        # not make small classes (class occupancy independent of the scale, issue 13)
+        n_zones = max(1, int(round(n / float(scn.population["commune_size"]))))
+        zone = (np.arange(n, dtype=np.int64) * n_zones) // n
+        key = zone[pupils] * 32 + a[pupils]
         inst, rank, k, key_inst = _chunks(pupils, key, cs)
         teachers = np.flatnonzero(role == R["teacher"])
         teachers = teachers[np.lexsort((rnd_key[teachers], pop.district[teachers]))]

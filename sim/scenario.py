@@ -208,7 +208,7 @@ class Scenario:
 
     def with_overrides(self, overrides: dict, source: str = "<overrides>") -> "Scenario":
         """A new scenario with ``overrides`` (nested dict, TOML layout) merged and validated."""
-        d = self.to_dict()
+        d = copy.deepcopy(self.to_dict())      # never merge into this scenario's own dicts
         d.pop("source")
         _merge(d, overrides, source, "")
         return _build(d, source)

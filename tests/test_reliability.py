@@ -157,3 +157,29 @@ def test_tqdm_disable_none_means_no_frames_on_a_pipe(capsys):
     for _ in tqdm(range(3), desc="bar", disable=None):
         pass
     assert "bar" not in capsys.readouterr().err
+
+
+# ---- item 8: leftovers of a killed run are cleaned on resume -------------------------------------
+def test_clean_temp_removes_partial_run_folders_and_tmp_files(tmp_path):
+    store = Store(tmp_path)
+    partial = tmp_path / "runs" / "rep-000"                    # killed while simulating
+    (partial / "windows").mkdir(parents=True)
+    (partial / "windows" / "day-000.parquet").write_bytes(b"PAR1")
+    (partial / ".ground_truth.parquet.x1.tmp").write_bytes(b"PAR1")
+    partial2 = tmp_path / "runs" / "dak-lak" / "rep-001"       # multi-scenario layout
+    partial2.mkdir(parents=True)
+    (partial2 / "population.parquet").write_bytes(b"PAR1")
+    done = tmp_path / "runs" / "dak-lak" / "rep-000"           # finished: unit.json is written last
+    done.mkdir(parents=True)
+    for name in ("run.json", "unit.json", "population.parquet"):
+        (done / name).write_text("{}")
+    (done / ".unit.json.x2.tmp").write_text("{")
+    (tmp_path / "units").mkdir()
+    (tmp_path / "units" / ".sim-x.json.x3.tmp").write_text("{")
+    (tmp_path / ".coverage.csv.x4.tmp").write_text("a,")
+    (tmp_path / "runs" / "notes").mkdir()                       # not a run folder: left alone
+    assert store.clean_temp() == 5                      # 2 folders, 3 temporary files
+    assert not partial.exists() and not partial2.exists()
+    assert sorted(p.name for p in done.iterdir()) == ["population.parquet", "run.json", "unit.json"]
+    assert not list(tmp_path.rglob("*.tmp")) and (tmp_path / "runs" / "notes").is_dir()
+    assert store.clean_temp() == 0

@@ -30,6 +30,7 @@ import hashlib
 import json
 import math
 import re
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -43,6 +44,7 @@ __all__ = ["HASH_CHARS", "canonical_json", "unit_params", "unit_hash", "safe_lab
 
 HASH_CHARS = 16          #: hex digits of the SHA-256 kept in names (64 bits)
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_REP = re.compile(r"rep-\d{3,}")      #: a replicate's run folder (tracing.sweep.plan)
 
 
 def _plain(obj):
@@ -242,10 +244,24 @@ class Store:
             return ({k[3:]: z[k] for k in z.files if k.startswith("a__")}, json.loads(str(z["unit"])))
 
     def clean_temp(self) -> int:
-        """Remove temporary files left by a killed run (``.NAME.*.tmp``); return how many."""
+        """Remove what a killed run left (before a sweep plans its units, e.g. on ``--resume``):
+        temporary files (``.NAME.*.tmp``) in the output folder, in ``units/`` and anywhere under
+        ``runs/``, and every partial run folder (``runs/[<label>/]rep-NNN`` without the ``unit.json``
+        that :meth:`write_sim` writes last: its Parquet files are incomplete). Return how many
+        files and folders were removed."""
         k = 0
-        if self.units.is_dir():
-            for p in self.units.glob(".*.tmp"):
+        runs = self.root / "runs"
+        for d in (self.root, self.units):
+            if d.is_dir():
+                for p in d.glob(".*.tmp"):
+                    p.unlink(missing_ok=True)
+                    k += 1
+        if runs.is_dir():
+            for d in sorted(runs.rglob("rep-*"), reverse=True):
+                if d.is_dir() and _REP.fullmatch(d.name) and not (d / "unit.json").is_file():
+                    shutil.rmtree(d, ignore_errors=True)
+                    k += 1
+            for p in runs.rglob(".*.tmp"):
                 p.unlink(missing_ok=True)
                 k += 1
         return k

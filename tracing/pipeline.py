@@ -30,6 +30,7 @@ from ble.ids import BLUEZONE_IDS_PER_DAY, BLUEZONE_SLOT_S, sim_rids
 from ble.schema import GROUND_TRUTH_DTYPE, WINDOW_DTYPE
 from sim.runfolder import RunFolder
 from tracing.core.checks import quiet_nan
+from tracing.core.coverage import compact_pairs
 from tracing.core.matching import match_ids
 from tracing.core.pairs import PAIR_DTYPE
 from tracing.core.rules import DAY_S, Rule, daily_sums, evaluate, load_rule
@@ -225,7 +226,7 @@ def pairs_from_windows(windows: np.ndarray, source, day, ground_truth, rule,
 
 
 def pairs_from_run(run_dir, rule, days=None, progress: bool = False, close_minutes: float = 15.0,
-                   stats: dict | None = None, chunk_ids: int = CHUNK_IDS) -> np.ndarray:
+                   stats: dict | None = None, chunk_ids: int = CHUNK_IDS, compact: bool = False) -> np.ndarray:
     """The pair table (:data:`tracing.pairs.PAIR_DTYPE`) of a simulator run folder under ``rule``.
 
     ``run_dir``: folder written by ``sim.run.simulate`` (``keys.parquet``, ``windows/day-NNN.parquet``,
@@ -236,6 +237,11 @@ def pairs_from_run(run_dir, rule, days=None, progress: bool = False, close_minut
     ``unmatched``, ``own_id``, ``slot_mismatch``, and ``per_day``). Streams day by day. Windows whose
     rolling ID matches no phone's ID of that day are counted and reported with a warning. Returns rows
     sorted by (day, i, j).
+
+    ``compact=True``: instead of every pair-day row, the :func:`tracing.core.coverage.compact_pairs` table
+    (at most two rows per pair, sorted by (i, j); enough for :class:`tracing.core.coverage.OnePass`),
+    folded in day by day: memory stays flat in the days (the distinct pairs plus one day), where the
+    full table grows by one day of rows per day.
     """
     run = RunFolder(run_dir)
     if not run.exists():
@@ -258,6 +264,7 @@ def pairs_from_run(run_dir, rule, days=None, progress: bool = False, close_minut
 
     it = tqdm(days, desc=f"pairs ({rule.name})", unit="day", disable=None) if progress else days  # terminals only
     parts = []
+    n_agents = int(run.meta.get("n_agents", 0)) if compact else 0
     for d in it:                                         # loop over days (streaming), not windows
         w = run.windows(d)
         source, slot = resolve_sources(w["rid"], agent, key, d, chunk_ids)
@@ -271,7 +278,15 @@ def pairs_from_run(run_dir, rule, days=None, progress: bool = False, close_minut
         for k, v in day_stats.items():
             stats[k] += v
         gt = run.ground_truth(d) if have_gt else None
-        parts.append(pairs_from_windows(w, source, d, gt, rule, close_minutes))
+        part = pairs_from_windows(w, source, d, gt, rule, close_minutes)
+        del w, source, slot, gt
+        if compact:                                      # fold the day in: memory flat in days
+            n_c = max(n_agents, int(part["j"].max()) + 1 if len(part) else 1,
+                      int(parts[0]["j"].max()) + 1 if parts and len(parts[0]) else 1)
+            parts = [compact_pairs(np.concatenate(parts + [part]), n_c)]
+        else:
+            parts.append(part)
+        del part
     if stats["unmatched"]:
         warnings.warn(f"run {run_dir}: {stats['unmatched']} of {stats['windows']} exposure windows "
                       "carry a rolling ID that no phone of keys.parquet broadcast that day; they were "

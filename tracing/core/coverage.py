@@ -76,7 +76,8 @@ from tracing.core.pairs import PAIR_DTYPE
 from tracing.core.percolation import newman_ziff, order_from_ranks
 from tracing.core.propagation import f2_thresholds
 
-__all__ = ["METRICS", "DelayModel", "sample_index_cases", "close_degree", "collapse_pairs", "OnePass",
+__all__ = ["METRICS", "DelayModel", "sample_index_cases", "close_degree", "collapse_pairs", "compact_pairs",
+           "compact_stream", "OnePass",
            "coverage_curve", "coverage_at"]
 
 METRICS = ("f1_coverage", "f1_precision", "f2_coverage", "largest_component", "mean_finite_cluster",
@@ -158,6 +159,44 @@ def collapse_pairs(pairs: np.ndarray, n: int) -> dict:
         notify_j=np.logical_or.reduceat(p["notify_j"][order], s),
         notify_i=np.logical_or.reduceat(p["notify_i"][order], s),
         t_min=np.fmin.reduceat(t, s), t_max=np.fmax.reduceat(t, s))
+
+
+def compact_pairs(pairs: np.ndarray, n: int) -> np.ndarray:
+    """A pair table with at most two rows per unordered pair whose :func:`collapse_pairs` equals that of
+    ``pairs``: one row carries ``t_first = t_min``, a second one (only where ``t_max`` differs) carries
+    ``t_max``; both carry the pair's any-day ``true_close`` / ``notify_j`` / ``notify_i``.  ``day``,
+    ``minutes`` and ``att`` are not kept (0, 0, NaN): the one-pass analysis (:class:`OnePass`,
+    :func:`close_degree`) reads only what :func:`collapse_pairs` returns.  Sorted by (i, j).
+
+    Compacting ``concatenate([compact_pairs(a, n), b])`` again equals compacting ``concatenate([a, b])``,
+    so a run's day tables can be folded in one at a time (:func:`compact_stream`): memory then grows with
+    the distinct pairs, not with the days.
+    """
+    c = collapse_pairs(pairs, n)
+    m = len(c["i"])
+    two = ~(c["t_max"] == c["t_min"]) & ~np.isnan(c["t_min"])     # NaN t_min <=> NaN t_max
+    pos = np.arange(m, dtype=np.int64)
+    if m:
+        pos[1:] += np.cumsum(two)[:-1]
+    out = np.zeros(m + int(two.sum()), PAIR_DTYPE)
+    out["att"] = np.nan
+    for at, t, sel in ((pos, c["t_min"], slice(None)), (pos[two] + 1, c["t_max"][two], two)):
+        out["i"][at] = c["i"][sel]
+        out["j"][at] = c["j"][sel]
+        out["t_first"][at] = t
+        out["true_close"][at] = c["true"][sel]
+        out["notify_j"][at] = c["notify_j"][sel]
+        out["notify_i"][at] = c["notify_i"][sel]
+    return out
+
+
+def compact_stream(tables, n: int) -> np.ndarray:
+    """Fold an iterable of pair tables (e.g. a run's days, read one at a time) into one
+    :func:`compact_pairs` table; peak memory ~ the compact table + one day's table + their sort."""
+    acc = np.zeros(0, PAIR_DTYPE)
+    for t in tables:
+        acc = compact_pairs(np.concatenate([acc, np.asarray(t)]), n)
+    return acc
 
 
 def _directed_csr(c: dict, n: int):

@@ -37,7 +37,7 @@ import numpy as np
 
 from sim.run import simulate
 from sim.runfolder import RunFolder
-from tracing.core.pairs import PAIR_DTYPE
+from tracing.core.coverage import compact_stream
 from tracing.pipeline import pairs_from_run
 from tracing.sweep.epidemic import replicate_closed_loop
 from tracing.sweep.replicate import analysis_rng, one_replicate, resolve_index_cases
@@ -102,10 +102,10 @@ def curves_task(out: str, unit: Unit, run_rel: str, pair_units: list, strategy: 
     store = Store(out)
     if reuse and store.done(unit):
         return {"unit": unit.name, "status": "skipped", "seconds": 0.0}
-    parts = [store.read_pairs(u) for u in pair_units]
-    pairs = np.concatenate(parts) if parts else np.zeros(0, PAIR_DTYPE)
     pop = RunFolder(store.root / run_rel).population()
     n = len(next(iter(pop.values())))
+    # the day tables folded in one at a time (<= 2 rows per pair: all OnePass reads): memory flat in days
+    pairs = compact_stream((store.read_pairs(u) for u in pair_units), n)
     share = float(np.mean(pop["has_phone"])) if "has_phone" in pop else None
     k = resolve_index_cases(index_cases, n)     # (mode, number): uniform or by close contacts
     c, f, p = one_replicate(pairs, n, pop, strategy, analysis_rng(seed, replicate), k,

@@ -9,5 +9,5 @@ def test_replay_notebook_executes(shared_data, monkeypatch):
     # durations from the log itself (issue 15): the replayed contact is the logged dwell
     for fmt in ("herald", "pcng", "mit"):
         after = [ln for ln in text.splitlines() if ln.startswith(fmt) and "the log's own (after)" in ln]
-        assert len(after) == 1 and float(after[0].split()[6]) == 1.0, after
+        assert len(after) == 1 and float(after[0].split()[8]) == 1.0, after
     assert "cwa-v2 29/29" in text

@@ -20,16 +20,28 @@ name            kind      input
 ``gaen``        windows   GAEN v2 exposure windows as JSON: a list or ``{"exposureWindows": [...]}``
                           of ``{dateMillisSinceEpoch, scanInstances: [{typicalAttenuationDb,
                           minAttenuationDb, secondsSinceLastScan}]}``; an optional per-window
-                          ``distance_m`` is taken as ground truth
+                          ``distance_m`` is taken as ground truth; also CWA's naming (``ageInDays``,
+                          ``typicalAttenuation``, ``minAttenuation``) and its ``testCases`` file;
+                          a negative ``secondsSinceLastScan`` is skipped (see :mod:`.gaen`)
 ``dublin-tram`` windows   the Dublin tram GAEN data set, given its folder (72 placements:
                           attenuation-duration histograms, distances, handset pairs)
-``mit``         sightings MIT Matrix iPhone logs (``Bluetooth`` records of the ``BlueProxTx`` beacon)
+``mit``         sightings MIT BluetoothProximity iPhone logs: the ``BlueProxTx`` beacon of the Matrix
+                          study, or every advertiser (by the log's own IDs) in a log without it;
+                          header records optional
 ``herald``      sightings Herald "Edison" RSSI files (``time,rssi,distance``)
 ``pcng``        sightings pcng body-position files (``RSS_humanXX.csv``)
 ``capture``     sightings ``proxitrace capture`` output (Parquet) or its CSV journal
 ``csv``         sightings documented plain CSV, header ``t,observer,rid,rssi,tx_power[,distance_m]``
                           (see :mod:`ble.formats.plain_csv`)
 ==============  ========  =====================================================================
+
+Cadence
+-------
+Each format names the scanner cadence of its logs (:attr:`Format.cadence`, one of
+:data:`ble.windows.CADENCES`), which ``replay`` uses to turn sightings into window seconds: ``continuous``
+for mit/herald/pcng/capture (every advertisement logged: a sighting credits the time since the previous
+one, up to 60 s), ``opentrace`` (8-s scans every 36-43 s), ``periodic-300`` for bluezone and csv (a scan
+every 5 minutes credits 300 s; ``replay --cadence`` overrides it).
 
 Missing values and sentinels
 ----------------------------

@@ -26,6 +26,9 @@ A rule is a named configuration of one of four generic evaluators (``kind``):
 ``distance_duration``
     Estimated distance <= ``max_distance_m`` for >= ``min_minutes`` in one day, with distance
     estimated by :func:`ble.distance.estimate_distance` (maximum-likelihood estimate) from attenuation.
+``gaen_v2``
+    GAEN v2 as the Corona-Warn-App runs it (per-window transmission risk, weighted minutes by min or
+    typical attenuation, per-day sums mapped to risk levels): :mod:`tracing.core.gaen_v2`; rule ``cwa-v2``.
 
 Rules are evaluated by :func:`classify` / :func:`evaluate`, vectorised over per-(observer, source, day)
 sums of exposure windows (:func:`daily_sums`, :data:`DAILY_DTYPE`): seconds per attenuation bucket

@@ -202,11 +202,14 @@ def plot_comparison(path, results: dict):
             r = results.get((sname, st))
             if r is None:
                 continue
-            s = r["summary"]
-            x = np.asarray(s["adoption"])
+            x, keep = _reached(r["summary"])
+            s = {k: np.asarray(v)[keep] for k, v in r["summary"].items()}
+            x = x[keep]
             _band(ax, x, s, "f1_coverage", f"C{c}", st)
+            if "f1_coverage_ideal_mean" in s:
+                ax.plot(x, s["f1_coverage_ideal_mean"], color=f"C{c}", ls="--", lw=1)
             pc = r["thresholds"]["percolation"].get("adoption")
-            if pc is not None:
+            if pc is not None and pc <= x.max():
                 ax.plot([pc], [np.interp(pc, x, s["f1_coverage_mean"])], marker="o", ms=6,
                         color=f"C{c}", mec="k", ls="none")
             share = r["meta"].get("owner_share") or share
@@ -220,13 +223,15 @@ def plot_comparison(path, results: dict):
         if k % ncol == 0:
             ax.set_ylabel("F1 coverage")
         if k // ncol == nrow - 1:
-            ax.set_xlabel("adoption (fraction of the population)")
+            ax.set_xlabel("adoption reached (fraction of the population)")
     for k in range(len(scen), nrow * ncol):
         axes[k // ncol][k % ncol].axis("off")
     h, lab = axes[0][0].get_legend_handles_labels()
-    h += [plt.Line2D([], [], color="k", ls="--"), plt.Line2D([], [], color="0.3", ls=":"),
+    h += [plt.Line2D([], [], color="0.5", ls="--", lw=1), plt.Line2D([], [], color="k", ls="--"),
+          plt.Line2D([], [], color="0.3", ls=":"),
           plt.Line2D([], [], marker="o", color="0.5", mec="k", ls="none")]
-    lab += ["official 30%", "30% of smartphone users", "percolation threshold"]
+    lab += ["ideal rule (thin dashed)", "official 30%", "30% of smartphone users",
+            "traceable-network percolation"]
     fig.legend(h, lab, fontsize=8, loc="lower center", ncol=min(len(lab), 4), frameon=False)
     fig.suptitle("F1 coverage vs adoption by province and adoption strategy (95% bands)", fontsize=10)
     fig.tight_layout(rect=(0, 0.08 + 0.02 * (len(lab) > 4), 1, 0.97))

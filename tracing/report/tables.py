@@ -74,7 +74,8 @@ def write_json(path, obj: dict, **kw) -> None:
 THRESHOLD_COLUMNS = ("scenario", "strategy", "rule", "n", "owner_share", "percolation",
                      "percolation_lo", "percolation_hi", "coverage_target", "target_adoption",
                      "target_adoption_lo", "target_adoption_hi", "f1_at_30", "f1_at_30_of_owners",
-                     "f1_at_all_owners", "folder")
+                     "f1_at_all_owners", "folder", "window_days", "notified_percolation",
+                     "ideal_percolation", "f1_ideal_at_30", "fp_burden_at_30")
 
 
 def _num(v) -> str:
@@ -93,16 +94,17 @@ def write_comparison(out: Path, results: dict, *, target: float) -> list[dict]:
     cmp_cols = ["scenario", "strategy", "adoption"] + [f"{m}_{s}" for m in
                                                        ("f1_coverage", "f2_coverage",
                                                         "largest_component")
-                                                       for s in ("mean", "lo", "hi")]
+                                                       for s in ("mean", "lo", "hi")] + [
+        "adoption_achieved_mean", "f1_coverage_ideal_mean"]
     for (label, strat), r in results.items():
         s, th, meta = r["summary"], r["thresholds"], r["meta"]
         share = meta.get("owner_share")
         x = np.asarray(s["adoption"], dtype=float)
         f1 = np.asarray(s["f1_coverage_mean"], dtype=float)
 
-        def at(p):
+        def at(p, y=f1):
             return None if p is None or p < x.min() - 1e-12 or p > x.max() + 1e-12 \
-                else float(np.interp(p, x, f1))
+                else float(np.interp(p, x, y))
         pc, ct = th["percolation"], th["coverage_target"]
         rows.append({
             "scenario": label, "strategy": strat, "rule": meta["rule"],
@@ -116,10 +118,17 @@ def write_comparison(out: Path, results: dict, *, target: float) -> list[dict]:
             "f1_at_30": at(0.3), "f1_at_30_of_owners": at(0.3 * share) if share else None,
             "f1_at_all_owners": at(share) if share else None,
             "folder": Path(r["folder"]).resolve().relative_to(out.resolve()).as_posix() or ".",
+            "window_days": pc.get("window_days"),
+            "notified_percolation": th.get("notified_percolation", {}).get("adoption"),
+            "ideal_percolation": th.get("ideal_percolation", {}).get("adoption"),
+            "f1_ideal_at_30": at(0.3, np.asarray(s["f1_coverage_ideal_mean"], dtype=float))
+            if "f1_coverage_ideal_mean" in s else None,
+            "fp_burden_at_30": at(0.3, np.asarray(s["fp_burden_mean"], dtype=float))
+            if "fp_burden_mean" in s else None,
         })
         for k in range(len(x)):
             lines.append(",".join([label, strat, _num(x[k])] + [
-                _num(s[c][k]) for c in cmp_cols[3:]]))
+                _num(s[c][k]) if c in s else "" for c in cmp_cols[3:]]))
     text = [",".join(THRESHOLD_COLUMNS)] + [
         ",".join(row[c] if isinstance(row[c], str) else _num(row[c]) for c in THRESHOLD_COLUMNS)
         for row in rows]

@@ -1,6 +1,7 @@
 """``proxitrace replay``: the tracing core on real logs, scored against true distances."""
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -190,3 +191,21 @@ def test_herald_dwell_is_the_logged_dwell():
     ratio = np.median(w["duration_s"] / np.where(w["t_end"] > w["t_start"], w["t_end"] - w["t_start"], np.nan))
     assert 0.95 <= ratio <= 1.0 + 1e-9
     assert np.median(w["duration_s"]) == pytest.approx(np.median(span), rel=0.05)
+
+
+def test_gaen_replay_buckets_cwa_v2_by_minimum_attenuation(tmp_path):
+    """A 10-minute window at 70 dB minimum / 76 dB typical attenuation: CWA (by the minimum, weight 1.0,
+    x 1.4 = 14 normalized minutes) is high risk; by the typical attenuation it would weigh 0."""
+    doc = {"exposureWindows": [{"dateMillisSinceEpoch": 1600041600000, "distance_m": 1.5, "scanInstances": [
+        {"typicalAttenuationDb": 76, "minAttenuationDb": 70, "secondsSinceLastScan": 300},
+        {"typicalAttenuationDb": 76, "minAttenuationDb": 70, "secondsSinceLastScan": 300}]}]}
+    p = tmp_path / "w.json"
+    p.write_text(json.dumps(doc))
+    rep = replay("gaen", [p], ["cwa-v2", "gaen-ch"])
+    assert rep["rules"]["cwa-v2"]["tp"] == 1
+    typical = tmp_path / "typical.toml"
+    from tracing.core.rules import load_rule
+    src = Path(load_rule("cwa-v2").path).read_text().replace('attenuation = "min"', 'attenuation = "typical"')
+    typical.write_text(src.replace('name = "cwa-v2"', 'name = "cwa-v2-typical"'))
+    rep = replay("gaen", [p], [str(typical)])
+    assert rep["rules"][str(typical)]["tp"] == 0 and rep["rules"][str(typical)]["fn"] == 1

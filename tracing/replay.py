@@ -269,6 +269,13 @@ def replay(format: str, files, rules, out_dir=None, *, radio_path=None, close_m:
         key_info = {"file": str(bluezone_keys), "windows_matched": int(hit.sum()),
                     "windows": int(len(windows))}
     daily = R.daily_sums(windows, w_src)
+    daily_min = None
+    if format == "gaen" and any(r.kind == "gaen_v2" and r.params["attenuation"] == "min"
+                                for r in loaded.values()):
+        # GAEN v2 rules that bucket by the scans' minimum attenuation (CWA) get windows whose seconds
+        # are bucketed so (the same windows, same order; ble.formats.gaen attenuation="min")
+        w_min = formats.read_full(format, files, sort=sort, attenuation="min").records
+        daily_min = R.daily_sums(w_min, w_src)
     keys = _key_codes(daily["observer"], daily["source"], daily["day"])
 
     have_truth = truth is not None and np.isfinite(truth["distance_m"]).any()
@@ -282,7 +289,9 @@ def replay(format: str, files, rules, out_dir=None, *, radio_path=None, close_m:
     results, cols, pair_tabs = {}, {}, {}
     src_offset = int(daily["observer"].max()) + 1 if len(daily) else 0
     for name, rule in loaded.items():
-        res_full = R.evaluate(daily, rule, radio if radio_path is not None else None)
+        use = daily_min if (daily_min is not None and rule.kind == "gaen_v2"
+                            and rule.params["attenuation"] == "min") else daily
+        res_full = R.evaluate(use, rule, radio if radio_path is not None else None)
         notify = np.asarray(res_full.notify, dtype=bool)
         score = np.asarray(res_full.score, dtype=np.float64)
         cols[name] = (notify, score)

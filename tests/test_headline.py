@@ -240,3 +240,30 @@ def test_decomposition_matches_measured_f1_on_a_simulated_province(tiny_sweep):
     diff = np.asarray(diff)
     se = diff.std(ddof=1) / np.sqrt(len(diff))
     assert abs(diff.mean()) < 4 * se + 1e-3, (diff.mean(), se)
+
+
+def test_coverage_notify_minutes_models_a_duration_filtering_app(tmp_path):
+    import csv
+    from tracing.cli import main
+    f = tmp_path / "contacts.csv"
+    rng = np.random.default_rng(0)
+    i, j = rng.integers(0, 60, 400), rng.integers(0, 60, 400)
+    keep = i != j
+    lines = ["i,j,t,duration_s"] + [f"p{a},p{b},{t:.0f},{d:.0f}" for a, b, t, d in
+                                     zip(i[keep], j[keep], rng.random(400)[keep] * 8e4,
+                                         rng.random(400)[keep] * 1800)]
+    f.write_text("\n".join(lines) + "\n")
+    prec = {}
+    for m in ("0", "15"):
+        out = tmp_path / f"o{m}"
+        assert main(["coverage", "--contacts", str(f), "--out", str(out), "--replicates", "2",
+                     "--adoption", "0.5,1", "--no-progress", "--notify-minutes", m]) == 0
+        rows = list(csv.DictReader((out / "summary.csv").open()))
+        prec[m] = [float(r["f1_precision_mean"]) for r in rows]
+        burden = [float(r["fp_burden_mean"]) for r in rows]
+        if m == "15":     # notify exactly at the close-contact duration: the ideal rule
+            assert prec[m] == [1.0, 1.0] and burden == [0.0, 0.0]
+            assert [r["f1_coverage_mean"] for r in rows] == [r["f1_coverage_ideal_mean"] for r in rows]
+    assert max(prec["0"]) < 0.9
+    assert main(["coverage", "--contacts", str(f), "--out", str(tmp_path / "bad"), "--no-progress",
+                 "--notify-minutes", "-1"]) == 2

@@ -1,8 +1,6 @@
 """Close-contact rules: packaged TOML rules, the generic evaluators, daily sums, config fidelity."""
 import json
 import re
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -130,16 +128,13 @@ def test_bluezone_any_match_and_rssi_option():
 @pytest.fixture
 def fake_distance(monkeypatch):
     """A log-distance estimate: attenuation 40 dB at 1 m, 20 dB/decade (a = 40 + 20 log10 d)."""
-    mod = types.ModuleType("ble.distance")
-
     def estimate_distance(rssi=None, attenuation=None, params=None):
         a = np.asarray(attenuation if attenuation is not None else -np.asarray(rssi) - 10.0, dtype=float)
         d = 10 ** ((a - 40.0) / 20.0)
         return d, d / 2, d * 2
-    mod.estimate_distance = estimate_distance
-    monkeypatch.setitem(sys.modules, "ble.distance", mod)
+    monkeypatch.setattr(R, "estimate_distance", estimate_distance)
     monkeypatch.setattr(R, "_CACHE", {})
-    return mod
+    return estimate_distance
 
 
 def test_distance_rule_with_fake_estimator(fake_distance):

@@ -41,9 +41,9 @@ NETWORKS = {"percolation": ("traceable network", "contacts that were truly close
             "notified_percolation": ("notified network", "every notified contact, close or not"),
             "ideal_percolation": ("close-contact network (ideal rule)", "every true close contact")}
 TARGET_DEF = ("lowest adoption level (fraction of the population) at which the replicate-mean F1 "
-              "coverage (fraction of index cases' true close contacts notified) reaches {target:g}, "
-              "linearly interpolated on an adoption grid of step {step}; 95% CI: bootstrap over "
-              "{r} replicates")
+              "coverage (fraction of index cases' true close contacts notified, over a look-back "
+              "window of {window}) reaches {target:g}, linearly interpolated on an adoption grid of "
+              "step {step}; 95% CI: bootstrap over {r} replicates")
 
 
 def crossing_rows(grid: np.ndarray, curves: np.ndarray, target: float) -> np.ndarray:
@@ -167,7 +167,7 @@ def compute_thresholds(grid, f1_curves, chi_curves, *, target: float = 0.5, seed
     # coverage target
     x = crossing(grid, np.nanmean(f1, axis=0), target)
     cov = {"adoption": None if np.isnan(x) else x, "ci": None, "target": target,
-           "definition": TARGET_DEF.format(target=target, step=step, r=r), "replicates": r}
+           "definition": TARGET_DEF.format(target=target, step=step, r=r, window=window), "replicates": r}
     if np.isnan(x):
         reached = np.nanmax(np.nanmean(f1, axis=0)) if np.any(np.isfinite(f1)) else float("nan")
         cov["reason"] = (f"mean F1 coverage never reaches {target:g} on [{grid[0]:g}, {grid[-1]:g}] "
@@ -176,6 +176,8 @@ def compute_thresholds(grid, f1_curves, chi_curves, *, target: float = 0.5, seed
         cov["ci"] = list(_bootstrap(lambda m: crossing_rows(grid, m, target), f1, rng, n_boot))
     else:
         cov["reason_no_ci"] = "one replicate: no bootstrap interval"
+    if window_days is not None:
+        cov["window_days"] = float(window_days)
     out["coverage_target"] = cov
     return out
 

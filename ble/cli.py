@@ -5,11 +5,13 @@ Registered through ``tracing.cli.COMMANDS``; the heavy modules are imported only
 from __future__ import annotations
 
 from ble.formats import FORMATS, import_files   # light (numpy + pyarrow): loaded at every start
+from ble.schema import check_out_path
 
 __all__ = ["register"]
 
 
 def _import(args) -> int:
+    check_out_path("--out", args.out, "folder")
     summary = import_files(args.format, args.files, args.out, sort=args.sort)
     st = summary["stats"]
     print(f"imported {summary['records']} {summary['kind']} from {st['files']} file(s) "
@@ -27,6 +29,11 @@ def _capture(args) -> int:
 
 
 def _calibrate(args) -> int:
+    check_out_path("--out", args.out, "file")          # before the fit, not after it
+    if args.report is not None:
+        check_out_path("--report", args.report, "file")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
     from ble import calibration   # lazy: loads scipy and numba; only this command needs it
     report = calibration.calibrate(args.data, args.out, report_path=args.report, seed=args.seed)
     print(calibration.format_report(report))

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 __all__ = ["SCHEMA_VERSION", "ATT_EDGES", "N_ATT_BUCKETS", "SIGHTING_DTYPE", "WINDOW_DTYPE",
            "GROUND_TRUTH_DTYPE", "CONTACT_DTYPE", "CHECKIN_DTYPE", "SCHEMAS", "RecordError", "empty", "validate", "to_table",
            "from_table", "atomic_path", "write_atomic_bytes", "write_text_atomic", "write_parquet",
-           "read_parquet", "read_meta", "ParquetAppender"]
+           "read_parquet", "read_meta", "ParquetAppender", "shown", "check_out_path"]
 
 SCHEMA_VERSION = 1
 
@@ -125,6 +125,42 @@ def empty(kind: str, n: int = 0) -> np.ndarray:
     return np.zeros(n, dtype=SCHEMAS[kind])
 
 
+def shown(v) -> str:
+    """``v`` as a message shows it: numpy scalars and arrays by value (``30.125925``, not
+    ``np.float32(30.125925)``), anything else by ``repr``."""
+    if isinstance(v, (np.generic, np.ndarray)):
+        return str(v)
+    return repr(v)
+
+
+def check_out_path(name: str, path, kind: str = "folder") -> Path:
+    """Check, before any work, that ``path`` can be written as a ``kind`` ("folder" or "file"): it is
+    not an existing file (folder) / folder (file), and its nearest existing ancestor is a folder this
+    process may write into. Raise ``ValueError`` with one line naming the argument ``name``; return the
+    path. Nothing is created."""
+    if kind not in ("folder", "file"):
+        raise ValueError(f"check_out_path: kind must be 'folder' or 'file', got {kind!r}")
+    p = Path(path)
+    if str(path) == "":
+        raise ValueError(f"{name}: empty path")
+    if p.exists():
+        if kind == "folder" and not p.is_dir():
+            raise ValueError(f"{name} {p}: exists and is not a folder")
+        if kind == "file" and p.is_dir():
+            raise ValueError(f"{name} {p}: is a folder, expected a file")
+        if not os.access(p if kind == "folder" else p.parent, os.W_OK | os.X_OK):
+            raise ValueError(f"{name} {p}: not writable")
+        return p
+    anc = p.absolute().parent
+    while not anc.exists():
+        anc = anc.parent
+    if not anc.is_dir():
+        raise ValueError(f"{name} {p}: cannot be created ({anc} is a file)")
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise ValueError(f"{name} {p}: cannot be created ({anc} is not writable)")
+    return p
+
+
 def validate(arr: np.ndarray, kind: str, source: str = "<array>", row_offset: int = 0) -> np.ndarray:
     """Check dtype, finiteness and ranges of a record array; raise :class:`RecordError` naming the row.
 
@@ -149,7 +185,7 @@ def validate(arr: np.ndarray, kind: str, source: str = "<array>", row_offset: in
             if rows.size:
                 r = rows[0]
                 raise RecordError(f"{source}: row {r + row_offset}: column {name!r} has non-finite "
-                                  f"value {col[r]!r}")
+                                  f"value {shown(col[r])}")
         if name in _RANGES:
             lo, hi = _RANGES[name]
             with np.errstate(invalid="ignore"):
@@ -157,7 +193,7 @@ def validate(arr: np.ndarray, kind: str, source: str = "<array>", row_offset: in
             rows = np.flatnonzero(bad.any(axis=1))
             if rows.size:
                 r = rows[0]
-                raise RecordError(f"{source}: row {r + row_offset}: column {name!r} value {col[r]!r} "
+                raise RecordError(f"{source}: row {r + row_offset}: column {name!r} value {shown(col[r])} "
                                   f"outside [{lo}, {hi}]")
     if kind == "windows" and len(arr):
         rows = np.flatnonzero(arr["t_end"] < arr["t_start"])

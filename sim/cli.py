@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(subparsers) -> None:
@@ -26,10 +27,16 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ble.schema import check_out_path
     from sim.run import simulate
     from sim.scenario import load_scenario, preset
     if args.scale is not None and not args.scale > 0:
         raise ValueError(f"--scale must be > 0, got {args.scale}")
+    if args.days < 1:
+        raise ValueError(f"--days must be >= 1, got {args.days}")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    check_out_path("--out", args.out, "folder")
     if args.scenario:
         over = {}
         if args.preset:
@@ -39,6 +46,9 @@ def _run(args: argparse.Namespace) -> int:
         scn = load_scenario(args.scenario, overrides=over or None)
     else:
         scn = preset(args.preset or "lang-son", args.scale if args.scale is not None else 1.0)
+    if args.scale is None and not args.scenario:
+        print(f"proxitrace simulate: warning: no --scale: the whole province, {scn.n_agents:,} agents "
+              f"x {args.days} day(s) (e.g. --scale 0.01 for 1%)", file=sys.stderr, flush=True)
     out = simulate(scn, args.out, seed=args.seed, days=args.days, progress=not args.no_progress)
     print(out)
     return 0

@@ -166,7 +166,7 @@ def test_clean_temp_removes_partial_run_folders_and_tmp_files(tmp_path):
     (partial / "windows").mkdir(parents=True)
     (partial / "windows" / "day-000.parquet").write_bytes(b"PAR1")
     (partial / ".ground_truth.parquet.x1.tmp").write_bytes(b"PAR1")
-    partial2 = tmp_path / "runs" / "dak-lak" / "rep-001"       # multi-scenario layout
+    partial2 = tmp_path / "runs" / "dak-lak" / "epidemic-rep-001"   # multi-scenario, epidemic run
     partial2.mkdir(parents=True)
     (partial2 / "population.parquet").write_bytes(b"PAR1")
     done = tmp_path / "runs" / "dak-lak" / "rep-000"           # finished: unit.json is written last
@@ -183,3 +183,70 @@ def test_clean_temp_removes_partial_run_folders_and_tmp_files(tmp_path):
     assert sorted(p.name for p in done.iterdir()) == ["population.parquet", "run.json", "unit.json"]
     assert not list(tmp_path.rglob("*.tmp")) and (tmp_path / "runs" / "notes").is_dir()
     assert store.clean_temp() == 0
+
+
+# ---- item 2: every argument checked before any work ---------------------------------------------
+def _no_work(*a, **k):
+    raise AssertionError("work started before the arguments were checked")
+
+
+@pytest.mark.parametrize("extra, word", [
+    (["--adoption", "nan"], "--adoption"), (["--adoption", "0,nan"], "--adoption"),
+    (["--adoption", "0:1:1e-9"], "--adoption"), (["--target", "2"], "--target"),
+    (["--target", "nan"], "--target"), (["--index-cases", "-5"], "--index-cases"),
+    (["--workers", "0"], "--workers"), (["--seed", "-1"], "--seed"), (["--days", "0"], "--days"),
+    (["--scale", "nan"], "--scale"), (["--replicates", "0"], "--replicates")])
+def test_sweep_arguments_checked_before_any_work(tmp_path, monkeypatch, capsys, extra, word):
+    from tracing.cli import main
+    from tracing.sweep import adoption
+    monkeypatch.setattr(adoption, "sweep", _no_work)
+    rc = main(["sweep", "--preset", "lang-son", "--scale", "0.001", "--out", str(tmp_path / "o"), *extra])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and word in err and "\n" not in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_out_and_other_arguments_refused_before_work(tmp_path, monkeypatch, capsys):
+    from tracing.cli import main
+    from tracing.sweep import adoption
+    import importlib
+    replay_mod = importlib.import_module("tracing.replay")
+    from ble import calibration
+    from sim import run as sim_run
+    monkeypatch.setattr(sim_run, "simulate", _no_work)
+    monkeypatch.setattr(adoption, "coverage_from_contacts", _no_work)
+    monkeypatch.setattr(replay_mod, "replay", _no_work)
+    monkeypatch.setattr(calibration, "calibrate", _no_work)
+    afile = tmp_path / "a-file"
+    afile.write_text("x")
+    contacts = tmp_path / "c.csv"
+    contacts.write_text("i,j\n0,1\n")
+    cases = [
+        (["coverage", "--contacts", str(contacts), "--out", str(afile / "sub")], "--out"),
+        (["coverage", "--contacts", str(contacts), "--out", str(afile)], "--out"),
+        (["coverage", "--contacts", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o")], "--contacts"),
+        (["coverage", "--contacts", str(contacts), "--close-minutes", "-1", "--out", str(tmp_path / "o")],
+         "--close-minutes"),
+        (["replay", "--format", "csv", str(contacts), "--rule", "bluezone", "--close-m", "-1", "--out",
+          str(tmp_path / "o")], "--close-m"),
+        (["calibrate", "--data", str(tmp_path), "--out", str(afile / "p.toml")], "--out"),
+        (["calibrate", "--data", str(tmp_path), "--out", str(tmp_path)], "--out"),
+        (["simulate", "--scale", "0.001", "--out", str(afile)], "--out"),
+        (["simulate", "--scale", "0.001", "--days", "0", "--out", str(tmp_path / "o")], "--days"),
+    ]
+    for argv, word in cases:
+        rc = main(argv)
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and word in err and "\n" not in err, (argv, err)
+        assert not (tmp_path / "o").exists(), argv
+
+
+def test_entry_functions_check_too(tmp_path):
+    """The library entry points refuse what the command line refuses (before reading any file)."""
+    from tracing.replay import replay
+    from tracing.sweep.plan import parse_adoption
+    with pytest.raises(ValueError, match="--close-m"):
+        replay("csv", [str(tmp_path / "missing.csv")], "bluezone", None, close_m=-1.0)
+    for bad in ("nan", "0,nan", "0:1:1e-9", "0:nan:0.1"):
+        with pytest.raises(ValueError, match="--adoption"):
+            parse_adoption(bad)

@@ -7,7 +7,7 @@ import argparse
 from ble.formats import FORMATS
 from sim.strategies import STRATEGIES
 
-__all__ = ["register", "format_summary"]
+__all__ = ["register", "format_summary", "check_args"]
 
 
 def _common(p: argparse.ArgumentParser, replicates: int, multi: bool = False) -> None:
@@ -109,7 +109,44 @@ def _finish(res: dict, out: str) -> int:
     return 0
 
 
+def check_args(args) -> None:
+    """Every argument of ``coverage``, ``sweep`` and ``replay`` checked before any work is planned: a
+    ``ValueError`` of one line naming the argument (options absent from ``args`` are skipped)."""
+    from pathlib import Path
+
+    from tracing.core.checks import check_fraction, check_int, check_out_path, check_positive, check_seed
+    from tracing.sweep.plan import parse_adoption  # the sweep stack: loaded when a command runs
+    a = vars(args)
+    check_out_path("--out", args.out, "folder")
+    if "adoption" in a:
+        parse_adoption(args.adoption)
+    if "replicates" in a:
+        check_int("--replicates", args.replicates, minimum=1)
+    if "seed" in a:
+        check_seed("--seed", args.seed)
+    if a.get("index_cases") is not None:
+        check_int("--index-cases", args.index_cases, minimum=1)
+    if "target" in a:
+        check_fraction("--target", args.target, open_low=True)
+    if a.get("scale") is not None:
+        check_positive("--scale", args.scale)
+    if "days" in a:
+        check_int("--days", args.days, minimum=1)
+    if "workers" in a:
+        check_int("--workers", args.workers, minimum=1)
+    if "close_minutes" in a:
+        check_positive("--close-minutes", args.close_minutes)
+    if "notify_minutes" in a:
+        check_positive("--notify-minutes", args.notify_minutes, allow_zero=True)
+    if "close_m" in a:
+        check_positive("--close-m", args.close_m)
+    for opt in ("contacts", "radio", "bluezone_keys"):
+        if a.get(opt) is not None and not Path(a[opt]).is_file():
+            raise ValueError(f"--{opt.replace('_', '-')} {a[opt]}: no such file")
+
+
 def _run_coverage(args) -> int:
+    check_args(args)
     # the analysis stack (scipy.stats, matplotlib) loads when a command runs, not for `proxitrace --help`
     from tracing.sweep.adoption import coverage_from_contacts
     res = coverage_from_contacts(args.contacts, args.out, format=args.format, adoption=args.adoption,
@@ -121,6 +158,7 @@ def _run_coverage(args) -> int:
 
 
 def _run_sweep(args) -> int:
+    check_args(args)
     from tracing.sweep.adoption import sweep  # heavy: see _run_coverage
     res = sweep(args.out, preset=args.preset, scenario=args.scenario, scale=args.scale,
                 days=args.days, rule=args.rule, strategy=args.strategy, replicates=args.replicates,
@@ -133,6 +171,7 @@ def _run_sweep(args) -> int:
 
 
 def _run_replay(args) -> int:
+    check_args(args)
     from tracing.replay import replay  # heavy: see _run_coverage
     report = replay(args.format, args.files, args.rule, args.out, radio_path=args.radio,
                     close_m=args.close_m, sort=args.sort, bluezone_keys=args.bluezone_keys,

@@ -52,6 +52,7 @@ from ble.radio import RadioParams, default_params
 from ble.schema import atomic_path, write_text_atomic
 from ble.windows import aggregate, cadence_params
 from tracing.core import rules as R
+from tracing.core.checks import check_out_path, check_positive
 from tracing.core.matching import match_ids
 from tracing.pipeline import pairs_from_daily
 from tracing.report.tables import write_csv
@@ -231,6 +232,9 @@ def replay(format: str, files, rules, out_dir=None, *, radio_path=None, close_m:
     rules = [r.strip() for r in rules]
     if not rules:
         raise ValueError("no rule given (--rule NAME[,NAME...])")
+    check_positive("--close-m", close_m)
+    if out_dir is not None:
+        check_out_path("--out", out_dir, "folder")
     loaded = {name: R.load_rule(name) for name in rules}     # fail early on a bad name
     radio, radio_src = _load_radio(radio_path)
     if format not in formats.FORMATS:

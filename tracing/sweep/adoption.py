@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from sim.strategies import STRATEGIES, priorities
 from tracing.contacts import pairs_from_contacts, read_contacts
+from tracing.core.checks import check_fraction
 from tracing.core.coverage import METRICS, DelayModel
 from tracing.core.thresholds import compute_thresholds
 from tracing.report.markdown import answer_line, write_report
@@ -109,6 +110,7 @@ def coverage_from_contacts(path, out_dir, *, format: str = "csv", adoption: str 
         raise ValueError("--replicates must be >= 1")
     if not notify_minutes >= 0:
         raise ValueError(f"--notify-minutes must be >= 0 (min), got {notify_minutes}")
+    check_fraction("--target", target, open_low=True)
     spec = index_spec(index_cases, index_from)
     grid = parse_adoption(adoption)
     delay = delay or DelayModel()
@@ -206,6 +208,7 @@ def sweep(out_dir, *, preset=None, scenario=None, scale: float | None = None,
         raise ValueError("give exactly one of --preset NAME[,NAME...] or --scenario FILE[,FILE...]")
     if replicates < 1 or days < 1 or (scale is not None and scale <= 0):
         raise ValueError("--replicates and --days must be >= 1 and --scale > 0")
+    check_fraction("--target", target, open_low=True)
     strategies = split_list(strategy) or ["uniform"]
     bad = [s for s in strategies if s not in STRATEGIES]
     if bad:

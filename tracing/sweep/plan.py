@@ -22,6 +22,10 @@ __all__ = ["parse_adoption", "parse_channels", "parse_owner_shares", "with_owner
            "plan_epidemic"]
 
 
+#: most adoption levels a sweep may ask for (a typo such as 0:1:1e-9 would otherwise exhaust memory)
+MAX_LEVELS = 10_000
+
+
 def parse_adoption(spec: str | None) -> np.ndarray:
     """``"0:1:0.05"`` (start:stop:step, stop included) or ``"0.1,0.3"`` -> sorted adoption levels."""
     if spec is None or spec == "":
@@ -33,12 +37,16 @@ def parse_adoption(spec: str | None) -> np.ndarray:
                 raise ValueError
             a, b, s = parts
             k = int(np.floor((b - a) / s + 1e-9))
+            if k > MAX_LEVELS:
+                raise ValueError(f"--adoption {spec!r}: more than {MAX_LEVELS} levels")
             grid = a + s * np.arange(k + 1)
         else:
             grid = np.array([float(x) for x in spec.split(",") if x.strip()])
     except ValueError:
         raise ValueError(f"--adoption {spec!r}: expected START:STOP:STEP (e.g. 0:1:0.05) or a comma "
                          f"list (e.g. 0.1,0.3)") from None
+    if not np.all(np.isfinite(grid)):
+        raise ValueError(f"--adoption {spec!r}: levels must be finite numbers in [0, 1]")
     grid = np.unique(np.round(grid, 12))
     if len(grid) == 0 or grid.min() < 0 or grid.max() > 1:
         raise ValueError(f"--adoption {spec!r}: levels must lie in [0, 1]")

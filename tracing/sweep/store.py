@@ -44,7 +44,7 @@ __all__ = ["HASH_CHARS", "canonical_json", "unit_params", "unit_hash", "safe_lab
 
 HASH_CHARS = 16          #: hex digits of the SHA-256 kept in names (64 bits)
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_REP = re.compile(r"rep-\d{3,}")      #: a replicate's run folder (tracing.sweep.plan)
+_REP = re.compile(r"(epidemic-)?rep-\d{3,}")   #: a replicate's run folder (tracing.sweep.plan)
 
 
 def _plain(obj):
@@ -246,7 +246,7 @@ class Store:
     def clean_temp(self) -> int:
         """Remove what a killed run left (before a sweep plans its units, e.g. on ``--resume``):
         temporary files (``.NAME.*.tmp``) in the output folder, in ``units/`` and anywhere under
-        ``runs/``, and every partial run folder (``runs/[<label>/]rep-NNN`` without the ``unit.json``
+        ``runs/``, and every partial run folder (``runs/[<label>/][epidemic-]rep-NNN`` without the ``unit.json``
         that :meth:`write_sim` writes last: its Parquet files are incomplete). Return how many
         files and folders were removed."""
         k = 0
@@ -257,7 +257,7 @@ class Store:
                     p.unlink(missing_ok=True)
                     k += 1
         if runs.is_dir():
-            for d in sorted(runs.rglob("rep-*"), reverse=True):
+            for d in sorted(runs.rglob("*rep-*"), reverse=True):
                 if d.is_dir() and _REP.fullmatch(d.name) and not (d / "unit.json").is_file():
                     shutil.rmtree(d, ignore_errors=True)
                     k += 1

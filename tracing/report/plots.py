@@ -81,9 +81,9 @@ def plot_coverage(path, summary: dict, thresholds: dict, *, provinces=None, titl
     _band(ax, x, s, "f1_coverage", "C0", "F1 coverage (close contacts warned)")
     _band(ax, x, s, "f2_coverage", "C2", "F2 coverage (second-degree reached)")
     _band(ax, x, s, "f1_precision", "C3", "F1 precision (warned who were close)")
-    for name, col in (("f1_coverage_ideal", "C0"), ("f2_coverage_ideal", "C2")):
-        if f"{name}_mean" in s:
-            ax.plot(x, s[f"{name}_mean"], color=col, ls="--", lw=1.5,
+    for name, col in (("f1_coverage_ideal", "navy"), ("f2_coverage_ideal", "darkgreen")):
+        if f"{name}_mean" in s:      # on top (it may coincide with the rule's curve)
+            ax.plot(x, s[f"{name}_mean"], color=col, ls=(0, (4, 3)), lw=1.3, zorder=4,
                     label=f"{name[:2].upper()} coverage, ideal rule (exactly the close contacts)")
     for k, (lab, v) in enumerate(OFFICIAL_LEVELS.items()):
         ax.axvline(v, color="k", ls="--", lw=1)
@@ -109,7 +109,7 @@ def plot_coverage(path, summary: dict, thresholds: dict, *, provinces=None, titl
     for key in (PROVINCE_ADOPTION if provinces is None else provinces):
         if key in PROVINCE_ADOPTION:
             lab, v = PROVINCE_ADOPTION[key]
-            ax.axvline(v, color="C7", ls="-.", lw=1, label=f"reported: {lab} = {v:.1%} of pop.")
+            ax.axvline(v, color="C5", ls="-", lw=1, label=f"reported: {lab} = {v:.1%} of pop.")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.05)
     ax.set_xlabel("adoption reached (fraction of the population running the app)")
@@ -129,15 +129,14 @@ def plot_percolation(path, fine: dict, thresholds: dict, *, title: str = ""):
     fine = {k: np.asarray(v)[keep] for k, v in fine.items()}
     x = x[keep]
     fig, ax = plt.subplots(figsize=(8.5, 5.0))
-    _band(ax, x, fine, "largest_component", "C0",
-          "largest component, traceable network (close and warned; fraction of pop.)")
-    if "ideal_largest_component_mean" in fine:
-        ax.plot(x, fine["ideal_largest_component_mean"], color="C0", ls="--", lw=1.2,
+    _band(ax, x, fine, "largest_component", "C0", "largest component, traceable network (fraction of pop.)")
+    if "ideal_largest_component_mean" in fine:      # on top (it may coincide with the rule's curve)
+        ax.plot(x, fine["ideal_largest_component_mean"], color="navy", ls=(0, (4, 3)), lw=1.2, zorder=4,
                 label="largest component, ideal rule (close contacts)")
     nth = thresholds.get("notified_percolation", {})
     if nth.get("adoption") is not None:
         ax.axvline(nth["adoption"], color="0.5", ls=":", lw=1.2,
-                   label=f"notified network (close or not): {nth['adoption']:.3f} — not the headline")
+                   label=f"notified network (close or not): {nth['adoption']:.3f}, not the headline")
     ax.set_xlabel("adoption reached (fraction of the population running the app)")
     ax.set_ylabel("largest component / population", color="C0")
     ax.set_xlim(0, 1)
@@ -174,9 +173,9 @@ def plot_percolation(path, fine: dict, thresholds: dict, *, title: str = ""):
         ins.tick_params(labelsize=7)
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="center right")
+    ax.legend(h1 + h2, l1 + l2, fontsize=7.5, loc="upper right")
     ax.set_title("Site percolation of the traceable network (close and warned contacts)"
-                 + (f" — {title}" if title else ""), fontsize=10)
+                 + (f"\n{title}" if title else ""), fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     _save(fig, path)

@@ -40,7 +40,8 @@ The benchmarks
 ``matching``    ``tracing.matching.match_ids`` vs ``numpy.isin``, pandas, polars and duckdb (extra ``bench``)
 ``simulation``  agent-steps/s of ``sim.run.simulate``, one day of a 10^5 / 10^6-agent province (no baseline)
 ``onepass``     the one-pass adoption curve (``tracing.coverage.OnePass``) vs ``coverage_at`` per level
+``firstrun``    a tiny ``proxitrace simulate`` with an empty numba cache vs a filled one (not in --quick)
 ``percolation`` Newman--Ziff (``tracing.core.percolation``) vs connected components per level (scipy, networkx)
 """
 
-BENCHMARKS = ("neighbours", "matching", "percolation", "onepass", "simulation")
+BENCHMARKS = ("neighbours", "matching", "percolation", "onepass", "simulation", "firstrun")

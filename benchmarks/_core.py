@@ -150,6 +150,7 @@ def _stats(ts: list[float]) -> dict:
 def run_case(case: Case, repeat: int, log=print) -> list[dict]:
     """Time ours and the baselines on the same inputs; return one row per baseline (or one row with
     baseline None where no baseline runs at this size)."""
+    load_before = _load1()
     inputs = case.setup()
     active = [b for b in case.baselines if b.max_size is None or case.size <= b.max_size]
     skipped = [b for b in case.baselines if b not in active]
@@ -184,6 +185,7 @@ def run_case(case: Case, repeat: int, log=print) -> list[dict]:
     del inputs
     gc.collect()
     ours = _stats(times["ours"])
+    load = [load_before, _load1()]
     rows = []
     base_list = active or [None]
     for b in base_list:
@@ -198,6 +200,7 @@ def run_case(case: Case, repeat: int, log=print) -> list[dict]:
             "baseline_note": "" if b is None else b.note,
             "agree": True,
             "details": details,
+            "loadavg_1min": load,
         }
         if b is not None:
             st = _stats(times[b.name])
@@ -221,6 +224,14 @@ def run_case(case: Case, repeat: int, log=print) -> list[dict]:
     return rows
 
 
+def _load1() -> float | None:
+    """1-minute load average (``os.getloadavg``), None where unavailable."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
 def _fmt_s(x) -> str:
     if x is None:
         return "-"
@@ -232,7 +243,7 @@ def _fmt_mb(x) -> str:
 
 
 HEADER = (f"{'benchmark':<22}{'size':>11}  {'ours med/min/max':<28}{'baseline':<14}"
-          f"{'base med/min/max':<28}{'ratio':>7}  {'throughput':>14}  {'mem ours/base':>14}")
+          f"{'base med/min/max':<28}{'ratio':>7}  {'throughput':>14}  {'mem ours/base':>14}  load")
 
 
 def format_row(r: dict) -> str:
@@ -242,7 +253,15 @@ def format_row(r: dict) -> str:
     ratio = f"{r['ratio']:.1f}x" if r["ratio"] else "-"
     return (f"{r['name'] + ':' + r['variant']:<22}{r['size']:>11}  {ours:<28}{(r['baseline'] or '-'):<14}"
             f"{base:<28}{ratio:>7}  {r['throughput']:>10.3g} {r['unit'][:3]}/s"
-            f"  {_fmt_mb(r['peak_mem_ours_bytes'])}/{_fmt_mb(r['peak_mem_baseline_bytes'])}")
+            f"  {_fmt_mb(r['peak_mem_ours_bytes'])}/{_fmt_mb(r['peak_mem_baseline_bytes'])}"
+            f"  {_fmt_load(r.get('loadavg_1min'))}")
+
+
+def _fmt_load(load) -> str:
+    """``2.1-2.4``: the 1-minute load average before and after the case (cores busy on the machine)."""
+    if not load or None in load:
+        return "-"
+    return f"{load[0]:.1f}-{load[1]:.1f}"
 
 
 def run(names, quick: bool, repeat: int, log=print, max_size: int | None = None) -> list[dict]:

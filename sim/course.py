@@ -26,7 +26,8 @@ import numpy as np
 from sim.rng import ST_COURSE, ST_SYM, unif
 
 __all__ = ["DAY_S", "S", "E", "P", "I", "A", "R", "STATES", "Course", "draw_course", "advance_course",
-           "lotka_transform", "growth_rate", "generation_interval_mean"]
+           "lotka_transform", "growth_rate", "generation_interval_mean", "mean_infectiousness",
+           "renewal_incidence"]
 
 DAY_S = 86400.0  #: s
 
@@ -246,3 +247,59 @@ def generation_interval_mean(p) -> float:
     """Mean generation interval (days): ``-L'(0) / L(0)`` of :func:`lotka_transform`."""
     h = 1e-6
     return float(-(lotka_transform(h, p) - lotka_transform(-h, p)) / (2 * h) / lotka_transform(0.0, p))
+
+
+# ----------------------------------------------------------------------------------------------------
+# theory: the renewal equation (finite population, the actual seeding)
+# ----------------------------------------------------------------------------------------------------
+def mean_infectiousness(params, tau_d: np.ndarray, scale=(1.0, 1.0, 1.0), n: int = 400_000,
+                        seed: int = 12345) -> np.ndarray:
+    """Mean infectiousness ``beta(tau)`` (expected secondary infections per day) at infection ages
+    ``tau_d`` (d, shape (m,)), over the course's phases, environmental share included.
+
+    ``scale``: factors on the pre-symptomatic, symptomatic and asymptomatic contact rates (e.g. the
+    per-contact saturation of each phase; the environmental share is not saturated). Computed from the
+    empirical distribution functions of ``n`` drawn courses (relative error ~``1/sqrt(n)``): e.g.
+    ``P(E <= tau < E + P)`` is the pre-symptomatic share at age tau. ``int beta = R`` by construction.
+    """
+    tau = np.asarray(tau_d, np.float64) * DAY_S
+    c = draw_course(n, params, seed)
+    k_pre, k_sym, k_asym = params.kappas()
+    env = params.env_factor()
+
+    def cdf(x):
+        x = np.sort(x)
+        return np.searchsorted(x, tau, side="right") / max(len(x), 1)
+    sym, asym = c.sym, ~c.sym
+    e_s, p_s, i_s = c.dur_e[sym], c.dur_p[sym], c.dur_i[sym]
+    e_a, a_a = c.dur_e[asym], c.dur_a[asym]
+    ps = sym.mean()
+    pre = ps * (cdf(e_s) - cdf(e_s + p_s))
+    sy = ps * (cdf(e_s + p_s) - cdf(e_s + p_s + i_s))
+    asy = (1 - ps) * (cdf(e_a) - cdf(e_a + a_a))
+    contact = scale[0] * k_pre * pre + scale[1] * k_sym * sy + scale[2] * k_asym * asy
+    return contact + env * (k_pre * pre + k_sym * sy + k_asym * asy)
+
+
+def renewal_incidence(params, n: int, seeds: int, days: int, scale=(1.0, 1.0, 1.0), h_d: float = 0.05,
+                      ) -> np.ndarray:
+    """Expected daily incidence (float64, shape (days,)) of the renewal equation with depletion,
+    ``i(t) = S(t)/n * int beta(tau) i(t - tau) dtau``, seeded with ``seeds`` infections at uniform
+    times of day 0 and evaluated on a grid of ``h_d`` days: the known answer, transients and the
+    depletion of susceptibles included, for the growth of an uncontrolled epidemic on a well-mixed
+    contact process. Seeds are not counted in the incidence."""
+    steps = int(round(days / h_d))
+    per_day = int(round(1.0 / h_d))
+    tau = (np.arange(1, steps + 1) - 0.5) * h_d
+    beta = mean_infectiousness(params, tau, scale)
+    inc = np.zeros(steps)                      # infections per step
+    seed_inc = np.zeros(steps)
+    seed_inc[:per_day] = seeds / per_day
+    sus = float(n - seeds)
+    for k in range(steps):                     # loop over time steps of the deterministic equation
+        src = inc[:k] + seed_inc[:k]
+        force = float(np.dot(src[::-1], beta[:k])) * h_d if k else 0.0
+        new = min(sus, sus / n * force)
+        inc[k] = new
+        sus -= new
+    return inc.reshape(days, per_day).sum(axis=1)

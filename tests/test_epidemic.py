@@ -115,37 +115,43 @@ def test_transmit_day_validates():
 
 
 # -- known answer 1: growth rate with the app off = Euler-Lotka ---------------------------------------------
-def test_growth_rate_matches_euler_lotka_on_a_well_mixed_process():
+def test_growth_rate_matches_the_renewal_equation_on_a_well_mixed_process():
     """Well-mixed contacts (fresh random partners every day, uniform times), no interventions: the
-    exponential growth rate of daily incidence must match the Euler-Lotka r of the course's
-    infectiousness profile. R is reduced by the per-contact saturation 1 - exp(-x) (computed exactly
-    from the dose distribution); remaining bias from susceptible depletion (< 8 % infected by the
-    end) is within the tolerance: 3 standard errors over seeds + 5 % of r."""
+    exponential growth rate of daily incidence must match the known answer of the course's
+    infectiousness profile. The known answer is the renewal equation with depletion and this seeding
+    (``sim.course.renewal_incidence``: Euler-Lotka's r once the transient has passed and while
+    susceptibles are not depleted; here ~10 % are infected by the end, which alone lowers r by ~9 %:
+    the old comparison with the bare Euler-Lotka r and a 3 SE + 5 % tolerance hid it). R is reduced
+    by the per-contact saturation 1 - exp(-x), computed exactly per phase from the dose distribution.
+    150 seeds make the growth rate of one run precise to ~3 %; tolerance: 3 standard errors over the
+    runs + 1 % (the profile is a Monte Carlo of 400,000 courses, the grid 0.05 d)."""
+    from sim.course import renewal_incidence
     p = EpidemicParams(import_per_day=0.0)
-    n, k, dur = 100_000, 8, 120.0
+    n, k, dur, seeds, T = 50_000, 8, 120.0, 150, 26
     day0 = well_mixed_day(n, k, 0, seed=99, duration_s=dur)
     dose = record_doses(day0["dist"], day0["dt_s"], day0["place"], p)
     norm = calibrate_dose_norm([dose], n)
     # exact saturation per phase: E[1 - exp(-kappa x)] / E[kappa x], x = dose / norm
-    r_phase = (p.r_pre, p.r_sym, p.r_asym)
-    r_eff = p.r_env + sum(r * np.mean(1 - np.exp(-kap * dose / norm)) / np.mean(kap * dose / norm)
-                          for r, kap in zip(r_phase, p.kappas()))
-    r_theory = growth_rate(p, r_eff / p.r0)
+    scale = [np.mean(1 - np.exp(-kap * dose / norm)) / np.mean(kap * dose / norm) for kap in p.kappas()]
+    days = np.arange(8, T)
+    inc_th = renewal_incidence(p, n, seeds, T, scale=scale)
+    r_theory = np.polyfit(days, np.log(inc_th[days]), 1)[0]
     assert growth_rate(p) == pytest.approx(0.130, abs=0.002)    # R0 = 2, mean GI 5.85 d
+    # without depletion the renewal equation's growth is Euler-Lotka's (known answer of the course)
+    inc0 = renewal_incidence(p, 10**9, seeds, 40)
+    assert np.polyfit(np.arange(20, 40), np.log(inc0[20:40]), 1)[0] == pytest.approx(growth_rate(p), rel=0.01)
     rates = []
-    for seed in range(3):
+    for seed in range(4):
         ep = Epidemic(n, p, seed=seed, dose_norm=norm)
-        ep.seed_infections(25)
+        ep.seed_infections(seeds)
         inc = []
-        for d in range(30):
+        for d in range(T):
             r = well_mixed_day(n, k, d, seed=1000 + seed, duration_s=dur)
             inc.append(len(ep.transmit_day(d, r["i"], r["j"], r["t"], r["dist"], r["dt_s"], r["place"])))
-        assert np.isfinite(ep.t_inf).mean() < 0.08
-        days = np.arange(10, 30)
         rates.append(np.polyfit(days, np.log(np.asarray(inc)[days]), 1)[0])
     rates = np.asarray(rates)
     se = rates.std(ddof=1) / math.sqrt(len(rates))
-    assert abs(rates.mean() - r_theory) <= 3 * se + 0.05 * r_theory, (rates, r_theory)
+    assert abs(rates.mean() - r_theory) <= 3 * se + 0.01 * r_theory, (rates, r_theory)
 
 
 def test_offspring_of_seeds_is_r0_on_a_well_mixed_process():
@@ -312,15 +318,17 @@ def test_cli_sweep_epidemic_and_channels(tmp_path, capsys):
     from tracing.cli import main
     scn = tmp_path / "tiny.toml"
     scn.write_text('preset = "lang-son"\nscale = 0.001\n[epidemic]\nseeds = 5\ncalibration = "mixing"\n'
-                   "[epidemic.interventions]\ndays = 25\n[qr]\np_scan = 0.9\n")
+                   "[epidemic.interventions]\ndays = 25\ncycle_days = 1\n[qr]\np_scan = 0.9\n")
     out = tmp_path / "out"
     rc = main(["sweep", "--scenario", str(scn), "--days", "1", "--replicates", "1", "--adoption", "0,0.5",
                "--epidemic", "--channels", "ble,qr", "--out", str(out), "--no-progress"])
     assert rc == 0
-    assert "epidemic (ble+qr)" in capsys.readouterr().out
+    assert "epidemic (bluezone, ble+qr)" in capsys.readouterr().out
     rows = list(csv.DictReader((out / "epidemic.csv").open()))
-    assert {"adoption", "replicate", "attack_rate", "peak_prevalence", "person_days_isolated"} <= set(rows[0])
+    assert {"adoption", "replicate", "attack_rate", "attack_rate_ideal", "isolation_days",
+            "isolation_days_uninfected", "isolation_days_per_infection_averted", "r_eff_lo"} <= set(rows[0])
     assert {r["variant"] for r in rows} == {"ble+qr", "ble+qr+f2"}
+    assert {r["rule"] for r in rows} == {"bluezone", "ideal"}
     ch = list(csv.DictReader((out / "channels.csv").open()))
     assert {r["channel"] for r in ch} == {"ble", "qr", "ble+qr"}
     th = json.loads((out / "threshold.json").read_text())

@@ -14,7 +14,10 @@ __all__ = ["Interventions", "load_closed_loop_params"]
 
 @dataclass(frozen=True)
 class Interventions:
-    """Testing, isolation and tracing parameters (days, probabilities); see the module docstring."""
+    """Testing, isolation and tracing parameters (days, probabilities); see the module docstring.
+    Also the loop's own settings: ``days`` (epidemic days), ``r_generations`` (generations of R_eff)
+    and ``cycle_days`` (distinct simulated days of the replayed contact cycle of a sweep: at least two
+    weeks for the week's rhythm; fewer only for tests and quick looks)."""
     p_test: float = 0.65
     test_delay_d: int = 2
     case_compliance: float = 0.9
@@ -32,6 +35,7 @@ class Interventions:
     oracle: bool = False
     days: int = 120
     r_generations: tuple = (2, 4)
+    cycle_days: int = 14
 
     @classmethod
     def from_dict(cls, d: dict | None, source: str = "<interventions>") -> "Interventions":
@@ -51,8 +55,9 @@ class Interventions:
                     raise ValueError(f"{key}: must be [first, last] generations, got {v!r}")
                 d[k] = tuple(v)
             elif isinstance(dv, int):
-                if isinstance(v, bool) or not isinstance(v, int) or v < (1 if k == "days" else 0):
-                    raise ValueError(f"{key}: must be an integer >= {1 if k == 'days' else 0}, got {v!r}")
+                lo = 1 if k in ("days", "cycle_days") else 0
+                if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                    raise ValueError(f"{key}: must be an integer >= {lo}, got {v!r}")
             else:
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
                     raise ValueError(f"{key}: must be a probability in [0, 1], got {v!r}")

@@ -61,11 +61,14 @@ _RUN_COLUMNS = tuple(c for c in EPIDEMIC_COLUMNS if c not in ("replicate", "rule
 DAILY_COLUMNS = DAILY_COUNTS
 
 
-def cycle_days(sweep_days: int) -> int:
+def cycle_days(sweep_days: int, minimum: int = MIN_CYCLE_DAYS) -> int:
     """Days of the replayed cycle for a sweep that simulated ``sweep_days``: whole weeks of the sweep's
-    run when it holds at least :data:`MIN_CYCLE_DAYS`, else :data:`MIN_CYCLE_DAYS` (a separate run)."""
-    d = int(sweep_days)
-    return 7 * (d // 7) if d >= MIN_CYCLE_DAYS else MIN_CYCLE_DAYS
+    run when it holds at least ``minimum`` days (``Interventions.cycle_days``, default
+    :data:`MIN_CYCLE_DAYS`), else ``minimum`` (a separate run of that length)."""
+    d, m = int(sweep_days), int(minimum)
+    if d < m:
+        return m
+    return max(m, 7 * (d // 7)) if m >= 7 else m
 
 
 def sweep_closed_loop(contacts: ContactDays, grid, ranks_list, seeds, *, params=None, interventions=None,
@@ -140,7 +143,7 @@ def replicate_closed_loop(run_dir, grid, *, replicate: int, seed: int = 0, strat
     r = int(replicate)
     n_sim = RunFolder(run_dir).n_days
     cd = contacts_from_run(run_dir, rule, qr=qr, seed=seed + r, pairs=pairs,
-                           days=cycle_days(n_sim) if n_sim >= MIN_CYCLE_DAYS else n_sim)
+                           days=min(n_sim, cycle_days(n_sim, iv.cycle_days)))
     pop = RunFolder(run_dir).population()
     ranks = priorities(strategy, pop, np.random.default_rng([seed, r, SALT_ADOPTION]), phones_only=phones_only)
     epi_seed = int(np.random.SeedSequence([seed, r, SALT_EPIDEMIC_SEED]).generate_state(1)[0])

@@ -173,19 +173,19 @@ def plan_epidemic(out, scenarios, *, days, rule_spec, rule_desc, strategies, rep
                   phones_only, resume, channels):
     """Work units of ``--epidemic`` (after :func:`plan_sweep`'s): per scenario, replicate and strategy
     one ``epidemic`` unit on a replayed cycle of :func:`tracing.sweep.epidemic.cycle_days` distinct
-    days. With at least 14 simulated days it depends on the sweep's own pair units (reused, not
-    planned again); with fewer, a separate run of 14 days per replicate (``runs/[<scenario>/]epidemic-
-    rep-NNN``, same scenario and simulation seed) and its pair units are planned, in the store like the
-    others. Returns ``(tasks, epidemic_units)`` with ``epidemic_units[(label, strategy)] = [unit of
+    days (``[epidemic.interventions] cycle_days``, default 14). With at least that many simulated
+    days it depends on the sweep's own pair units (reused, not planned again); with fewer, a separate
+    run of that many days per replicate (``runs/[<scenario>/]epidemic-rep-NNN``, same scenario and
+    simulation seed) and its pair units are planned, in the store like the others. Returns ``(tasks, epidemic_units)`` with ``epidemic_units[(label, strategy)] = [unit of
     replicate 0, 1, ...]``."""
     tasks, units = [], {}
     rlab = safe_label(rule_desc["name"])
     single = len(scenarios) == 1
-    cyc = cycle_days(days)
     for label, sc, display, pkey, _ in scenarios:
         scn = {k: v for k, v in sc.to_dict().items() if k != "source"}
         scn_file = None if pkey else display
         epi, iv, qr = load_closed_loop_params(scn_file)
+        cyc = cycle_days(days, iv.cycle_days)
         closed = {"epidemic": epi.to_dict(), "interventions": asdict(iv), "qr": asdict(qr),
                   "variants": default_variants(channels, iv, True)}
         for r in range(replicates):

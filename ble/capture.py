@@ -17,11 +17,16 @@ Local names are not stored either.
 
 Files: ``--out FILE`` (Parquet sightings) and ``FILE`` with suffix ``.raw.parquet`` (side table: ``t``,
 ``rid``, ``addr_hash``, ``service`` -- "bluezone", "gaen" or "" --, ``payload``: service UUIDs,
-service data and manufacturer data as text ``uuids=…;sd:<uuid>=<hex>;md:<company>=<hex>``).
+service data and manufacturer data as text ``uuids=…;sd:<uuid>=<hex>;md:<company>=<hex>``). By
+default the payload is kept only for Bluezone and GAEN advertisements (what tracing reads); other
+devices' payloads (fitness bands, headphones, beacons...) are left empty unless ``--keep-payloads``
+(``keep_payloads=True``) asks for every device's raw payload.
 While scanning, rows go to an append-only CSV journal ``FILE.journal.csv`` (columns
 :data:`ble.formats.JOURNAL_COLUMNS`), flushed and fsync'ed about once a second; at the end -- also
 after Ctrl-C -- the journal is converted to the two Parquet files (atomically) and removed. If the
 process is killed before that, ``proxitrace import --format capture FILE.journal.csv`` reads it.
+SIGTERM (``kill``, a service manager stopping the capture) is handled like Ctrl-C: the scan stops and
+everything received is saved.
 
 Scanning mode: passive (no scan requests) unless ``--active``. BlueZ only scans passively with
 advertisement-monitor patterns, which this module builds for ``--service bluezone`` / ``gaen``; for
@@ -37,7 +42,9 @@ import csv
 import hashlib
 import os
 import secrets
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -116,13 +123,14 @@ class CaptureWriter:
 
     def __init__(self, out, *, observer: int = 0, service: str = "any", salt: bytes | None = None,
                  flush_interval_s: float = FLUSH_INTERVAL_S, clock: Callable[[], float] = time.time,
-                 meta: dict | None = None):
+                 meta: dict | None = None, keep_payloads: bool = False):
         if service not in ("bluezone", "gaen", "any"):
             raise ValueError(f"service must be bluezone, gaen or any, got {service!r}")
         self.out = Path(out)
         self.raw_out = self.out.with_suffix(".raw.parquet")
         self.journal = self.out.with_name(self.out.name + ".journal.csv")
         self.observer, self.service = int(observer), service
+        self.keep_payloads = bool(keep_payloads)   # other devices' raw payloads too (not needed by tracing)
         self._salt = salt if salt is not None else secrets.token_bytes(32)
         self.flush_interval_s, self.clock = float(flush_interval_s), clock
         self.meta = dict(meta or {})
@@ -152,8 +160,8 @@ class CaptureWriter:
         h = self.address_hash(address)
         rid = int(id_to_u64(idb)) if idb is not None else int.from_bytes(h[:8], "big")
         tx = "" if tx_power is None else f"{float(tx_power):g}"
-        self._buf.append([f"{t:.6f}", self.observer, rid, f"{float(rssi):g}", tx, h[:16].hex(), svc,
-                          _payload_text(service_uuids, service_data, manufacturer_data)])
+        payload = _payload_text(service_uuids, service_data, manufacturer_data) if svc or self.keep_payloads else ""
+        self._buf.append([f"{t:.6f}", self.observer, rid, f"{float(rssi):g}", tx, h[:16].hex(), svc, payload])
         self.kept += 1
         self.by_service[svc] += 1
         self.t_first = t if self.t_first is None else self.t_first
@@ -320,25 +328,40 @@ async def _scan(writer: CaptureWriter, duration_s: float, factory, scanning_mode
             pass
 
 
+def _sigterm(signum, frame):
+    raise KeyboardInterrupt   # stop the scan and save, as Ctrl-C does
+
+
+def _on_sigterm_interrupt():
+    """Handle SIGTERM as Ctrl-C; return the previous handler (None where signals cannot be set here:
+    not the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _sigterm)
+
+
 def capture(out, duration_s: float, *, service: str = "any", active: bool = False, observer: int = 0,
             adapter: str | None = None, scanner_factory=None, platform: str = sys.platform,
-            stderr=None) -> dict:
+            stderr=None, keep_payloads: bool = False) -> dict:
     """Scan for ``duration_s`` seconds and write the capture files (module docstring).
 
     ``scanner_factory(callback, scanning_mode, bluez_args)`` builds the scanner (default: bleak);
     tests pass a fake. Raises :class:`CaptureError` (one-line message) where Bluetooth is unavailable
-    -- nothing is written then. ``KeyboardInterrupt`` stops the scan; everything received is saved
-    and the summary's ``interrupted`` is True.
+    -- nothing is written then. ``KeyboardInterrupt`` -- and SIGTERM, handled as one while scanning
+    (main thread only) -- stops the scan; everything received is saved and the summary's
+    ``interrupted`` is True. ``keep_payloads``: keep the raw payload of every device, not only of
+    Bluezone/GAEN advertisements.
     """
     if not duration_s > 0:
         raise ValueError(f"--duration must be > 0 s, got {duration_s}")
     stderr = stderr if stderr is not None else sys.stderr
     mode, bluez, note = scanning_plan(service, active, platform)
     factory = scanner_factory or bleak_scanner_factory
-    writer = CaptureWriter(out, observer=observer, service=service,
+    writer = CaptureWriter(out, observer=observer, service=service, keep_payloads=keep_payloads,
                            meta={"scanning_mode": mode, "requested_duration_s": duration_s,
                                  "started_unix_s": time.time(), "address": "sha256(per-capture salt)"})
     interrupted = False
+    old_term = _on_sigterm_interrupt()
     try:
         asyncio.run(_scan(writer, duration_s, factory, mode, bluez, adapter, on_started=lambda: note and print(
             f"proxitrace capture: note: {note}", file=stderr)))
@@ -350,6 +373,9 @@ def capture(out, duration_s: float, *, service: str = "any", active: bool = Fals
     except BaseException:
         writer.close()               # save what arrived, then report the failure
         raise
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
     summary = writer.close()
     summary.update(interrupted=interrupted, scanning_mode=mode)
     return summary
@@ -359,7 +385,8 @@ def main(args) -> int:
     """``proxitrace capture`` entry point: returns 0, 2 (no Bluetooth) or 130 (Ctrl-C, data saved)."""
     try:
         summary = capture(args.out, args.duration, service=args.service, active=args.active,
-                          observer=args.observer, adapter=args.adapter)
+                          observer=args.observer, adapter=args.adapter,
+                          keep_payloads=getattr(args, "keep_payloads", False))
     except CaptureError as e:
         print(f"proxitrace capture: {e}", file=sys.stderr)
         return 2

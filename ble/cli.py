@@ -60,13 +60,18 @@ def register(subparsers) -> None:
         "capture", help="record BLE advertisements with bleak",
         description="Scan for BLE advertisements through bleak and record every one (time, salted "
                     "SHA-256 of the address, RSSI, TX power, service UUIDs and data) as sightings, "
-                    "flushing to an append-only journal as it goes so that Ctrl-C loses nothing. "
+                    "flushing to an append-only journal as it goes so that Ctrl-C or SIGTERM loses "
+                    "nothing. "
                     "Exit status 2 with a one-line explanation where there is no adapter or no D-Bus.")
     c.add_argument("--duration", type=float, required=True, metavar="S", help="seconds to scan")
     c.add_argument("--out", required=True, metavar="FILE",
                    help="sightings Parquet file (raw payloads go to FILE with suffix .raw.parquet)")
     c.add_argument("--service", choices=("bluezone", "gaen", "any"), default="any",
                    help="advertisements to keep: Bluezone (0x4E56 / company 8885), GAEN (0xFD6F) or any")
+    c.add_argument("--keep-payloads", action="store_true",
+                   help="also keep the raw payload (service UUIDs, service and manufacturer data) of every "
+                        "other nearby device in FILE.raw.parquet; by default only Bluezone/GAEN payloads, "
+                        "what tracing needs, are kept")
     c.add_argument("--active", action="store_true",
                    help="active scanning (sends scan requests); default passive where the OS allows")
     c.add_argument("--observer", type=int, default=0, help="device index written as observer (default 0)")

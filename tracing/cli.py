@@ -45,9 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
+    if not getattr(args, "func", None):      # no command: usage and status 2 (argparse's convention)
+        parser.print_usage(sys.stderr)
+        print("proxitrace: error: a COMMAND is required (proxitrace --help lists them)", file=sys.stderr)
+        return 2
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -43,7 +43,9 @@ def register(subparsers) -> None:
         description="F1/F2 notification coverage, precision, percolation and thresholds vs adoption "
                     "for a contact list (CSV i,j[,t,duration_s,detected] or SocioPatterns t i j).")
     p.add_argument("--contacts", required=True, help="contact list file (may be .gz)")
-    p.add_argument("--format", default="csv", choices=("csv", "sociopatterns"))
+    p.add_argument("--format", default="csv", choices=("csv", "sociopatterns"),
+                   help="csv: columns i,j[,t,duration_s,detected] with a header; sociopatterns: the "
+                        "'t i j' lines of SocioPatterns contact files (20 s each) (default csv)")
     p.add_argument("--close-minutes", type=float, default=15.0,
                    help="cumulative minutes per day for a true close contact (default 15)")
     p.add_argument("--notify-minutes", type=float, default=0.0,
@@ -210,11 +212,13 @@ def _register_replay(subparsers) -> None:
                     "source, day) and apply close-contact rules; writes DIR/contacts.csv and "
                     "DIR/report.json (with confusion counts against 'within 2 m' where the data has "
                     "true distances; on the Dublin tram data, the authors' reported numbers beside).")
-    p.add_argument("--format", required=True, choices=sorted(FORMATS))
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--format", required=True, choices=sorted(FORMATS),
+                   help="input format: " + "; ".join(f"{f.name}: {f.doc}" for f in FORMATS.values()))
+    p.add_argument("files", nargs="+", metavar="FILE", help="log files of that format (or the data set's folder)")
     p.add_argument("--rule", required=True, metavar="NAME[,NAME...]",
                    help="rule names (bluezone, gaen-de, gaen-ch, gaen-it, distance, 'name:option') or TOML paths")
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output folder: contacts.csv, pairs.csv, report.json (replaced together at the end)")
     p.add_argument("--radio", default=None, metavar="PARAMS.toml",
                    help="radio parameters (from 'proxitrace calibrate'): TX for attenuation, distance rules")
     p.add_argument("--close-m", type=float, default=2.0, help="true-contact distance, m (default 2)")

@@ -14,7 +14,7 @@ from numba import njit, prange
 __all__ = ["pairs_sorted"]
 
 _DENSE_SLACK = 1024
-_INSERTION_MAX = 48                # rows longer than this are sorted with np.sort
+_INSERTION_MAX = 48                # rows longer than this are heap-sorted
 _RADIX_BITS = 11
 
 
@@ -47,11 +47,41 @@ def _counting_sort_kernel(bucket, n_buckets):
     return start, order
 
 
+@njit(cache=True)
+def _heap_sort(a, lo, hi):
+    """Sort a[lo:hi] in place, O(m log m) (heapsort: a few lines for numba to compile, where
+    ``np.sort`` pulls in its generic quicksort)."""
+    m = hi - lo
+    for root in range(m // 2 - 1, -1, -1):
+        _sift_down(a, lo, root, m)
+    for end in range(m - 1, 0, -1):
+        v = a[lo]
+        a[lo] = a[lo + end]
+        a[lo + end] = v
+        _sift_down(a, lo, 0, end)
+
+
+@njit(cache=True, inline="always")
+def _sift_down(a, lo, root, m):
+    v = a[lo + root]
+    while True:
+        c = 2 * root + 1
+        if c >= m:
+            break
+        if c + 1 < m and a[lo + c + 1] > a[lo + c]:
+            c += 1
+        if not a[lo + c] > v:
+            break
+        a[lo + root] = a[lo + c]
+        root = c
+    a[lo + root] = v
+
+
 @njit(cache=True, inline="always")
 def _sort_row(a, lo, hi):
-    """Sort a[lo:hi] in place (insertion sort for short rows)."""
+    """Sort a[lo:hi] in place (insertion sort for short rows, heapsort for long ones)."""
     if hi - lo > _INSERTION_MAX:
-        a[lo:hi] = np.sort(a[lo:hi])
+        _heap_sort(a, lo, hi)
         return
     for k in range(lo + 1, hi):
         v = a[k]

@@ -4,7 +4,7 @@ and say so on the terminal before a long silent compile.
 Every kernel is ``@njit(cache=True)``: numba writes the machine code next to the module (in
 ``__pycache__``, or under ``NUMBA_CACHE_DIR``) the first time a kernel runs and loads it afterwards.  The
 first run after an install or an edit therefore compiles; :func:`announce_compilation` prints one line
-such as ``compiling 27 kernels, first run only, ~40 s`` to stderr when that is about to happen.
+such as ``compiling 23 numba kernels, first run only, ~90 s`` to stderr when that is about to happen.
 
 A kernel counts as cached when its cache index exists and is fresh (numba stores the source file's
 modification time and size in it; an edited file makes it stale).  The index is per kernel, not per
@@ -19,11 +19,7 @@ from types import ModuleType
 
 from numba.core.registry import CPUDispatcher
 
-__all__ = ["announce_compilation", "uncached_kernels", "SECONDS_PER_KERNEL"]
-
-#: CPU seconds to compile one kernel, measured on the reference machine (2 cores, cold cache, numba 0.68:
-#: the simulator's 27 kernels in ~41 CPU s, i.e. ~1.5 s each; parallel kernels take longer, serial ones less)
-SECONDS_PER_KERNEL = 1.5
+__all__ = ["announce_compilation", "uncached_kernels", "resolve"]
 
 
 def _dispatchers(module: ModuleType):
@@ -44,37 +40,38 @@ def _is_cached(disp) -> bool:
         return False
 
 
-def uncached_kernels(modules) -> list[str]:
-    """Names (``module.kernel``) of the ``cache=True`` kernels defined in ``modules`` that have no fresh
-    on-disk cache and have not been compiled in this process yet.
-
-    Parameters
-    ----------
-    modules : iterable of modules
-        Modules whose top-level numba dispatchers are checked (inlined helpers are compiled into
-        their callers and counted there).
-    """
+def resolve(spec) -> list[tuple[str, object]]:
+    """``[(qualified name, dispatcher)]`` of ``spec``: ``{module name: kernel names}`` (modules must be
+    imported already) or an iterable of modules (every top-level ``cache=True`` kernel, inlined
+    helpers left out: they are compiled into their callers)."""
     out = []
-    for m in modules:
-        for name, d in _dispatchers(m):
-            if d.signatures:              # already compiled or loaded in this process
-                continue
-            if getattr(d, "targetoptions", {}).get("inline") == "always":
-                continue
-            if not _is_cached(d):
-                out.append(f"{m.__name__}.{name}")
+    if isinstance(spec, dict):
+        for mod, names in spec.items():
+            m = sys.modules[mod]
+            out += [(f"{mod}.{k}", getattr(m, k)) for k in names]
+        return out
+    for m in spec:
+        out += [(f"{m.__name__}.{k}", d) for k, d in _dispatchers(m)
+                if getattr(d, "targetoptions", {}).get("inline") != "always"]
     return out
 
 
-def announce_compilation(modules, stream=None) -> float:
-    """Print ``compiling N kernels, first run only, ~S s`` to ``stream`` (default stderr) when kernels of
-    ``modules`` are about to be compiled; returns the estimate in seconds (0 when all are cached)."""
+def uncached_kernels(spec) -> list[str]:
+    """Names of the kernels of ``spec`` (see :func:`resolve`) that have no fresh on-disk cache and have
+    not been compiled or loaded in this process yet."""
+    return [name for name, d in resolve(spec) if not d.signatures and not _is_cached(d)]
+
+
+def announce_compilation(spec, seconds: float, stream=None) -> float:
+    """Print ``compiling N numba kernels, first run only, ~S s`` to ``stream`` (default stderr) when
+    kernels of ``spec`` are about to be compiled; ``seconds``: the measured time to compile all of them
+    (the estimate is its share for the uncached ones).  Returns the estimate (0 when all are cached)."""
     t0 = time.perf_counter()
-    names = uncached_kernels(modules)
-    if not names:
+    todo = uncached_kernels(spec)
+    if not todo:
         return 0.0
-    est = len(names) * SECONDS_PER_KERNEL
+    est = seconds * len(todo) / max(len(resolve(spec)), 1)
     stream = sys.stderr if stream is None else stream
-    print(f"compiling {len(names)} numba kernels, first run only, ~{est:.0f} s on an idle 2-core machine "
+    print(f"compiling {len(todo)} numba kernels, first run only, ~{est:.0f} s on an idle 2-core machine "
           f"(cached afterwards; check took {time.perf_counter() - t0:.2f} s)", file=stream, flush=True)
     return est

@@ -255,6 +255,7 @@ def _check_radius(radius) -> float:
 
 
 _EMPTY = np.empty(0, np.int64)
+_EMPTY32 = np.empty(0, np.int32)   # the count pass's out_j: same type as the fill pass' (one specialisation)
 _PARALLEL_MIN = 20_000     # below this many points the kernels run on one thread
 
 
@@ -316,7 +317,7 @@ def _pairs_hashed(a: np.ndarray, group, r: float, x0, y0, h):
     r2 = r * r
     counts_s = np.empty(n, np.int64)
     zero = np.zeros(1, np.int64)
-    _scan_hashed_kernel(xs, ys, cxs, cys, gs, order, start, shift, r2, False, zero, counts_s, _EMPTY)
+    _scan_hashed_kernel(xs, ys, cxs, cys, gs, order, start, shift, r2, False, zero, counts_s, _EMPTY32)
     offs_s = _offsets_kernel(counts_s)
     m = int(offs_s[-1])
     out_s = np.empty(m + n, np.int32)

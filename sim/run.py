@@ -70,6 +70,22 @@ WINDOW_BLOCK = 4_000_000      #: windows per extraction block
 #: the Arrow copy and the validation temporaries stay one slice large
 WRITE_SLICE = 1 << 20
 STAGES = ("schedules", "positions", "neighbours", "radio", "aggregation", "writing")
+#: the numba kernels every simulation runs (their callees compile with them; kernels of rarer paths such
+#: as map growth are left out): a first run announces their compilation (tests/test_sim_budget.py checks
+#: that a run uses every one)
+RUN_KERNELS = {
+    "sim.positions": ("_positions_kernel",),
+    "sim.neighbours": ("_bounds_kernel", "_buckets_kernel", "_gather_kernel", "_offsets_kernel",
+                       "_orig_offsets_kernel", "_reorder_kernel", "_scan_hashed_kernel"),
+    "sim.cell_list": ("_counting_sort_kernel",),
+    "sim.scanning.step": ("_close_kernel", "_eval_static_kernel", "_eval_step_kernel", "_phases"),
+    "sim.scanning.runs": ("_close_runs_kernel", "_runs_merge_kernel"),
+    "sim.scanning.accumulate": ("_contains_kernel", "_gt_insert_kernel", "_shard_order_kernel",
+                                "_used_slots_kernel", "_win_insert_kernel", "_window_fill_kernel",
+                                "_window_heads_kernel", "_window_order_kernel"),
+}
+#: CPU seconds of a first run's compilation of RUN_KERNELS (benchmarks/firstrun.py; README Performance)
+FIRST_RUN_COMPILE_S = 90.0
 
 
 def _version() -> str:
@@ -234,9 +250,10 @@ def simulate(scenario, out_dir, seed: int = 0, days: int = 1, progress: bool = T
     budget.check_fits(scn.name, scn.scale, est, avail)      # one-line refusal before any work
     if progress:
         print(f"simulate {scn.name} x{scn.scale:g}: {budget.describe(est, avail)}", file=sys.stderr, flush=True)
-        kernels.announce_compilation(_kernel_modules())
+        kernels.announce_compilation(RUN_KERNELS, FIRST_RUN_COMPILE_S)
     out = Path(out_dir)
     (out / "windows").mkdir(parents=True, exist_ok=True)
+    (out / "run.json").unlink(missing_ok=True)  # stale-run guard: run.json is written last (complete run)
     T = _Timer()
     wall0 = time.perf_counter()
     t0 = time.perf_counter()
@@ -408,6 +425,9 @@ def simulate(scenario, out_dir, seed: int = 0, days: int = 1, progress: bool = T
                     "peak_accumulator_mb": round(peak_acc / 2**20, 1),
                     "numba_threads": _threads()},
     }
+    for p in (out / "windows").glob("day-*.parquet"):   # stale-run guard: days of an earlier, longer run
+        if not p.stem[4:].isdigit() or int(p.stem[4:]) >= days:
+            p.unlink()
     write_text_atomic(out / "run.json", json.dumps(run, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     return out
 
@@ -417,12 +437,6 @@ def _peak_rss_mb() -> float:
     if sys.platform == "darwin":  # pragma: no cover - bytes there
         peak_mb /= 1024.0
     return peak_mb
-
-
-def _kernel_modules():
-    """The modules whose numba kernels a simulation compiles on its first run."""
-    return [sys.modules[m] for m in ("sim.positions", "sim.neighbours", "sim.cell_list", "sim.scanning.step",
-                                     "sim.scanning.runs", "sim.scanning.accumulate")]
 
 
 def _threads() -> int:

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from sim import budget, kernels
-from sim.run import simulate
+from sim.run import RUN_KERNELS, simulate
 from sim.scenario import preset
 
 
@@ -50,6 +50,10 @@ def test_progress_prints_the_estimate_and_one_line_per_day(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "simulate lang-son x0.0005:" in err and "agents x 2 days" in err
     assert "day 1/2 done" in err and "day 2/2 done" in err
+    # every kernel the first-run announcement watches was run (so a warm run announces nothing)
+    unused = [name for name, d in kernels.resolve(RUN_KERNELS) if not d.signatures]
+    assert unused == []
+    assert kernels.uncached_kernels(RUN_KERNELS) == []
 
 
 def test_uncached_kernels_and_announcement(tmp_path, monkeypatch):
@@ -61,12 +65,13 @@ def test_uncached_kernels_and_announcement(tmp_path, monkeypatch):
     mod = importlib.import_module("h16_jitmod")
     assert kernels.uncached_kernels([mod]) == ["h16_jitmod.twice"]      # inlined helpers not counted
     buf = io.StringIO()
-    assert kernels.announce_compilation([mod], stream=buf) == kernels.SECONDS_PER_KERNEL
-    assert buf.getvalue().startswith("compiling 1 numba kernels, first run only, ~")
+    assert kernels.announce_compilation([mod], 7.0, stream=buf) == 7.0
+    assert buf.getvalue().startswith("compiling 1 numba kernels, first run only, ~7 s")
+    assert kernels.uncached_kernels({"h16_jitmod": ("twice",)}) == ["h16_jitmod.twice"]
     assert mod.twice(3) == 6                                           # compiles and writes the cache
     assert kernels.uncached_kernels([mod]) == []
     del sys.modules["h16_jitmod"]
     fresh = importlib.import_module("h16_jitmod")                      # a new process would see this
     assert kernels.uncached_kernels([fresh]) == []                     # fresh on-disk index
     buf = io.StringIO()
-    assert kernels.announce_compilation([fresh], stream=buf) == 0.0 and buf.getvalue() == ""
+    assert kernels.announce_compilation([fresh], 7.0, stream=buf) == 0.0 and buf.getvalue() == ""

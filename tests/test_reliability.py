@@ -250,3 +250,136 @@ def test_entry_functions_check_too(tmp_path):
     for bad in ("nan", "0,nan", "0:1:1e-9", "0:nan:0.1"):
         with pytest.raises(ValueError, match="--adoption"):
             parse_adoption(bad)
+
+
+# ---- item 3: a failed re-run leaves the previous results intact ----------------------------------
+def _contacts(path: Path, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    i = rng.integers(0, 40, 300)
+    j = (i + rng.integers(1, 40, 300)) % 40
+    lines = ["i,j,t,duration_s"] + [f"{a},{b},{int(t)},900" for a, b, t in
+                                    zip(i, j, rng.integers(0, 86400 * 2, 300))]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _snapshot(out: Path) -> dict:
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file() and ".staging" not in p.parts}
+
+
+def test_failed_rerun_leaves_previous_results_intact(tmp_path, monkeypatch, capsys):
+    """Before issue 17 a re-run into an existing --out that failed while writing left new
+    coverage.csv/summary.csv beside the previous report.md: a mixed folder that looked complete."""
+    from tracing.cli import main
+    from tracing.report.staging import MANIFEST, read_manifest
+    from tracing.sweep import adoption
+    c = _contacts(tmp_path / "c.csv", 1)
+    out = tmp_path / "out"
+    args = ["coverage", "--contacts", str(c), "--out", str(out), "--replicates", "2", "--adoption", "0:1:0.25",
+            "--no-progress"]
+    assert main(args + ["--seed", "1"]) == 0
+    first = _snapshot(out)
+    man = read_manifest(out)
+    assert MANIFEST in first and set(man["files"]) == set(first) - {MANIFEST}
+    assert {"coverage.csv", "summary.csv", "report.md", "threshold.json"} <= set(man["files"])
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+    monkeypatch.setattr(adoption, "write_report", boom)        # fails after coverage.csv was written
+    assert main(args + ["--seed", "2"]) == 2
+    assert _snapshot(out) == first                              # nothing of the failed run in place
+    monkeypatch.undo()
+    (out / "stray-from-user.txt").write_text("kept")            # not ours: never removed
+    assert main(args + ["--seed", "2"]) == 0                     # the next good run replaces all of it
+    second = _snapshot(out)
+    assert second["coverage.csv"] != first["coverage.csv"] and second["stray-from-user.txt"] == b"kept"
+    assert not (out / ".staging").exists()
+    assert set(read_manifest(out)["files"]) == set(man["files"])
+
+
+def test_staged_outputs_replace_whole_and_drop_stale_files(tmp_path):
+    from tracing.report.staging import MANIFEST, StagedOutputs, read_manifest
+    s = StagedOutputs(tmp_path)
+    (s.dir / "sub").mkdir()
+    (s.dir / "a.csv").write_text("1")
+    (s.dir / "sub" / "epidemic.csv").write_text("2")
+    s.commit()
+    assert read_manifest(tmp_path)["files"]["sub/epidemic.csv"]["bytes"] == 1
+    s = StagedOutputs(tmp_path)
+    (s.dir / "a.csv").write_text("3")
+    assert s.final(s.dir / "a.csv") == tmp_path / "a.csv"
+    s.commit()                                                  # epidemic.csv is stale now: removed
+    assert (tmp_path / "a.csv").read_text() == "3" and not (tmp_path / "sub" / "epidemic.csv").exists()
+    assert sorted(read_manifest(tmp_path)["files"]) == ["a.csv"] and (tmp_path / MANIFEST).is_file()
+    (tmp_path / ".staging").mkdir()                             # a killed run's leftover
+    (tmp_path / ".staging" / "a.csv").write_text("partial")
+    s = StagedOutputs(tmp_path)
+    assert list(s.dir.iterdir()) == []
+
+
+# ---- item 9: smaller ones -----------------------------------------------------------------------
+def test_bare_proxitrace_prints_usage_and_exits_2(capsys):
+    from tracing.cli import main
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: proxitrace") and "COMMAND is required" in err
+
+
+def test_schema_messages_show_values_not_numpy_reprs():
+    from ble.schema import RecordError, empty, validate
+    w = empty("windows", 1)
+    w["rssi_max"] = np.float32(30.125925)
+    with pytest.raises(RecordError) as e:
+        validate(w, "windows", "w.parquet")
+    assert "value 30.125925 outside" in str(e.value) and "np.float32" not in str(e.value)
+
+
+def test_capture_keeps_other_devices_payloads_only_on_request_and_saves_on_sigterm(tmp_path):
+    import os
+    import signal
+    from types import SimpleNamespace
+
+    import pyarrow.parquet as pq
+
+    from ble import capture as C
+    from tests.test_capture import ADVERTS, FakeScanner, _factory
+    out = tmp_path / "a.parquet"
+    C.capture(out, 0.3, scanner_factory=_factory(), platform="linux")
+    raw = pq.read_table(out.with_suffix(".raw.parquet")).to_pydict()
+    assert raw["service"] == ["bluezone", "gaen", "", "bluezone"]
+    assert raw["payload"][2] == "" and raw["payload"][0] and raw["payload"][1]   # tracing's kept
+    C.capture(out, 0.3, scanner_factory=_factory(), platform="linux", keep_payloads=True)
+    assert "md:76=1005" in pq.read_table(out.with_suffix(".raw.parquet")).to_pydict()["payload"][2]
+
+    class TermScanner(FakeScanner):
+        async def _run(self):
+            for k, (addr, adv) in enumerate(self.adverts):
+                await __import__("asyncio").sleep(0.01)
+                self.callback(SimpleNamespace(address=addr), adv)
+                if k == 1:
+                    os.kill(os.getpid(), signal.SIGTERM)      # a service manager stops the capture
+                    await __import__("asyncio").sleep(1.0)
+    before = signal.getsignal(signal.SIGTERM)
+    s = C.capture(tmp_path / "t.parquet", 30.0, scanner_factory=lambda cb, m, b: TermScanner(cb, m, b),
+                  platform="linux")
+    assert s["interrupted"] and s["sightings"] == 2 and signal.getsignal(signal.SIGTERM) == before
+    assert len(ADVERTS) == 4
+
+
+def test_failed_simulate_into_an_old_run_folder_does_not_look_complete(tmp_path, monkeypatch):
+    """simulate writes run.json last: a re-run that fails must not leave the old run.json claiming
+    that new partial windows belong to a complete run."""
+    from sim import run as sim_run
+    from sim.scenario import preset
+    out = tmp_path / "run"
+    (out / "windows").mkdir(parents=True)
+    (out / "run.json").write_text('{"days": 8}')
+    (out / "windows" / "day-007.parquet").write_bytes(b"PAR1")
+
+    def boom(*a, **k):
+        raise OSError("killed")
+    monkeypatch.setattr(sim_run, "build_world", boom)
+    with pytest.raises(OSError):
+        sim_run.simulate(preset("lang-son", 0.0005), out, days=1, progress=False)
+    assert not (out / "run.json").exists()

@@ -55,6 +55,7 @@ from tracing.core import rules as R
 from tracing.core.checks import check_out_path, check_positive
 from tracing.core.matching import match_ids
 from tracing.pipeline import pairs_from_daily
+from tracing.report.staging import StagedOutputs
 from tracing.report.tables import write_csv
 
 #: What Leith & Farrell report for the Dublin tram data ("Measurement-based evaluation of Google/Apple
@@ -334,11 +335,11 @@ def replay(format: str, files, rules, out_dir=None, *, radio_path=None, close_m:
     if format == "dublin-tram":
         report["tram"] = tram_comparison(results, report["truth"])
     if out_dir is not None:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        _write_contacts(out_dir / "contacts.csv", daily, all_rids, cols, unit_dist, close_m)
-        _write_pairs(out_dir / "pairs.csv", pair_tabs)
-        write_text_atomic(out_dir / "report.json", json.dumps(report, indent=2, default=_json_default) + "\n")
+        stage = StagedOutputs(out_dir)      # the three files replace the previous ones together
+        _write_contacts(stage.dir / "contacts.csv", daily, all_rids, cols, unit_dist, close_m)
+        _write_pairs(stage.dir / "pairs.csv", pair_tabs)
+        write_text_atomic(stage.dir / "report.json", json.dumps(report, indent=2, default=_json_default) + "\n")
+        stage.commit()
     return report
 
 

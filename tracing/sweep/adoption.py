@@ -42,6 +42,7 @@ from tracing.core.coverage import METRICS, DelayModel
 from tracing.core.thresholds import compute_thresholds
 from tracing.report.markdown import answer_line, write_report
 from tracing.report.plots import plot_comparison, plot_coverage, plot_percolation
+from tracing.report.staging import StagedOutputs
 from tracing.report.tables import summarise, write_comparison, write_csv, write_json
 from tracing.sweep.channels import channel_sweep
 from tracing.sweep.engines import RunLog, make_engine, write_timings
@@ -145,8 +146,11 @@ def coverage_from_contacts(path, out_dir, *, format: str = "csv", adoption: str 
             "window_days": window, "owner_share": None, "place": Path(path).name,
             "owner_words": "no phone data: everyone can run the app",
             "delay": asdict(delay), "target": target}
-    return analyse(out_dir, grid, curves, fine, perc, target=target, seed=seed, meta=meta,
-                   title=f"{Path(path).name} ({strategy} adoption, {replicates} replicates)")
+    stage = StagedOutputs(out_dir)      # a failed re-run leaves the previous results intact
+    res = analyse(stage.dir, grid, curves, fine, perc, target=target, seed=seed, meta=meta,
+                  title=f"{Path(path).name} ({strategy} adoption, {replicates} replicates)")
+    stage.commit()
+    return res
 
 
 def _owner_words(sc, shares, phones_only: bool) -> str:
@@ -243,7 +247,8 @@ def sweep(out_dir, *, preset=None, scenario=None, scale: float | None = None,
         engine.run(tasks, log)
     finally:
         engine.close()
-    write_timings(out, engine.name, time.time() - t0, log.results)
+    stage = StagedOutputs(out)          # outputs replace the previous ones whole, at the end
+    write_timings(stage.dir, engine.name, time.time() - t0, log.results)
 
     results = {}
     single = len(scenarios) == 1 and len(strategies) == 1
@@ -273,7 +278,7 @@ def sweep(out_dir, *, preset=None, scenario=None, scale: float | None = None,
                     "place": f"{pkey or Path(display).stem} ×{s:g}",
                     "delay": asdict(delay), "target": target,
                     "units": [u.name for u in curves_units[(label, strat)]]}
-            folder = out if single else out / label / strat
+            folder = stage.dir if single else stage.dir / label / strat
             title = (f"{pkey or Path(display).name} ×{s:g}, {days} d "
                      f"({strat} adoption, {replicates} replicates)")
             res = analyse(folder, grid, curves, fine, perc, target=target, seed=seed, meta=meta,
@@ -295,8 +300,11 @@ def sweep(out_dir, *, preset=None, scenario=None, scale: float | None = None,
                     res["thresholds"]["r_below_one"] = er["thresholds"]
                     res["answer"] = res["answer"] + "\n" + er["answer"]
             results[(label, strat)] = res
-    table = write_comparison(out, results, target=target)
-    plot_comparison(out / "comparison.png", results)
+    table = write_comparison(stage.dir, results, target=target)
+    plot_comparison(stage.dir / "comparison.png", results)
+    stage.commit()
+    for res in results.values():
+        res["folder"] = stage.final(res["folder"])
     if single:
         res = next(iter(results.values()))
         res["combinations"] = results

@@ -272,8 +272,7 @@ def sweep(out_dir, *, preset=None, scenario=None, scale: float | None = None,
                     "index_cases": index_cases if index_cases is not None else
                     f"{default_index_cases(min(ns))} (10% of the population, at most 200)",
                     "index_from": index_from, "index_words": INDEX_WORDS[index_from],
-                    "close_rule": "ground truth: cumulative ≥ 15 min within 2 m in one day; "
-                                  f"notification by the {rule!r} rule on the simulated radio",
+                    "close_rule": "ground truth: cumulative ≥ 15 min within 2 m in one day",
                     "rule_words": f"the {rule!r} rule on the simulated radio", "window_days": int(days),
                     "place": f"{pkey or Path(display).stem} ×{s:g}",
                     "delay": asdict(delay), "target": target,

@@ -154,7 +154,11 @@ class DaskEngine:
 
     def _check_workers(self) -> int:
         """Check the environment of workers not seen before; return the number of workers now."""
-        addrs = set(self.client.scheduler_info(n_workers=-1).get("workers", {}))
+        try:
+            info = self.client.scheduler_info(n_workers=-1)     # every worker (distributed >= 2025)
+        except TypeError:                                       # older distributed lists them all anyway
+            info = self.client.scheduler_info()
+        addrs = set(info.get("workers", {}))
         new = sorted(addrs - self.checked)
         if new:
             envs = self.client.run(environment, workers=new, on_error="return")

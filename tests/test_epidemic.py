@@ -287,7 +287,9 @@ def test_contacts_from_run_places_doses_and_checkins(tiny_run):
     # household pairs at home, others at typed places; times inside the day
     hh = cd.household
     same = hh[d0["i"]] == hh[d0["j"]]
-    assert np.mean(d0["place"][same] == HOME) > 0.9
+    # mostly at home: household members also share a school bench, a workplace or a visit, and a
+    # pair's place is its longest shared segment (0.82 on this run since the Prem-calibrated settings)
+    assert np.mean(d0["place"][same] == HOME) > 0.7
     assert np.mean(d0["place"][~same] >= 0) > 0.9
     assert d0["t"].min() >= 0 and d0["t"].max() < DAY_S
     ck = np.concatenate(cd.checkins)

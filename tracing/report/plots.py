@@ -205,8 +205,9 @@ def plot_comparison(path, results: dict):
             s = {k: np.asarray(v)[keep] for k, v in r["summary"].items()}
             x = x[keep]
             _band(ax, x, s, "f1_coverage", f"C{c}", st)
-            if "f1_coverage_ideal_mean" in s:
-                ax.plot(x, s["f1_coverage_ideal_mean"], color=f"C{c}", ls="--", lw=1)
+            if "f1_coverage_ideal_mean" in s:     # wider, beneath: visible where it coincides
+                ax.plot(x, s["f1_coverage_ideal_mean"], color=f"C{c}", ls=":", lw=3.5, alpha=0.6,
+                        zorder=1)
             pc = r["thresholds"]["percolation"].get("adoption")
             if pc is not None and pc <= x.max():
                 ax.plot([pc], [np.interp(pc, x, s["f1_coverage_mean"])], marker="o", ms=6,
@@ -226,12 +227,12 @@ def plot_comparison(path, results: dict):
     for k in range(len(scen), nrow * ncol):
         axes[k // ncol][k % ncol].axis("off")
     h, lab = axes[0][0].get_legend_handles_labels()
-    h += [plt.Line2D([], [], color="0.5", ls="--", lw=1), plt.Line2D([], [], color="k", ls="--"),
+    h += [plt.Line2D([], [], color="0.5", ls=":", lw=3.5, alpha=0.6), plt.Line2D([], [], color="k", ls="--"),
           plt.Line2D([], [], color="0.3", ls=":"),
           plt.Line2D([], [], marker="o", color="0.5", mec="k", ls="none")]
-    lab += ["ideal rule (thin dashed)", "official 30%", "30% of smartphone users",
+    lab += ["ideal rule (wide dotted)", "official 30%", "30% of smartphone users",
             "traceable-network percolation"]
-    fig.legend(h, lab, fontsize=8, loc="lower center", ncol=min(len(lab), 4), frameon=False)
+    fig.legend(h, lab, fontsize=8, loc="lower center", ncol=min(len(lab), 4 if ncol > 1 else 2), frameon=False)
     fig.suptitle("F1 coverage vs adoption by province and adoption strategy (95% bands)", fontsize=10)
     fig.tight_layout(rect=(0, 0.08 + 0.02 * (len(lab) > 4), 1, 0.97))
     _save(fig, path)
@@ -260,7 +261,8 @@ def plot_channels(path, grid, rows: dict, title: str = "") -> None:
 
 def plot_epidemic(path, grid, rows: dict, thresholds: dict, title: str = ""):
     """``epidemic.png``: attack rate and R_eff against adoption per rule and variant (replicate mean,
-    95% t-band; colour = variant, solid = the chosen rule, dashed = the ideal rule), the official 30%
+    95% t-band of the main variant of each rule; colour = variant, solid = the chosen rule, dashed =
+    the ideal rule), the official 30%
     and 60% lines, R = 1 and the ``r_below_one`` threshold."""
     g = np.asarray(grid, float)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
@@ -279,8 +281,8 @@ def plot_epidemic(path, grid, rows: dict, thresholds: dict, title: str = ""):
             m, lo, hi = mean_ci(a)
             ax.plot(g, m, color=f"C{k}", lw=2, ls=("-", "--", ":", "-.")[rules.index(rule) % 4],
                     label=f"{rule} {v}".strip())
-            if np.any(np.isfinite(lo)):
-                ax.fill_between(g, lo, hi, color=f"C{k}", alpha=0.15, lw=0)
+            if k == 0 and np.any(np.isfinite(lo)):      # one band per rule: the main variant's
+                ax.fill_between(g, lo, hi, color=f"C{k}", alpha=0.12 if rules.index(rule) else 0.2, lw=0)
     for ax in axes:
         for lab, x in (("official 30%", 0.3), ("national target 60%", 0.6)):
             ax.axvline(x, color="k", ls="--", lw=1)
@@ -292,6 +294,7 @@ def plot_epidemic(path, grid, rows: dict, thresholds: dict, title: str = ""):
     axes[0].set_ylim(0, None)
     axes[1].set_ylabel("R_eff (secondary infections per case, early generations)")
     axes[1].axhline(1.0, color="C3", lw=1)
+    axes[1].set_ylim(bottom=0)
     th = thresholds.get("r_below_one", {})
     if th.get("adoption") is not None:
         axes[1].axvline(th["adoption"], color="C3", ls=":", lw=1.5, label=f"R_eff < 1 from {th['adoption']:.0%}")

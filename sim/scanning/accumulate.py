@@ -284,7 +284,8 @@ def _merge_sort_rows(order, a, b, rid, t0):
                     j += 1
         src, dst = dst, src
         width *= 2
-    order[a:b] = src
+    for k in range(n):              # a loop: a slice assignment compiles numba's shape-error path
+        order[a + k] = src[k]
 
 
 class _ShardedMap:

@@ -232,9 +232,10 @@ def plot_comparison(path, results: dict):
           plt.Line2D([], [], marker="o", color="0.5", mec="k", ls="none")]
     lab += ["ideal rule (wide dotted)", "official 30%", "30% of smartphone users",
             "traceable-network percolation"]
-    fig.legend(h, lab, fontsize=8, loc="lower center", ncol=min(len(lab), 4 if ncol > 1 else 2), frameon=False)
+    lcol = min(len(lab), 4 if ncol > 1 else 2)
+    fig.legend(h, lab, fontsize=8, loc="lower center", ncol=lcol, frameon=False)
     fig.suptitle("F1 coverage vs adoption by province and adoption strategy (95% bands)", fontsize=10)
-    fig.tight_layout(rect=(0, 0.08 + 0.02 * (len(lab) > 4), 1, 0.97))
+    fig.tight_layout(rect=(0, 0.03 + 0.05 * -(-len(lab) // lcol) / nrow, 1, 0.97))
     _save(fig, path)
 
 

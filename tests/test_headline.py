@@ -267,3 +267,13 @@ def test_coverage_notify_minutes_models_a_duration_filtering_app(tmp_path):
     assert max(prec["0"]) < 0.9
     assert main(["coverage", "--contacts", str(f), "--out", str(tmp_path / "bad"), "--no-progress",
                  "--notify-minutes", "-1"]) == 2
+
+
+def test_parse_owner_shares():
+    from tracing.sweep.plan import parse_owner_shares
+    assert parse_owner_shares(0.775) == [0.775]
+    assert parse_owner_shares("preset,0.5") == [None, 0.5]
+    assert parse_owner_shares(None) == [None]
+    for bad in ("1.5", "0", "half"):
+        with pytest.raises(ValueError, match="--phone-owners"):
+            parse_owner_shares(bad)

@@ -93,6 +93,8 @@ def parse_owner_shares(spec) -> list:
     """``--phone-owners``: ``"0.775"``, ``"preset,0.775"`` (a comma list; ``preset`` keeps the
     scenario's own ownership) -> ``[None or fraction, ...]``; each fraction in (0, 0.98] is the share
     of the WHOLE population owning a smartphone (scenario key ``phones.owner_share``)."""
+    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+        spec = [spec]                      # the Python API may pass one number
     out = []
     for x in split_list(spec):
         if x.lower() == "preset":

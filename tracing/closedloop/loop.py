@@ -34,7 +34,8 @@ cases and contacts), ``isolation_days_uninfected`` (of them, person-days of agen
 the burden on bystanders), ``person_days_isolated_fp`` (not infectious at the time), ``r_eff`` (mean
 secondary infections of generations ``r_generations[0]`` .. ``r_generations[1]``: early enough to be
 free of depletion, late enough for tracing to act) with ``r_eff_cases``, its standard error
-``r_eff_se`` (cases taken as independent) and a normal 95 % interval ``r_eff_lo``..``r_eff_hi``, and
+``r_eff_se`` (cases taken as independent) and a normal 95 % interval ``r_eff_lo``..``r_eff_hi``
+(lower end clipped at 0), and
 notification counts per channel.
 """
 from __future__ import annotations
@@ -245,7 +246,7 @@ def run_closed_loop(contacts: ContactDays, params: EpidemicParams | None = None,
         isolation_days=int(out["isolated"].sum()),
         isolation_days_uninfected=int(out["isolated_uninfected"].sum()),
         r_eff=r_eff, r_eff_cases=k_cases, r_eff_se=r_se,
-        r_eff_lo=r_eff - 1.96 * r_se, r_eff_hi=r_eff + 1.96 * r_se,
+        r_eff_lo=max(0.0, r_eff - 1.96 * r_se), r_eff_hi=r_eff + 1.96 * r_se,
         confirmed=int(out["confirmed"].sum()),
         notified=int(n_notified), notified_infected=int(tp_notified),
         notified_app=int(out["notified_app"].sum()), notified_f2=int(out["notified_f2"].sum()),

@@ -84,9 +84,9 @@ RUN_KERNELS = {
                                 "_used_slots_kernel", "_win_insert_kernel", "_window_fill_kernel",
                                 "_window_heads_kernel", "_window_order_kernel"),
 }
-#: CPU seconds of a first run's compilation of RUN_KERNELS: 80.7 s cold less 8.7 s warm for a tiny run
+#: CPU seconds of a first run's compilation of RUN_KERNELS: 59-72 s cold less 4-5 s warm for a tiny run at load 1-2
 #: (benchmarks/firstrun.py; README Performance)
-FIRST_RUN_COMPILE_S = 72.0
+FIRST_RUN_COMPILE_S = 60.0
 
 
 def _version() -> str:

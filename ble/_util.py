@@ -1,9 +1,9 @@
-"""Small numeric helpers shared inside :mod:`ble`."""
+"""Small helpers shared inside :mod:`ble`: quiet division, and locating the first non-UTF-8 line."""
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["quiet_divide"]
+__all__ = ["quiet_divide", "first_non_utf8"]
 
 
 def quiet_divide(num, den):
@@ -11,3 +11,16 @@ def quiet_divide(num, den):
     the intended result (callers mask or keep it)."""
     with np.errstate(invalid="ignore", divide="ignore"):
         return num / den
+
+
+def first_non_utf8(path) -> tuple[int, int, str, str] | None:
+    """The first line of ``path`` that is not UTF-8 text, as ``(line number, byte position in the line
+    (1-based), the line escaped with ascii() (at most 60 bytes), the bad bytes escaped)``, or None.
+    The error path of the readers: reads the file once, line by line."""
+    with open(path, "rb") as f:
+        for no, raw in enumerate(f, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                return no, e.start + 1, ascii(raw.rstrip(b"\r\n")[:60]), ascii(raw[e.start:e.start + 4])
+    return None

@@ -32,6 +32,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from ble._util import first_non_utf8
+
 __all__ = ["PLATFORMS", "RSSI_SENTINELS", "FEET_M", "DatasetError", "RssiData", "MIT_CARRIAGE", "load_mit",
            "load_herald", "PCNG_CARRIAGE", "load_pcng", "load_all", "CalibrationTable",
            "load_calibration_table", "TRAM_ATT_EDGES", "TramData", "load_dublintram"]
@@ -218,14 +220,11 @@ def _read_csv_strings(path: Path) -> pa.Table:
 
 def _raise_if_not_utf8(path: Path) -> None:
     """Name the first line that is not UTF-8 text (bytes escaped); error path only."""
-    with open(path, "rb") as f:
-        for no, raw in enumerate(f, 1):
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                text = ascii(raw.rstrip(b"\r\n")[:60])
-                raise DatasetError(f"{path}: line {no}: not UTF-8 text (byte {e.start + 1} of the line): "
-                                   f"{text}; re-save the file as UTF-8") from None
+    bad = first_non_utf8(path)
+    if bad is not None:
+        no, pos, text, _ = bad
+        raise DatasetError(f"{path}: line {no}: not UTF-8 text (byte {pos} of the line): "
+                           f"{text}; re-save the file as UTF-8")
 
 
 def _col(tbl: pa.Table, name: str, path: Path) -> pa.Array:

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from ble._util import first_non_utf8
 from ble.schema import SIGHTING_DTYPE
 
 __all__ = ["CHUNK_ROWS", "RSSI_SENTINELS", "TRUTH_DTYPE", "TX_SENTINELS", "FormatError", "Imported",
@@ -93,16 +94,12 @@ def _iter_lines(path: Path):
 
 def _first_non_utf8(path: Path) -> "FormatError | None":
     """The first line that is not UTF-8 text, as a :class:`FormatError` (bytes escaped), or None."""
-    with open(path, "rb") as f:
-        for no, raw in enumerate(f, 1):
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                text = ascii(raw.rstrip(b"\r\n")[:60])
-                return FormatError(path, no, f"not UTF-8 text (byte {e.start + 1} of the line, "
-                                             f"{ascii(raw[e.start:e.start + 4])}): {text}; "
-                                             "re-save the file as UTF-8")
-    return None
+    bad = first_non_utf8(path)
+    if bad is None:
+        return None
+    no, pos, text, raw = bad
+    return FormatError(path, no, f"not UTF-8 text (byte {pos} of the line, {raw}): {text}; "
+                                 "re-save the file as UTF-8")
 
 
 def _locate_bad_line(path: Path, delimiter: str, ncols: int | tuple, numeric: dict, skip: int,

@@ -119,3 +119,12 @@ def test_validate_without_reference_fails_before_work(tmp_path, capsys, monkeypa
     err = capsys.readouterr().err
     assert "starsim-data" in err and "--prem-dir" in err
     assert not (tmp_path / "v").exists()
+
+
+@needs_prem
+def test_starsim_data_matrices_equal_the_staged_csvs():
+    """The field's own package (optional extra ``validate``) gives the staged Prem 2021 Vietnam matrices."""
+    pytest.importorskip("starsim_data")
+    staged, packaged = load_prem(PREM), load_prem(None, "Vietnam")
+    for setting, m in staged.items():
+        np.testing.assert_allclose(packaged[setting], m, atol=1e-5)

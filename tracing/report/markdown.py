@@ -8,6 +8,7 @@ from scipy import stats
 from ble.schema import write_text_atomic
 from sim.epidemic import EpidemicParams, generation_interval_mean
 from tracing.closedloop.params import Interventions
+from tracing.core.checks import quiet_nan
 
 __all__ = ["answer_line", "write_report", "epidemic_answer", "epidemic_report"]
 
@@ -123,7 +124,10 @@ def answer_line(summary: dict, thresholds: dict, meta: dict | None = None) -> st
         out.append(f"Warning {100 * ct['target']:.0f}% of close contacts needs "
                    f"{_pct(ct['adoption'])} adoption.")
     else:
-        out.append(f"{100 * ct['target']:.0f}% of close contacts are never warned.")
+        with quiet_nan():
+            best = float(np.nanmax(np.asarray(summary["f1_coverage_mean"], dtype=float)))
+        out.append(f"Warning {100 * ct['target']:.0f}% of close contacts is out of reach at any adoption "
+                   f"(at most {_pct(best)}).")
     if meta.get("owner_words"):
         out.append(f"Assumed: {meta['owner_words']}; index cases {meta.get('index_words', 'drawn uniformly')}.")
     return " ".join(out)

@@ -166,3 +166,19 @@ def test_epidemic_units_kill_resume_and_no_pandas(tmp_path):
     head = (ref / "epidemic.csv").read_text().splitlines()[0].split(",")
     assert {"rule", "attack_rate_ideal", "isolation_days_per_infection_averted", "r_eff_lo"} <= set(head)
     assert "replayed contact cycle of 2 distinct simulated days" in (ref / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_epidemic_units_on_dask_give_the_in_process_bytes(tmp_path):
+    """The epidemic units (its separate short run, pairs, the closed loop) on a LocalCluster of two
+    worker processes write the same epidemic tables and report as the in-process engine."""
+    pytest.importorskip("distributed")
+    from tests.test_sweep_resume import run_sweep
+    scn = tmp_path / "tiny.toml"
+    scn.write_text(SCENARIO)
+    ref, dask = tmp_path / "ref", tmp_path / "dask"
+    assert run_sweep(_args(scn, ref)) == 0
+    assert run_sweep(_args(scn, dask) + ["--dask", "local", "--workers", "2"]) == 0
+    for name in ("epidemic.csv", "epidemic_daily.csv", "threshold.json", "report.md", "coverage.csv"):
+        assert (dask / name).read_bytes() == (ref / name).read_bytes(), name
+    assert set(_units(dask)) == set(_units(ref))

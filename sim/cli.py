@@ -29,7 +29,6 @@ def register(subparsers) -> None:
 def _run(args: argparse.Namespace) -> int:
     from ble.schema import check_out_path
     from sim.run import simulate
-    from sim.scenario import load_scenario, preset
     if args.scale is not None and not args.scale > 0:
         raise ValueError(f"--scale must be > 0, got {args.scale}")
     if args.days < 1:
@@ -37,15 +36,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
     check_out_path("--out", args.out, "folder")
-    if args.scenario:
-        over = {}
-        if args.preset:
-            over["preset"] = args.preset
-        if args.scale is not None:
-            over["scale"] = args.scale
-        scn = load_scenario(args.scenario, overrides=over or None)
-    else:
-        scn = preset(args.preset or "lang-son", args.scale if args.scale is not None else 1.0)
+    scn = _scenario(args)
     if args.scale is None and not args.scenario:
         print(f"proxitrace simulate: warning: no --scale: the whole province, {scn.n_agents:,} agents "
               f"x {args.days} day(s) (e.g. --scale 0.01 for 1%)", file=sys.stderr, flush=True)

@@ -72,12 +72,12 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
 from tracing.core.checks import quiet_nan
+from tracing.core.pairgraph import PairGraph, collapse_sorted, fold_collapsed, merge_compact, pair_order
 from tracing.core.pairs import PAIR_DTYPE
-from tracing.core.percolation import newman_ziff, order_from_ranks
-from tracing.core.propagation import f2_thresholds
+from tracing.core.percolation import newman_ziff_csr, order_from_ranks
 
 __all__ = ["METRICS", "DelayModel", "sample_index_cases", "close_degree", "collapse_pairs", "compact_pairs",
-           "compact_stream", "OnePass",
+           "compact_stream", "collapse_stream", "pair_graph", "PairGraph", "OnePass",
            "coverage_curve", "coverage_at"]
 
 METRICS = ("f1_coverage", "f1_precision", "f2_coverage", "largest_component", "mean_finite_cluster",
@@ -124,8 +124,13 @@ def sample_index_cases(n: int, k: int, rng: np.random.Generator, weights=None) -
     return np.sort(rng.choice(n, size=m, replace=False, p=w / w.sum())).astype(np.int64)
 
 
-def close_degree(pairs: np.ndarray, n: int) -> np.ndarray:
-    """Number of distinct true close contacts of every agent (int64 (n,)) over the pair table."""
+def close_degree(pairs, n: int) -> np.ndarray:
+    """Number of distinct true close contacts of every agent (int64 (n,)) over the pair table (or a
+    :class:`PairGraph` of it)."""
+    if isinstance(pairs, PairGraph):
+        if pairs.n != n:
+            raise ValueError(f"close_degree: the PairGraph has {pairs.n} agents, not n={n}")
+        return pairs.close_degree()
     c = collapse_pairs(pairs, n)
     t = c["true"]
     return np.bincount(np.concatenate([c["i"][t], c["j"][t]]), minlength=n).astype(np.int64)
@@ -142,23 +147,9 @@ def collapse_pairs(pairs: np.ndarray, n: int) -> dict:
             raise ValueError(f"pair table has agents outside 0..{n - 1}")
         if np.any(p["i"] >= p["j"]):
             raise ValueError("pair table rows must have i < j")
-    key = p["i"].astype(np.int64) * n + p["j"].astype(np.int64)
-    order = np.argsort(key, kind="stable")
-    key = key[order]
-    new = np.ones(len(key), bool)
-    new[1:] = key[1:] != key[:-1]
-    s = np.flatnonzero(new)
-    t = p["t_first"][order].astype(np.float64)
-    if len(s) == 0:
-        e = np.zeros(0)
-        return dict(i=e.astype(np.int64), j=e.astype(np.int64), true=e.astype(bool),
-                    notify_j=e.astype(bool), notify_i=e.astype(bool), t_min=e, t_max=e)
-    return dict(
-        i=p["i"][order][s].astype(np.int64), j=p["j"][order][s].astype(np.int64),
-        true=np.logical_or.reduceat(p["true_close"][order], s),
-        notify_j=np.logical_or.reduceat(p["notify_j"][order], s),
-        notify_i=np.logical_or.reduceat(p["notify_i"][order], s),
-        t_min=np.fmin.reduceat(t, s), t_max=np.fmax.reduceat(t, s))
+    order = pair_order(p["i"], p["j"], n)        # = argsort(i * n + j, kind="stable"), linear time
+    return collapse_sorted(order, p["i"], p["j"], p["t_first"], p["true_close"], p["notify_j"],
+                           p["notify_i"])
 
 
 def compact_pairs(pairs: np.ndarray, n: int) -> np.ndarray:
@@ -172,47 +163,37 @@ def compact_pairs(pairs: np.ndarray, n: int) -> np.ndarray:
     so a run's day tables can be folded in one at a time (:func:`compact_stream`): memory then grows with
     the distinct pairs, not with the days.
     """
-    c = collapse_pairs(pairs, n)
-    m = len(c["i"])
-    two = ~(c["t_max"] == c["t_min"]) & ~np.isnan(c["t_min"])     # NaN t_min <=> NaN t_max
-    pos = np.arange(m, dtype=np.int64)
-    if m:
-        pos[1:] += np.cumsum(two)[:-1]
-    out = np.zeros(m + int(two.sum()), PAIR_DTYPE)
-    out["att"] = np.nan
-    for at, t, sel in ((pos, c["t_min"], slice(None)), (pos[two] + 1, c["t_max"][two], two)):
-        out["i"][at] = c["i"][sel]
-        out["j"][at] = c["j"][sel]
-        out["t_first"][at] = t
-        out["true_close"][at] = c["true"][sel]
-        out["notify_j"][at] = c["notify_j"][sel]
-        out["notify_i"][at] = c["notify_i"][sel]
-    return out
+    return merge_compact(np.zeros(0, PAIR_DTYPE), collapse_pairs(pairs, n), PAIR_DTYPE)
 
 
 def compact_stream(tables, n: int) -> np.ndarray:
     """Fold an iterable of pair tables (e.g. a run's days, read one at a time) into one
     :func:`compact_pairs` table; peak memory ~ the compact table + one day's table + their sort."""
     acc = np.zeros(0, PAIR_DTYPE)
-    for t in tables:
-        acc = compact_pairs(np.concatenate([acc, np.asarray(t)]), n)
+    for t in tables:        # merge the collapsed day into the sorted compact table: no re-sort of acc
+        acc = merge_compact(acc, collapse_pairs(t, n), PAIR_DTYPE)
     return acc
 
 
-def _directed_csr(c: dict, n: int):
-    """Directed adjacency (both directions of every pair) sorted by source, with edge attributes:
-    ``warn[e]`` = dst is warned if src is an index case; ``logs[e]`` = src's log of dst passes."""
-    src = np.concatenate([c["i"], c["j"]])
-    dst = np.concatenate([c["j"], c["i"]])
-    true = np.concatenate([c["true"], c["true"]])
-    warn = np.concatenate([c["notify_j"], c["notify_i"]])
-    logs = np.concatenate([c["notify_i"], c["notify_j"]])
-    tmin = np.concatenate([c["t_min"], c["t_min"]])
-    tmax = np.concatenate([c["t_max"], c["t_max"]])
-    o = np.argsort(src, kind="stable")
-    indptr = np.zeros(n + 1, np.int64)
-    np.cumsum(np.bincount(src, minlength=n), out=indptr[1:])
-    return indptr, dst[o], true[o], warn[o], logs[o], tmin[o], tmax[o]
+def collapse_stream(tables, n: int) -> dict:
+    """:func:`collapse_pairs` of the concatenation of an iterable of pair tables (e.g. a run's days, read
+    one at a time), folded in one table at a time: memory is the collapsed pairs (35 bytes each) plus
+    one day, never the whole pair-day table."""
+    acc = collapse_pairs(np.zeros(0, PAIR_DTYPE), n)
+    for t in tables:
+        acc = fold_collapsed(acc, collapse_pairs(t, n))
+    return acc
+
+
+def pair_graph(pairs, n: int) -> PairGraph:
+    """The replicate-independent part of :class:`OnePass` (:class:`PairGraph`) for a ``PAIR_DTYPE``
+    table or a :func:`collapse_pairs` / :func:`collapse_stream` dict; build it once and pass it to
+    every ``OnePass`` (and :func:`close_degree`) of replicates drawn on the same pairs."""
+    n = int(n)
+    if n < 1:
+        raise ValueError("coverage: population size n must be >= 1")
+    c = pairs if isinstance(pairs, dict) else collapse_pairs(pairs, n)
+    return PairGraph(c, n)
 
 
 def _check_inputs(pairs, n, ranks, f0):
@@ -239,7 +220,8 @@ class OnePass:
 
     Parameters
     ----------
-    pairs : ``PAIR_DTYPE`` table; n : population size; ranks : adoption ranks (``inf`` = never);
+    pairs : ``PAIR_DTYPE`` table, or its :func:`pair_graph` (built once, shared by the replicates drawn
+    on one table); n : population size; ranks : adoption ranks (``inf`` = never);
     f0 : index cases; delay : :class:`DelayModel`; sync_phase_h : per-agent sync phase (h; default
     ``delay.sync_interval_h / 2`` for everyone).
     """
@@ -254,15 +236,13 @@ class OnePass:
         sync_phase_h = np.asarray(sync_phase_h, dtype=np.float64)
         if sync_phase_h.shape != (n,):
             raise ValueError("coverage: sync_phase_h must have one value per agent")
-        c = collapse_pairs(pairs, n)
+        g = pairs if isinstance(pairs, PairGraph) else pair_graph(pairs, n)
+        if g.n != n:
+            raise ValueError(f"coverage: the PairGraph has {g.n} agents, not n={n}")
         is_f0 = np.zeros(n, bool)
         is_f0[f0] = True
-        # directed F0 -> contact edges
-        fi, fj = is_f0[c["i"]], is_f0[c["j"]]
-        a = np.concatenate([c["i"][fi], c["j"][fj]])
-        b = np.concatenate([c["j"][fi], c["i"][fj]])
-        true = np.concatenate([c["true"][fi], c["true"][fj]])
-        notif = np.concatenate([c["notify_j"][fi], c["notify_i"][fj]])
+        # directed F0 -> contact edges (pairs with i in F0, then with j in F0, each in (i, j) order)
+        a, b, true, notif = g.f0_edges(f0)
         thr = np.maximum(ranks[a], ranks[b])
         f1_delay = self.delay.publish_h + sync_phase_h
         self.n_f1_true = int(true.sum())
@@ -278,29 +258,21 @@ class OnePass:
         o = np.argsort(thr[notif], kind="stable")
         self._thr_notif = thr[notif][o]
         self._cum_delay = np.concatenate([[0.0], np.cumsum(f1_delay[b[notif]][o])])
-        # F2
-        indptr, dst, etrue, warn, logs, tmin, tmax = _directed_csr(c, n)
-        f2_thr, f2_del = f2_thresholds(indptr, dst, etrue, warn, logs, tmin, tmax, ranks,
-                                    f1_delay + self.delay.upload_h + self.delay.processing_h,
-                                    f0, is_f0)
+        # F2 under the rule, under the ideal rule (notifies exactly the true close contacts) and every
+        # second-degree person reached over any pair: one walk over the two-hop paths
+        f2_thr, f2_del, f2_ideal, f2_all = g.f2(ranks, f1_delay + self.delay.upload_h + self.delay.processing_h,
+                                                f0, is_f0)
         self.n_f2_true = len(f2_thr)
         o2 = np.argsort(f2_thr, kind="stable")
         self._thr_f2 = f2_thr[o2]
         fin = np.isfinite(self._thr_f2)
         self._cum_f2_delay = np.concatenate([[0.0], np.cumsum(f2_del[o2][fin])])
-        # ideal rule (notifies exactly the true close contacts) and every reached second-degree person
-        self._thr_f2_ideal = np.sort(f2_thresholds(indptr, dst, etrue, etrue, etrue, tmin, tmax, ranks,
-                                                   np.zeros(n), f0, is_f0)[0])
-        anyedge = etrue | warn | logs
-        self._thr_f2_all = np.sort(f2_thresholds(indptr, dst, anyedge, warn, logs, tmin, tmax, ranks,
-                                                 np.zeros(n), f0, is_f0)[0])
+        self._thr_f2_ideal = np.sort(f2_ideal)
+        self._thr_f2_all = np.sort(f2_all)
         # traceable network (truly close and notified), notified network, close-contact network
-        notified = c["notify_i"] | c["notify_j"]
         self._order = order_from_ranks(ranks)
         self._sorted_ranks = ranks[self._order]
-        self._nets = {}
-        for name, e in (("", c["true"] & notified), ("notified_", notified), ("ideal_", c["true"])):
-            self._nets[name] = newman_ziff(n, c["i"][e], c["j"][e], self._order)
+        self._nets = {name: newman_ziff_csr(indptr, idx, self._order) for name, (indptr, idx) in g.nets.items()}
         self._largest, self._chi = self._nets[""]
 
     def evaluate(self, grid) -> dict:

@@ -18,7 +18,7 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["newman_ziff", "order_from_ranks", "percolation_curve"]
+__all__ = ["newman_ziff", "newman_ziff_csr", "order_from_ranks", "percolation_curve"]
 
 
 @numba.njit(cache=True)
@@ -115,6 +115,17 @@ def newman_ziff(n: int, edges_i, edges_j, order) -> tuple[np.ndarray, np.ndarray
     if len(np.unique(order)) != len(order):
         raise ValueError("newman_ziff: order has repeated nodes")
     indptr, indices = _csr(n, edges_i, edges_j)
+    if len(order) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.float64)
+    return _newman_ziff_kernel(indptr, indices, order, n)
+
+
+def newman_ziff_csr(indptr: np.ndarray, indices: np.ndarray, order: np.ndarray):
+    """:func:`newman_ziff` on a graph given as a symmetric CSR (``indptr`` int64 (n+1,), ``indices``
+    int64: both directions of every edge, no self-loops; repeated neighbours are harmless) and a valid
+    ``order`` (distinct nodes, e.g. from :func:`order_from_ranks`); no checks, for callers that built
+    the CSR themselves (the one-pass curves)."""
+    n = len(indptr) - 1
     if len(order) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.float64)
     return _newman_ziff_kernel(indptr, indices, order, n)

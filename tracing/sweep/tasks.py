@@ -37,7 +37,7 @@ import numpy as np
 
 from sim.run import simulate
 from sim.runfolder import RunFolder
-from tracing.core.coverage import compact_stream
+from tracing.core.coverage import collapse_stream, pair_graph
 from tracing.pipeline import pairs_from_run
 from tracing.sweep.epidemic import replicate_closed_loop
 from tracing.sweep.replicate import analysis_rng, one_replicate, resolve_index_cases
@@ -104,8 +104,9 @@ def curves_task(out: str, unit: Unit, run_rel: str, pair_units: list, strategy: 
         return {"unit": unit.name, "status": "skipped", "seconds": 0.0}
     pop = RunFolder(store.root / run_rel).population()
     n = len(next(iter(pop.values())))
-    # the day tables folded in one at a time (<= 2 rows per pair: all OnePass reads): memory flat in days
-    pairs = compact_stream((store.read_pairs(u) for u in pair_units), n)
+    # the day tables collapsed and folded in one at a time, then the replicate-independent graph OnePass
+    # reads (~45 bytes per distinct pair; the collapsed table is dropped once the graph is built)
+    pairs = pair_graph(collapse_stream((store.read_pairs(u) for u in pair_units), n), n)
     share = float(np.mean(pop["has_phone"])) if "has_phone" in pop else None
     k = resolve_index_cases(index_cases, n)     # (mode, number): uniform or by close contacts
     c, f, p = one_replicate(pairs, n, pop, strategy, analysis_rng(seed, replicate), k,

@@ -1,0 +1,157 @@
+"""The linear-time kernels of the one-pass curves (tracing.core.pairgraph) give exactly, byte for byte,
+what the sorting / per-call code they replaced gave: the stable (i, j) order, the collapsed pairs, the
+day-by-day fold, the F0 edges in collapse order, the three F2 walks in one, and the curves of a
+PairGraph shared by replicates."""
+from __future__ import annotations
+
+import numpy as np
+
+from tracing.core import pairgraph as pg
+from tracing.core.coverage import (OnePass, close_degree, collapse_pairs, collapse_stream, compact_stream,
+                                   pair_graph)
+from tracing.core.pairs import PAIR_DTYPE
+from tracing.core.propagation import f2_thresholds
+
+FINE = np.linspace(0.0, 1.0, 401)
+
+
+def _days(n=400, n_days=4, m=3000, seed=0):
+    """Random day tables with repeated pairs (across and within days), unknown times and a few
+    rows without any flag."""
+    rng = np.random.default_rng(seed)
+    home = rng.integers(0, n - 5, m // 4)
+    out = []
+    for d in range(n_days):
+        a = np.concatenate([home, rng.integers(0, n, m)])
+        b = np.concatenate([home + rng.integers(1, 5, len(home)), rng.integers(0, n, m)])
+        k = a != b
+        p = np.zeros(int(k.sum()), PAIR_DTYPE)
+        p["i"], p["j"], p["day"] = np.minimum(a[k], b[k]), np.maximum(a[k], b[k]), d
+        t = d * 86400 + np.round(rng.random(len(p)) * 96) * 900                # ties in times
+        p["t_first"] = np.where(rng.random(len(p)) < 0.1, np.nan, t)
+        for f, q in (("true_close", 0.2), ("notify_j", 0.5), ("notify_i", 0.5)):
+            p[f] = rng.random(len(p)) < q
+        out.append(np.concatenate([p, p[: len(p) // 5]]))                       # duplicated rows
+    return out
+
+
+def _reference_collapse(p, n):
+    """The previous implementation: a stable argsort of i * n + j and ufunc reduceat."""
+    key = p["i"].astype(np.int64) * n + p["j"]
+    o = np.argsort(key, kind="stable")
+    new = np.ones(len(o), bool)
+    new[1:] = key[o][1:] != key[o][:-1]
+    s = np.flatnonzero(new)
+    t = p["t_first"][o].astype(np.float64)
+    return dict(i=p["i"][o][s], j=p["j"][o][s], true=np.logical_or.reduceat(p["true_close"][o], s),
+                notify_j=np.logical_or.reduceat(p["notify_j"][o], s),
+                notify_i=np.logical_or.reduceat(p["notify_i"][o], s),
+                t_min=np.fmin.reduceat(t, s), t_max=np.fmax.reduceat(t, s))
+
+
+def _bytes_equal(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for k in a:
+        x, y = np.asarray(a[k]), np.asarray(b[k])
+        assert x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes(), k
+
+
+def test_pair_order_is_the_stable_argsort():
+    n, full = 400, np.concatenate(_days())
+    assert np.array_equal(pg.pair_order(full["i"], full["j"], n),
+                          np.argsort(full["i"] * n + full["j"], kind="stable"))
+    c = compact_stream([full], n)                              # sorted input: recognised, identity
+    assert np.array_equal(pg.pair_order(c["i"], c["j"], n), np.arange(len(c)))
+
+
+def test_collapse_and_folds_match_the_reference_byte_for_byte():
+    n, days = 400, _days(seed=1)
+    full = np.concatenate(days)
+    ref = _reference_collapse(full, n)
+    _bytes_equal(ref, collapse_pairs(full, n))
+    _bytes_equal(ref, collapse_stream(days, n))                # collapsed, folded day by day
+    _bytes_equal(ref, collapse_pairs(compact_stream(days, n), n))
+    _bytes_equal(collapse_pairs(np.zeros(0, PAIR_DTYPE), n), collapse_stream([], n))
+    assert np.array_equal(close_degree(pair_graph(full, n), n), close_degree(full, n))
+
+
+def test_f0_edges_in_collapse_order():
+    n, full = 400, np.concatenate(_days(seed=2))
+    c = collapse_pairs(full, n)
+    f0 = np.sort(np.random.default_rng(0).choice(n, 25, replace=False))
+    is_f0 = np.zeros(n, bool)
+    is_f0[f0] = True
+    fi, fj = is_f0[c["i"]], is_f0[c["j"]]
+    want = (np.concatenate([c["i"][fi], c["j"][fj]]), np.concatenate([c["j"][fi], c["i"][fj]]),
+            np.concatenate([c["true"][fi], c["true"][fj]]),
+            np.concatenate([c["notify_j"][fi], c["notify_i"][fj]]))
+    for w, g in zip(want, pair_graph(c, n).f0_edges(f0)):
+        assert np.array_equal(w, g)
+
+
+def test_one_walk_equals_the_three_f2_passes_for_any_split():
+    n, full = 400, np.concatenate(_days(seed=3))
+    g = pair_graph(full, n)
+    rng = np.random.default_rng(4)
+    ranks = np.where(rng.random(n) < 0.3, np.inf, rng.random(n))
+    ranks[:50] = 0.5                                           # tied thresholds
+    delay = rng.random(n)
+    delay[::3] = 1.0                                           # tied delays
+    f0 = np.sort(rng.choice(n, 40, replace=False))
+    is_f0 = np.zeros(n, bool)
+    is_f0[f0] = True
+    etrue, warn, logs = ((g.flags & b) != 0 for b in (1, 2, 4))
+    dst = g.dst.astype(np.int64)
+    args = (g.indptr, dst, etrue)
+    thr, dl = f2_thresholds(*args, warn, logs, g.tmin, g.tmax, ranks, delay, f0, is_f0)
+    ideal = f2_thresholds(*args, etrue, etrue, g.tmin, g.tmax, ranks, np.zeros(n), f0, is_f0)[0]
+    anyr = f2_thresholds(g.indptr, dst, etrue | warn | logs, warn, logs, g.tmin, g.tmax, ranks, np.zeros(n),
+                         f0, is_f0)[0]
+    assert len(thr) > 100 and np.isfinite(thr).any() and np.isinf(thr).any()
+    for parts in (1, 3):          # the index cases split between threads: the same bytes
+        got = [np.concatenate(x) for x in zip(*(pg._f2_kernel(g.indptr, g.dst, g.flags, g.tmin, g.tmax,
+                                                               ranks, delay, p, is_f0)
+                                                for p in np.array_split(f0, parts)))]
+        assert got[0].tobytes() == thr.tobytes() and got[1].tobytes() == dl.tobytes()
+        assert np.sort(got[2]).tobytes() == np.sort(ideal).tobytes()
+        assert np.sort(got[3]).tobytes() == np.sort(anyr).tobytes()
+    got = g.f2(ranks, delay, f0, is_f0)
+    assert got[0].tobytes() == thr.tobytes() and got[1].tobytes() == dl.tobytes()
+
+
+def test_a_shared_graph_gives_the_curves_of_the_table():
+    n, days = 400, _days(seed=5)
+    full = np.concatenate(days)
+    g = pair_graph(collapse_stream(days, n), n)
+    for r in range(3):
+        rng = np.random.default_rng(10 + r)
+        ranks = np.where(rng.random(n) < 0.2, np.inf, rng.random(n) + 0.01)
+        f0 = rng.choice(n, 30, replace=False)
+        ph = rng.random(n) * 6
+        a, b = OnePass(full, n, ranks, f0, sync_phase_h=ph), OnePass(g, n, ranks, f0, sync_phase_h=ph)
+        _bytes_equal(a.evaluate(FINE), b.evaluate(FINE))
+        for net in ("traceable", "notified", "ideal"):
+            assert np.float64(a.percolation_threshold(net)).tobytes() == \
+                np.float64(b.percolation_threshold(net)).tobytes()
+
+
+def test_networks_percolate_like_the_edge_lists():
+    from tracing.core.percolation import newman_ziff, newman_ziff_csr, order_from_ranks
+
+    n, full = 400, np.concatenate(_days(seed=6))
+    c = collapse_pairs(full, n)
+    g = pair_graph(c, n)
+    order = order_from_ranks(np.where(np.random.default_rng(7).random(n) < 0.3, np.inf,
+                                      np.random.default_rng(8).random(n)))
+    notified = c["notify_i"] | c["notify_j"]
+    for name, e in (("", c["true"] & notified), ("notified_", notified), ("ideal_", c["true"])):
+        for x, y in zip(newman_ziff(n, c["i"][e], c["j"][e], order), newman_ziff_csr(*g.nets[name], order)):
+            assert x.tobytes() == y.tobytes()
+
+
+def test_graph_of_another_population_is_refused():
+    import pytest
+
+    g = pair_graph(np.concatenate(_days(n=50, n_days=1, m=100)), 50)
+    with pytest.raises(ValueError, match="PairGraph has 50 agents"):
+        OnePass(g, 60, np.ones(60), [0])

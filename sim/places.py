@@ -1,30 +1,69 @@
 """Places: types, instances (one room, floor or vehicle each), their floor plans and members.
 
 :data:`PLACE_TYPES` fixes the order (index = bit in the population's ``place_types`` mask). Every place
-instance is one contiguous floor with its own local coordinates (metres, origin at a corner); pairs are
-only ever formed inside one instance.
+instance is one contiguous floor with its own local coordinates (metres, origin at a corner; width
+``inst_w`` and depth ``inst_h`` in m); pairs are only ever formed inside one instance. Members with a
+fixed spot (``primary``, ``seat_x``/``seat_y`` in m) sit on a grid; visitors move (see
+:mod:`sim.positions`). Parameters are ``scenario.places.<type>`` (:mod:`sim.scenario`); distances in m,
+areas in m² per person (``density_m2``), visit rates per person-day, times in minutes.
 
-================  ===========================================================================================
-type              model (parameters in ``scenario.places.<type>``)
-================  ===========================================================================================
-home              one per household; area ``size × density_m2`` (14 m² per person); sleeping rooms of
-                  ``room_size`` persons (beds 0.6 m apart) ``room_gap_m`` apart
-school            classes of ``class_size`` pupils of one age and commune + their teacher; desks on a grid
-                  ``spacing_m`` (1 m) apart
-university        lecture groups of ``class_size`` students per district
-office            public offices of ``size`` civil servants per district; citizens visit (``visit_*``)
-workplace         other services, ``size`` workers per commune
-factory           industrial-zone production floors of ``size`` workers per district
-hospital          wards of ``size`` (staff + in-patients) per district; outpatients/visitors (``visit_*``)
-market            one per ``per_people`` residents of a commune; vendors at stalls, visitors moving
-restaurant        restaurants/cafés, tables of 4; staff moving; lunch and evening visits
-hotel             per district; staff and guests moving
-station           bus stations/airports per district; staff at counters, travellers moving
-bus               commuter bus routes per district; ``size`` seats ``spacing_m`` apart; driver
-================  ===========================================================================================
+==========  ========================================================================  ===========
+type        model                                                                     setting
+==========  ========================================================================  ===========
+home        one per household; floor ``size × density_m2`` (14 m² per person); beds    home
+            0.6 m apart in rooms of ``room_size`` persons, rooms ``room_gap_m`` apart;
+            **home visits**: a household visits a household within ``visit_range``
+            households in the evening (``visit_weekday``/``visit_weekend`` per
+            household-day, ``dwell_min``), its members moving through the host's floor
+school      classes of ``class_size`` pupils of one age and school zone + ~1.2           school
+            teachers; preschool/primary (ages <= ``primary_max_age``) in staggered rows
+            ``primary_spacing_m`` (1.5 m) apart (6 nearest classmates), secondary on a
+            square grid ``spacing_m`` (1.2 m) apart (8 nearest); the teacher in front
+university  lecture groups of ``class_size`` students per district                     school
+office      public offices of ``size`` civil servants per district (``spacing_m``);    work (staff)
+            citizens' errands (``visit_*``) walk through a ward/office of the district community
+workplace   service workplaces of ``size`` workers per commune; **farm teams** of      work
+            ``farm_team`` agricultural workers per commune working side by side
+            (same type, ``spacing_m`` apart)
+factory     production floors of ``size`` workers per district                         work
+hospital    wards of ``size`` (staff + in-patients) per district; outpatients and      work (staff),
+            visitors (``visit_*``) walk through a ward of their district               community
+market      one per block of ~``per_people`` residents; vendors at stalls on a grid    work (vendors),
+            ``spacing_m`` apart, visitors moving (legs of ``leg_s`` s)                 community
+restaurant  restaurants/cafés per ~``per_people`` residents, tables of 4 (0.8 m        work (staff),
+            across, ``table_gap_m`` apart); staff at fixed spots; lunch and evening    community
+            visits (young adults ``young_adult_factor`` × as often in the evening)
+hotel       one per ~``per_people`` residents; staff and guests moving                 work/community
+station     station halls (bus station, airport), one per ~``per_people`` residents;   work/community
+            half the transport workers at counters, travellers moving
+bus         one vehicle per ~``size`` commuters of a district (``size`` seats          community
+            ``spacing_m`` apart, a fresh seat per ride); the other transport workers     (riders),
+            drive them                                                                 work (drivers)
+gathering   **neighbourhood gathering spots** (courtyard, tea stall, playground,       community
+            pagoda yard), one per block of ~``per_people`` neighbouring residents, who
+            all use their block's spot (afternoon/evening, ``visit_*``; children
+            ``child_factor`` ×, persons 70+ ``elder_factor`` × as often)
+==========  ========================================================================  ===========
 
-Visit places get a floor for their expected peak occupancy: ``max(size, 1.5 × catchment × visit rate ×
-dwell / opening hours) × density_m2``.
+The **setting** column is the mapping to Prem et al.'s four settings used by ``proxitrace validate``
+(:func:`sim.validate.agent_settings`): a person at its own fixed place is at work (school for pupils,
+students and teachers), at any home (own or visited) at home, anywhere else in the community.
+
+Scale-free miniatures (issue 13): the number of instances scales with the population, not their
+crowding. Fixed-membership places (classes, offices, workplaces, farm teams, factory floors, wards) are
+filled in balanced chunks of their ``size`` (occupancy independent of ``--scale``; classes over school
+zones of ``commune_size`` persons, so a small miniature's partial commune does not make small classes).
+Visit places (market, restaurant, gathering, hotel, station) cut the population (consecutive persons =
+neighbouring households) into ``K = max(1, round(n / per_people))`` equal blocks, one instance per
+block: every instance has the catchment ``n / K`` (within ±25 % of ``per_people`` once
+``n >= 2 per_people``, exactly as at full scale), and a floor for its expected peak occupancy
+``max(size, 1.5 × catchment × visit rate × dwell / opening hours) × density_m2``; consecutive blocks
+form a choice area of ~``commune_size`` (market, restaurant) or ~``district_size`` (hotel, station)
+persons among which a visitor picks at random. Buses: one vehicle per ~``size`` riders. No real size
+effect is kept: a district's one bus station is modelled as halls of ``per_people`` catchment each
+(its staff and travellers spread over them), and its hospital as wards of ``size``; the crowd of a
+whole provincial station or hospital is therefore not represented. Below ``n ≈ 2 per_people`` (markets:
+8,000 persons) a miniature's only instance has a smaller catchment than ``per_people``.
 """
 from __future__ import annotations
 
@@ -34,7 +73,7 @@ import numpy as np
 
 from sim.population import R, WORK_AGRI, WORK_HOTEL, WORK_RESTAURANT, WORK_SERVICE
 
-__all__ = ["PLACE_TYPES", "T", "LAYOUTS", "L", "Places", "build_places", "visit_instances"]
+__all__ = ["PLACE_TYPES", "T", "LAYOUTS", "L", "Places", "build_places", "visit_area", "visit_instances"]
 
 PLACE_TYPES = ("home", "school", "university", "office", "workplace", "factory", "hospital", "market",
                "restaurant", "hotel", "station", "bus", "gathering")
@@ -70,6 +109,7 @@ class Places:
     type_leg: np.ndarray       # f4 per type, s, random-waypoint leg duration
     type_gap: np.ndarray       # f4 per type, m, table gap (tables layout)
     gathering: np.ndarray | None = None   # i8 per agent: neighbourhood gathering instance (-1 none)
+    visit_area: dict | None = None        # type -> i8 per agent: its choice area (index into visit_first)
 
     @property
     def n_inst(self) -> int:
@@ -108,6 +148,17 @@ def _grid(rank: np.ndarray, cap: np.ndarray, spacing: float):
     cols = np.ceil(np.sqrt(np.maximum(cap, 1))).astype(np.int64)
     x = ((rank % cols) + 0.5) * spacing
     y = ((rank // cols) + 0.5) * spacing
+    return x.astype(np.float32), y.astype(np.float32)
+
+
+def _grid_staggered(rank: np.ndarray, cap: np.ndarray, spacing: float):
+    """Seat position of ``rank`` in staggered rows (every other row shifted by half a seat) of a
+    near-square block of ``cap`` seats: each seat has 6 nearest seats at ``spacing`` m (2 beside, 2 in
+    front, 2 behind), the next ring at ``sqrt(3) * spacing`` m."""
+    cols = np.ceil(np.sqrt(np.maximum(cap, 1))).astype(np.int64)
+    row = rank // cols
+    x = ((rank % cols) + 0.5 + 0.5 * (row % 2)) * spacing
+    y = (row + 0.5) * spacing * (np.sqrt(3.0) / 2.0)
     return x.astype(np.float32), y.astype(np.float32)
 
 
@@ -191,11 +242,22 @@ def build_places(scn, pop, rng: np.random.Generator) -> Places:
         cls_of_t = (np.arange(len(teachers)) * k) // max(len(teachers), 1)
         cnt = np.bincount(inst, minlength=k) + np.bincount(cls_of_t, minlength=k)
         p = PL["school"]
+        # preschool and primary classes (one age per class, age <= primary_max_age) sit in staggered
+        # rows primary_spacing_m apart (6 nearest classmates), secondary classes on a square grid of
+        # spacing_m (8 nearest: beside, in front, behind and diagonal); calibrated to Prem 2021's school
+        # contacts per pupil (~6 at ages 3-10, ~7.5 at 11-14, ~9 at 15-17)
+        young = (key_inst % 32) <= int(p["primary_max_age"])
+        sp_y = float(p["primary_spacing_m"])
         wv, hv = _room(cnt, p["spacing_m"], p["density_m2"])
+        wy, hy = _room(cnt, sp_y, p["density_m2"])
+        wv = np.where(young, wy + 0.5 * sp_y, wv).astype(np.float32)
+        hv = np.where(young, hy, hv).astype(np.float32)
         first = add("school", wv, hv + 1.5, cnt, "seated")       # +1.5 m in front for the teacher
         primary[pupils] = first + inst
         sx, sy = _grid(rank, cnt[inst], p["spacing_m"])
-        seat_x[pupils], seat_y[pupils] = sx, sy + 1.5
+        yx, yy = _grid_staggered(rank, cnt[inst], sp_y)
+        yp = young[inst]
+        seat_x[pupils], seat_y[pupils] = np.where(yp, yx, sx), np.where(yp, yy, sy) + 1.5
         primary[teachers] = first + cls_of_t
         seat_x[teachers] = wv[cls_of_t] / 2
         seat_y[teachers] = 0.5
@@ -222,22 +284,29 @@ def build_places(scn, pop, rng: np.random.Generator) -> Places:
     pat = np.flatnonzero(role == R["patient"])
     sleep_x[pat], sleep_y[pat] = seat_x[pat], seat_y[pat]
 
-    # visit places per commune (market, restaurant) or district (office and hospital visits, hotel,
-    # station); instances sized for their expected peak occupancy
-    n_comm = int(pop.commune.max()) + 1
+    # visit places (market, restaurant, gathering spot: neighbourhood level; hotel, station hall: district
+    # level) are scale-free: the population (consecutive persons = neighbouring households, urban first)
+    # is cut into K = max(1, round(n / per_people)) equal blocks, one instance per block, so every
+    # instance has the catchment n / K ~ per_people persons at any --scale (communes of a small miniature
+    # are partial; sizing per commune made its market smaller than a real one). Consecutive blocks form
+    # a choice area of ~commune_size (neighbourhood level) or ~district_size persons; a visitor picks an
+    # instance of its area at random (gathering spots: always its own block's).
     n_dist = int(pop.district.max()) + 1
-    comm_pop = np.bincount(pop.commune, minlength=n_comm)
-    dist_pop = np.bincount(pop.district, minlength=n_dist)
-    visit_first, visit_count, visit_level = {}, {}, {}
+    visit_first, visit_count, visit_level, visit_area = {}, {}, {}, {}
+    block_of = {}
+    agents = np.arange(n, dtype=np.int64)
     for t, level in (("market", 0), ("restaurant", 0), ("hotel", 1), ("station", 1), ("gathering", 0)):
         p = PL[t]
-        cpop = comm_pop if level == 0 else dist_pop
-        cnt = np.maximum(1, np.round(cpop / p["per_people"])).astype(np.int64)
-        catch = cpop / cnt
+        K = max(1, int(round(n / float(p["per_people"]))))
+        block = agents * K // n
+        area_size = scn.population["commune_size"] if level == 0 else scn.population["district_size"]
+        m = max(1, int(round(float(area_size) / float(p["per_people"]))))
+        cnt = np.bincount(np.arange(K) // m)
+        catch = n / K
         occ = 1.5 * catch * 0.5 * (p["visit_weekday"] + p["visit_weekend"]) * p["dwell_min"] / \
             max(p["close"] - p["open"], 1)
-        cap = np.maximum(p["size"], np.ceil(occ)).astype(np.int64)
-        cap_i = np.repeat(cap, cnt)
+        cap = max(int(p["size"]), int(np.ceil(occ)))
+        cap_i = np.full(K, cap, np.int64)
         if t == "restaurant":
             tables = -(-cap_i // 4)
             cols = np.ceil(np.sqrt(tables))
@@ -252,6 +321,8 @@ def build_places(scn, pop, rng: np.random.Generator) -> Places:
         visit_first[t] = first + np.r_[0, np.cumsum(cnt)[:-1]]
         visit_count[t] = cnt
         visit_level[t] = level
+        visit_area[t] = block // m
+        block_of[t] = first + block
     # offices and hospital wards as visit places (citizens, outpatients and visitors): by district
     for t in ("office", "hospital"):
         ids = np.flatnonzero(np.concatenate(types) == T[t]) if types else np.zeros(0, np.int64)
@@ -268,19 +339,14 @@ def build_places(scn, pop, rng: np.random.Generator) -> Places:
         visit_count[t] = cnt
         visit_level[t] = 1
 
-    # neighbourhood gathering spot of every agent: the commune's spots each serve a contiguous block of
-    # its households (agents are contiguous per household and communes are consecutive persons)
-    c_first = np.r_[0, np.cumsum(comm_pop)[:-1]]
-    pos = (np.arange(n) - c_first[pop.commune]) / np.maximum(comm_pop[pop.commune], 1)
-    cnt_g = visit_count["gathering"][pop.commune]
-    gathering = visit_first["gathering"][pop.commune] + np.minimum((pos * cnt_g).astype(np.int64), cnt_g - 1)
+    # neighbourhood gathering spot of every agent: the spot of its block of neighbouring households
+    gathering = block_of["gathering"]
 
     def place_staff(t, members):
         """Staff at fixed spots in the visit instances of their commune/district."""
         if len(members) == 0:
             return
-        lev = visit_level[t]
-        area = pop.commune[members] if lev == 0 else pop.district[members]
+        area = visit_area[t][members]
         o = np.lexsort((rnd_key[members], area))
         members, area = members[o], area[o]
         _, first_idx = np.unique(area, return_index=True)
@@ -307,7 +373,9 @@ def build_places(scn, pop, rng: np.random.Generator) -> Places:
     users = np.flatnonzero(pop.bus_user)
     n_users = np.bincount(pop.district[users], minlength=n_dist)
     n_drivers = np.bincount(pop.district[drivers], minlength=n_dist)
-    n_routes = np.maximum(np.maximum(-(-n_users // (int(bp["size"]) * 4)), 1), 0)
+    # one instance per busload: ~size riders per route (the morning and evening rides of a route's
+    # riders overlap), so a bus's crowding does not depend on the scale
+    n_routes = np.maximum(np.round(n_users / float(bp["size"])), 1).astype(np.int64)
     n_routes = np.where(n_users + n_drivers > 0, n_routes, 0)
     if n_routes.sum():
         w, h = _room(np.full(int(n_routes.sum()), int(bp["size"])), bp["spacing_m"], bp["density_m2"])
@@ -332,12 +400,22 @@ def build_places(scn, pop, rng: np.random.Generator) -> Places:
                   inst_cap=np.concatenate(caps), inst_layout=np.concatenate(lays), primary=primary,
                   seat_x=seat_x, seat_y=seat_y, sleep_x=sleep_x, sleep_y=sleep_y, bus_route=bus_route,
                   visit_first=visit_first, visit_count=visit_count, visit_level=visit_level,
-                  type_spacing=spacing, type_move=move, type_leg=leg, type_gap=gap, gathering=gathering)
+                  type_spacing=spacing, type_move=move, type_leg=leg, type_gap=gap, gathering=gathering,
+                  visit_area=visit_area)
+
+
+def visit_area(places: Places, t: str, pop) -> np.ndarray:
+    """Choice area (int64 (n,)) of every agent for visit type ``t``: its block group for market,
+    restaurant, hotel, station and gathering (:attr:`Places.visit_area`), its district for office and
+    hospital visits."""
+    if places.visit_area is not None and t in places.visit_area:
+        return places.visit_area[t]
+    return pop.district.astype(np.int64)
 
 
 def visit_instances(places: Places, t: str, area: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Instance of type ``t`` visited by agents living in commune/district ``area`` given uniform
-    draws ``u`` in [0, 1) (-1 where the area has no such place)."""
+    """Instance of type ``t`` visited by agents of choice area ``area`` (:func:`visit_area`) given
+    uniform draws ``u`` in [0, 1) (-1 where the area has no such place)."""
     cnt = places.visit_count[t][area]
     k = np.minimum((u * cnt).astype(np.int64), np.maximum(cnt - 1, 0))
     vf = places.visit_first[t]

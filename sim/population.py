@@ -4,25 +4,28 @@ Everything is vectorised numpy (no Python loop over agents). Units: ages in year
 
 Model (defaults in :mod:`sim.scenario`, facts in ``FACTS.md``)
 -------------------------------------------------------------
-* **Households.** Sizes are ``1 + Poisson(mean − 1)`` truncated at ``household_max`` (mean 3.5
-  nationally, 3.83 for Đắk Lắk; the census gives no size distribution). Households are urban with
-  probability ``urban_share``; urban households come first and are cut into communes of
-  ``commune_size`` persons (wards), then rural ones; communes are grouped into districts of about
-  ``district_size`` persons.
+* **Households** (:func:`_households`): families of parents (matched by age gap), a spouse, their
+  co-resident children and grandparents, couples, one-person households and relatives, calibrated to
+  the census mean ``household_mean`` (3.5 nationally, 3.83 for Đắk Lắk); kinds in :data:`HH_KINDS`.
+  Households are urban with probability ``urban_share``; urban households come first and are cut into
+  communes of ``commune_size`` persons (wards), then rural ones; communes are grouped into districts of
+  about ``district_size`` persons.
 * **Ages.** All N ages are drawn from the age-band shares (uniform inside a band), so the population
-  pyramid is exact in expectation. Each household gets one head aged 20+, the others are dealt at
-  random into the remaining places — members of a household are therefore of mixed ages but not
-  organised into parent/child generations (documented simplification).
-* **Smartphones.** Adults 18+: ownership ∝ weight of the age group (18–36, 37–59, 60+; Pew 2017 found
-  88 % vs 38 % for 18–36 vs 37+), urban residents with odds × ``urban_factor``; a common factor is solved
-  so that the adult share equals ``phones.adult_share`` (73.5 % in 2022, ~68 % by default for 2020).
-  Children: fixed shares per age group. Platform iOS with probability ios/(ios+android) (36 : 63).
+  pyramid is exact in expectation; households only group them.
+* **Smartphones.** Adults 18+: ownership ∝ weight of the age group (18–36, 37–59, 60+; the ratio
+  of Pew 2017's 88 % vs 38 % for 18–36 vs 37+), urban residents' weight × ``urban_factor``, capped at
+  0.98; a common factor is solved so that the adult share equals ``phones.adult_share`` (73.5 % in
+  March 2022 by default). Children: fixed shares per age group (0–11, 12–14, 15–17). With
+  ``phones.owner_share`` set (``--phone-owners``), the probabilities are rescaled so that the share of
+  the WHOLE population is that value (:func:`owner_share_probability`, gradient kept). Platform iOS
+  with probability ios/(ios+android) (36 : 63).
 * **Devices.** ``device_model`` is a row of Google's calibration table drawn through
   ``ble.radio.device_offsets`` (TX/RX offsets in dB); carriage habit from ``phones.carriage_probs``
   over ``ble.radio.CARRIAGES``.
 * **Roles** (:data:`ROLES`): children 3–17 attend school (net attendance by level), a share of the
-  18–22 year-olds study at a university; of those 18–64 not studying, ``employment_rate`` work, split
-  into agriculture (role ``other``, no workplace in the model), civil servants, health workers, transport
+  18–22 year-olds study at a university; of those 18–64 not studying, ``employment_rate`` work on average
+  (by age: ``employment_by_age``, :func:`employment_probability`), split into agriculture (role
+  ``other``, farm teams), civil servants, health workers, transport
   workers, factory workers, market vendors, restaurant/hotel staff and other services; teachers are drawn
   from the employed to staff the school classes; in-patients (``patients_per_1000``, more often old) are
   in hospital for the whole run.
@@ -34,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 
-__all__ = ["ROLES", "R", "HH_KINDS", "HH_SIZE_SHARE", "HH_SIZE_SOURCE", "WORK_NONE", "WORK_SERVICE", "WORK_RESTAURANT", "WORK_HOTEL", "WORK_AGRI", "Population",
+__all__ = ["ROLES", "R", "HH_KINDS", "employment_probability", "HH_SIZE_SHARE", "HH_SIZE_SOURCE", "WORK_NONE", "WORK_SERVICE", "WORK_RESTAURANT", "WORK_HOTEL", "WORK_AGRI", "Population",
            "make_population"]
 
 ROLES = ("other", "civil_servant", "student", "teacher", "health_worker", "patient", "transport_worker",
@@ -276,6 +279,22 @@ def owner_share_probability(p_phone: np.ndarray, owner_share: float, cap: float 
     return np.minimum(cap, _solve_factor(p, owner_share, cap) * p)
 
 
+def employment_probability(age: np.ndarray, working_age: np.ndarray, ro: dict) -> np.ndarray:
+    """Probability of being employed per person (float (n,)) for ages ``age`` (years, int (n,)).
+
+    ``roles.employment_by_age`` gives relative factors for the age bands starting at
+    ``roles.employment_age_edges`` (years; the last band ends at 64); they are scaled by one common
+    factor so that the mean over ``working_age`` persons (bool (n,): 18-64 not at university) is
+    ``roles.employment_rate``, capped at 0.98. Zero outside ``working_age``. Draws nothing.
+    """
+    edges = np.asarray(ro["employment_age_edges"], np.float64)
+    f = np.asarray(ro["employment_by_age"], np.float64)
+    band = np.clip(np.searchsorted(edges, age, side="right") - 1, 0, len(f) - 1)
+    w = np.where(working_age, f[band], 0.0)
+    c = _solve_factor(w[working_age], float(ro["employment_rate"]))
+    return np.where(working_age, np.minimum(0.98, c * w), 0.0)
+
+
 def _device_offsets(rng: np.random.Generator, n: int):
     """(model, tx_offset, rx_offset, tx_power) through ``ble.radio.device_offsets``; see sim.scanning."""
     # the radio (numba) loads when a population is drawn, so that `proxitrace --help` stays light
@@ -350,7 +369,7 @@ def make_population(scn, rng: np.random.Generator) -> Population:
     uni = (a >= 18) & (a <= 22) & (u < ro["university_share"])
     role[pupil | uni] = R["student"]
     working_age = (a >= 18) & (a <= 64) & ~uni
-    employed = working_age & (rng.random(n) < ro["employment_rate"])
+    employed = working_age & (rng.random(n) < employment_probability(a, working_age, ro))
     shares = np.array([ro["agriculture_share"], ro["civil_servant_share"], ro["health_worker_share"],
                        ro["transport_worker_share"], ro["factory_share"], ro["market_vendor_share"],
                        ro["restaurant_staff_share"], ro["hotel_staff_share"]])

@@ -38,12 +38,14 @@ _PLACES = {
     # households, i.e. the same hamlet) with probability visit_weekday/visit_weekend per day, in the
     # evening, all members free at that time together; calibrated so that the home matrix of Prem 2021
     # (which counts visitors at home, ~5 contacts a day) is met within its tolerance
-    "home":       dict(layout="home", density_m2=14.0, room_size=2, room_gap_m=3.5, visit_weekday=0.25,
-                       visit_weekend=0.4, dwell_min=75.0, open=1050, close=1260, visit_range=30),
+    "home":       dict(layout="home", density_m2=14.0, room_size=2, room_gap_m=3.5, visit_weekday=0.45,
+                       visit_weekend=0.6, dwell_min=75.0, open=1050, close=1260, visit_range=30),
     # two-pupil benches: desks 1.2 m apart (1.0 m gave every pupil ~12 classmates within 2 m all day,
     # twice Prem's school contacts for ages 5-14)
+    # preschool/primary classes (ages <= primary_max_age) in staggered rows primary_spacing_m apart
+    # (6 nearest classmates; the square grid gave 8.6 close contacts a day at ages 5-9 vs Prem's 6.0)
     "school":     dict(layout="seated", class_size=32, density_m2=1.6, spacing_m=1.2,
-                       move_prob=0.05, attendance=0.95),
+                       move_prob=0.05, attendance=0.95, primary_spacing_m=1.5, primary_max_age=10),
     "university": dict(layout="seated", class_size=60, density_m2=1.5, spacing_m=1.1,
                        move_prob=0.05, attendance=0.8),
     # work spacings calibrated to Prem 2021's work matrix (4.6-5.7 contacts a day at ages 30-59)
@@ -61,12 +63,15 @@ _PLACES = {
                        open=330, close=1080),
     "restaurant": dict(layout="tables", size=6, density_m2=2.0, spacing_m=0.8, table_gap_m=2.5,
                        visit_weekday=0.2, visit_weekend=0.25, dwell_min=45.0, per_people=250,
-                       open=360, close=1320),
+                       open=360, close=1320, young_adult_factor=2.2),
+    # hotels and guest houses (nha nghi), one per ~1,300 residents; station halls: a district's bus
+    # station (or airport) as halls of ~2,000 residents' travellers each, with their counter staff -- a
+    # modelling unit so that a hall's crowding does not grow with --scale (sim.places: scale-free)
     "hotel":      dict(layout="mobile", size=10, density_m2=10.0, spacing_m=2.0, leg_s=300.0,
-                       visit_weekday=0.002, visit_weekend=0.003, dwell_min=120.0, per_people=5000,
+                       visit_weekday=0.002, visit_weekend=0.003, dwell_min=120.0, per_people=1300,
                        open=480, close=1320),
     "station":    dict(layout="mobile", size=10, density_m2=3.0, spacing_m=2.0, leg_s=120.0,
-                       visit_weekday=0.004, visit_weekend=0.006, dwell_min=45.0, per_people=30000,
+                       visit_weekday=0.004, visit_weekend=0.006, dwell_min=45.0, per_people=2000,
                        open=300, close=1260),
     # neighbourhood gathering spots (courtyard, tea stall, playground, pagoda yard): one per
     # ``per_people`` residents, each serving a fixed block of neighbouring households; visited in the
@@ -74,7 +79,7 @@ _PLACES = {
     # matrix of Prem 2021 (other locations: ~5 contacts a day)
     "gathering":  dict(layout="mobile", size=6, density_m2=3.0, spacing_m=1.5, leg_s=600.0,
                        visit_weekday=0.45, visit_weekend=0.55, dwell_min=80.0, per_people=150,
-                       open=960, close=1260, child_factor=2.0),
+                       open=960, close=1260, child_factor=2.0, elder_factor=0.5),
     "bus":        dict(layout="seated", size=40, density_m2=0.6, spacing_m=0.8, move_prob=0.0,
                        share_urban=0.08, share_rural=0.02, ride_min=30.0),
 }
@@ -106,16 +111,27 @@ DEFAULTS: dict = {
         "age_band_share": [15.9, 14.0, 15.8, 16.6, 13.9, 11.4, 7.5, 2.9, 1.9],
     },
     "phones": {
-        "adult_share": 0.68,                 # adults (18+) with a smartphone, 2020 (53 % 2017 -> 73.5 % 2022)
+        # Adults (18+) using a smartphone: 73.5 % in March 2022 (S16: OpenGov Asia 2022; Hai Phong 78.4,
+        # Da Nang 77.8, HCMC 75.7, Ha Noi 74.5, Ha Giang 56.1); 53 % in 2017 (S17: Pew via Saigoneer).
+        # The campaign year's (2020) share is NOT FOUND (a straight line 2017 -> 2022 gives ~65 %); the
+        # default is the sourced 2022 figure (issue 13), so coverage is, if anything, overstated for 2020.
+        # A province's own count goes through phones.owner_share (proxitrace sweep --phone-owners).
+        "adult_share": 0.735,
         "owner_share": None,                 # if set: share of the WHOLE population owning one (gradient kept)
-        # relative ownership per age group: 18-36, 37-59, 60+ (Pew 2017: 88 % vs 38 % for 18-36 vs 37+)
+        # relative ownership per age group 18-36, 37-59, 60+ (proportional, capped at 0.98). Pew 2017
+        # (S17): 88 % of 18-36 vs 38 % of 37+ (ratio 2.3; "internet or smartphone"); the weights give that
+        # ratio at the 2017 adult share (0.79 vs 0.34 at 53 %) and 0.98 vs 0.56 at 2022's 73.5 %
+        # (carrying 2017's odds ratio of 12 to 2022 would give 0.95 vs 0.59). The split of 37+ into
+        # 37-59 and 60+ is an ESTIMATE (no source by age in FACTS.md; Pew 2018 (S18): 97 % have a mobile).
         "weight_18_36": 1.0,
-        "weight_37_59": 0.7,
-        "weight_60p": 0.3,
+        "weight_37_59": 0.52,
+        "weight_60p": 0.22,
+        # children: ESTIMATES (no Vietnamese source found): few own a phone of their own before lower
+        # secondary school, most by upper secondary
         "child_share_0_11": 0.02,
         "child_share_12_14": 0.25,
         "child_share_15_17": 0.6,
-        "urban_factor": 1.1,                 # odds multiplier on ownership for urban residents
+        "urban_factor": 1.1,                 # ESTIMATE: multiplier on adult ownership weights for urban residents
         "ios_share": 0.36,                   # Android 63 % / iOS 36 % (2020)
         "android_share": 0.63,
         # carriage habits, probabilities in the order of ble.radio.CARRIAGES
@@ -123,6 +139,13 @@ DEFAULTS: dict = {
     },
     "roles": {
         "employment_rate": 0.74,             # of persons aged 18-64 (labour force 15+ ~74 %)
+        # employment by age: relative factors for the bands starting at these ages (the last ends at
+        # 64), rescaled so that the 18-64 mean is employment_rate. ESTIMATE calibrated to the age profile
+        # of Prem 2021's work contacts for Vietnam (which follows labour-force participation by age):
+        # few at 18-19 (school), entry at 20-24, peak at 40-49, retirement (statutory age 55 women /
+        # 60 men until 2020, Labour Code 2012) at 55-64
+        "employment_age_edges": [18, 20, 25, 30, 35, 40, 50, 55, 60],
+        "employment_by_age": [0.05, 0.4, 0.85, 0.85, 0.95, 1.0, 0.9, 0.55, 0.22],
         "agriculture_share": 0.33,           # of the employed: farm work, no workplace in the model
         "civil_servant_share": 0.04,
         "teacher_per_class": 1.2,            # teachers per school class (derived count, not a share)
@@ -174,7 +197,7 @@ _PROB_KEYS = {"urban_share", "young_adult_at_home", "single_parent_share", "elde
               "home_lunch_share", "saturday_work_share", "move_prob", "attendance", "visit_weekday",
               "visit_weekend", "share_urban", "share_rural"}
 _INT_POS = {"size", "class_size", "household_max", "commune_size", "district_size", "step_s",
-            "gt_substeps", "per_people", "room_size", "farm_team", "visit_range"}
+            "gt_substeps", "per_people", "room_size", "farm_team", "visit_range", "primary_max_age"}
 _MINUTE_OF_DAY = {"wake", "sleep", "work_start", "work_end", "lunch_start", "lunch_end", "school_start",
                   "school_end", "factory_start", "factory_end", "evening_start", "evening_end", "open",
                   "close"}
@@ -276,7 +299,7 @@ def _check_leaf(source: str, key: str, name: str, v, default) -> None:
             if not (isinstance(v, int) and 0 <= v <= 6):
                 _fail(source, key, "an integer 0 (Monday) .. 6 (Sunday)", v)
         elif name in ("density_m2", "radio_range_m", "close_m", "spacing_m", "leg_s", "dwell_min",
-                      "ride_min", "table_gap_m", "room_gap_m"):
+                      "ride_min", "table_gap_m", "room_gap_m", "primary_spacing_m"):
             if not v > 0:
                 _fail(source, key, "a positive number", v)
         elif not v >= 0:
@@ -313,6 +336,11 @@ def _build(d: dict, source: str) -> Scenario:
     if pop["household_mean"] >= pop["household_max"]:
         raise ValueError(f"{source}: population.household_mean: must be below population.household_max "
                          f"({pop['household_max']}), got {pop['household_mean']!r}")
+    ro = d["roles"]
+    if len(ro["employment_age_edges"]) != len(ro["employment_by_age"]) or any(
+            b <= a for a, b in zip(ro["employment_age_edges"], ro["employment_age_edges"][1:])):
+        raise ValueError(f"{source}: roles.employment_age_edges: must be increasing with one entry per "
+                         f"roles.employment_by_age factor, got {ro['employment_age_edges']!r}")
     if ph["ios_share"] + ph["android_share"] <= 0:
         _fail(source, "phones.ios_share", "positive together with phones.android_share", ph["ios_share"])
     osh = ph.get("owner_share")

@@ -5,23 +5,36 @@ A day has ``S = 86400 / step_s`` steps (288 at the default 300 s). Every agent g
 wins (visits are listed after work, so a market trip overrides the desk). Outside every segment the agent
 is at home: awake between its ``wake`` and ``sleep`` steps, asleep (static) otherwise.
 
-Routines (minutes of the day in ``scenario.schedule``; day-to-day randomness from the day's generator):
+Routines (times in minutes of the day, durations in minutes, in ``scenario.schedule`` and
+``scenario.places.<type>``; probabilities per person-day; day-to-day randomness from the day's generator;
+every start jittered by ± ``start_jitter``):
 
-* pupils/students: school (Mon–Fri) ``school_start``–``school_end``; at lunch either home
+* pupils/students (slot 0-1): school Mon–Fri ``school_start``–``school_end``; at lunch either home
   (``home_lunch_share``) or stay in class;
-* civil servants, service workers, teachers: ``work_start``–``work_end`` Mon–Fri, Saturday with
-  probability ``saturday_work_share``; lunch at home, at a restaurant (``visit_weekday`` of
-  restaurants ×2.5) or at the desk;
+* civil servants, service workers, farm workers, teachers: ``work_start``–``work_end`` Mon–Fri,
+  Saturday with probability ``saturday_work_share``; lunch at home, at a restaurant (slot 2,
+  probability 2.5 × ``restaurant.visit_weekday`` of those not going home) or at the desk;
 * factory workers ``factory_start``–``factory_end`` Mon–Sat (canteen in the factory);
-* health workers: day shift 07:00–17:00, or (``night_shift_share`` per day) a night shift
+* health workers: day shift 07:00–17:00, or (``roles.night_shift_share`` per day) a night shift
   00:00–07:00 and 19:00–24:00; in-patients in their ward all day;
 * market vendors at their stall from the market's ``open`` to ``close``; restaurant, hotel and
-  station staff and bus drivers ``work_start - 90 min`` to ``work_end + 60 min`` every day;
-* bus commuters ride ``bus.ride_min`` before work/school and after it;
-* visits with per-day probabilities ``visit_weekday``/``visit_weekend`` of each visit type (adults;
-  children 6+ at a third of the rate): market (mornings, or after work for those working), evening
-  restaurant/café, office (citizens' errands), hospital (outpatients and visitors), hotel, station.
-  Visit lengths are ``dwell_min × U(0.5, 1.5)``.
+  station staff and bus drivers ``work_start - 90`` to ``work_end + 60`` on 6 days of 7;
+* bus commuters (slots 3-4) ride ``bus.ride_min`` before work/school and after it;
+* visits (slots 5-7) with per-day probabilities ``visit_weekday``/``visit_weekend`` of each visit type
+  (adults; children 6+ at a third of the rate), after work for those working: market (between its
+  ``open`` and ``close``), evening restaurant/café (``evening_start``–``evening_end``; ages 18-29
+  ``young_adult_factor`` × as often), and one rarer errand: office (weekdays), hospital (outpatients and
+  visitors), hotel, station. Visit lengths are ``dwell_min × U(0.5, 1.5)``. A visitor picks an instance
+  of its choice area (:func:`sim.places.visit_area`);
+* **home visits** (slot 9): each household visits, with probability ``home.visit_weekday``/
+  ``visit_weekend``, a household within ``home.visit_range`` households (neighbours and relatives of
+  the hamlet), starting uniformly between ``home.open`` and ``home.close - dwell`` and lasting
+  ``home.dwell_min × U(0.5, 1.5)``; the members who are free then (not working, not on a night shift,
+  not in-patients) go together;
+* **neighbourhood gathering** (slot 8): persons 3+ go with probability ``gathering.visit_*`` (children
+  3-17 × ``child_factor``, persons 70+ × ``elder_factor``) to the gathering spot of their block of
+  households, between ``gathering.open`` (or the end of work) and ``close``, for ``dwell_min ×
+  U(0.5, 1.5)``; visitors and hosts of a home visit leave before the visit starts.
 
 Segment kinds: :data:`OWN` (the agent's fixed spot in its primary instance), :data:`VISIT` (a random
 spot / random waypoint), :data:`NIGHT` (own spot, also valid during the static night).
@@ -32,7 +45,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.places import visit_instances
+from sim.places import visit_area, visit_instances
 from sim.population import R, WORK_AGRI, WORK_HOTEL, WORK_RESTAURANT, WORK_SERVICE
 
 __all__ = ["M", "OWN", "VISIT", "NIGHT", "DaySchedule", "make_day"]
@@ -142,7 +155,7 @@ def make_day(scn, pop, places, day: int, rng: np.random.Generator) -> DaySchedul
     p_lunch_rest = min(1.0, 2.5 * PL["restaurant"]["visit_weekday"])
     lunch_rest = office_like & works_today & ~lunch_home & (rng.random(n) < p_lunch_rest)
     u = rng.random(n)
-    rest = visit_instances(places, "restaurant", pop.commune, u)
+    rest = visit_instances(places, "restaurant", visit_area(places, "restaurant", pop), u)
     put(2, lunch_rest, ls, np.minimum(le, ls + st(PL["restaurant"]["dwell_min"])), rest, VISIT)
     # night shift and in-patients: valid in the static night too
     put(0, night, np.zeros(n, np.int32), st(420), prim, NIGHT)
@@ -164,7 +177,10 @@ def make_day(scn, pop, places, day: int, rng: np.random.Generator) -> DaySchedul
     def visit(slot, t, lo_min, hi_min, area, mask=None):
         p = PL[t]
         prob = p["visit_weekend"] if weekend else p["visit_weekday"]
-        go = can_visit & (rng.random(n) < prob * rate)
+        f = rate
+        if "young_adult_factor" in p:      # cafés: young adults go out more often (calibration, sim.scenario)
+            f = rate * np.where((a >= 18) & (a <= 29), p["young_adult_factor"], 1.0)
+        go = can_visit & (rng.random(n) < prob * f)
         if mask is not None:
             go &= mask
         dwell = st(p["dwell_min"] * rng.uniform(0.5, 1.5, n))
@@ -176,8 +192,8 @@ def make_day(scn, pop, places, day: int, rng: np.random.Generator) -> DaySchedul
         where = visit_instances(places, t, area, rng.random(n))
         put(slot, ok, t0, t0 + dwell, where, VISIT)
 
-    visit(5, "market", PL["market"]["open"], PL["market"]["close"], pop.commune)
-    visit(6, "restaurant", sc["evening_start"], sc["evening_end"], pop.commune)
+    visit(5, "market", PL["market"]["open"], PL["market"]["close"], visit_area(places, "market", pop))
+    visit(6, "restaurant", sc["evening_start"], sc["evening_end"], visit_area(places, "restaurant", pop))
     # one of the rarer errands per day, drawn by type in turn (later types override earlier slot 7)
     for t, lo_m, hi_m in (("office", sc["work_start"], sc["work_end"]),
                           ("hospital", sc["work_start"], sc["work_end"]),
@@ -185,22 +201,11 @@ def make_day(scn, pop, places, day: int, rng: np.random.Generator) -> DaySchedul
                           ("station", PL["station"]["open"], PL["station"]["close"])):
         if t in ("office",) and weekend:
             continue
-        visit(7, t, lo_m, hi_m, pop.district)
+        visit(7, t, lo_m, hi_m, visit_area(places, t, pop))
 
-    # neighbourhood gathering (slot 8): afternoon/evening, a fixed spot per block of households
-    gp = PL["gathering"]
-    if places.gathering is not None:
-        prob = gp["visit_weekend"] if weekend else gp["visit_weekday"]
-        kid = (a >= 3) & (a < 18)
-        go = (role != R["patient"]) & (a >= 3) & \
-            (rng.random(n) < prob * np.where(kid, gp["child_factor"], 1.0))
-        dwell = np.maximum(st(gp["dwell_min"] * rng.uniform(0.5, 1.5, n)), 1)
-        lo = np.maximum(st(gp["open"]), np.where(works_today, s1, 0))
-        hi = st(gp["close"]) - dwell
-        t0 = lo + np.floor(rng.random(n) * np.maximum(hi - lo, 1)).astype(np.int32)
-        put(8, go & (hi > lo), t0, t0 + dwell, places.gathering, VISIT)
     # home visits (slot 9): a household visits a neighbouring household; its members free then go
     hp = PL["home"]
+    busy_from = np.full(n, S, np.int32)
     H = pop.n_households
     if H > 1:
         hprob = hp["visit_weekend"] if weekend else hp["visit_weekday"]
@@ -216,7 +221,23 @@ def make_day(scn, pop, places, day: int, rng: np.random.Generator) -> DaySchedul
         free = ~works_today | (s1 <= ht0[hh])
         m = hgo[hh] & free & (role != R["patient"]) & ~night
         put(9, m, ht0[hh], ht0[hh] + hdw[hh], host[hh], VISIT)
+        # the visitors and their hosts are busy from the visit's start: a gathering ends before it
+        host_from = np.full(H, S, np.int32)
+        np.minimum.at(host_from, host[hgo], ht0[hgo])
+        busy_from = np.minimum(np.where(m, ht0[hh], S), host_from[hh]).astype(np.int32)
 
+    # neighbourhood gathering (slot 8): afternoon/evening, a fixed spot per block of households
+    gp = PL["gathering"]
+    if places.gathering is not None:
+        prob = gp["visit_weekend"] if weekend else gp["visit_weekday"]
+        kid = (a >= 3) & (a < 18)
+        go = (role != R["patient"]) & (a >= 3) & \
+            (rng.random(n) < prob * np.where(kid, gp["child_factor"], np.where(a >= 70, gp["elder_factor"], 1.0)))
+        dwell = np.maximum(st(gp["dwell_min"] * rng.uniform(0.5, 1.5, n)), 1)
+        lo = np.maximum(st(gp["open"]), np.where(works_today, s1, 0))
+        hi = np.minimum(st(gp["close"]), busy_from) - dwell
+        t0 = lo + np.floor(rng.random(n) * np.maximum(hi - lo, 1)).astype(np.int32)
+        put(8, go & (hi > lo), t0, t0 + dwell, places.gathering, VISIT)
     # static night: no agent is anywhere but its night spot before static_lo or from static_hi on
     active = (inst >= 0) & (kind != NIGHT)
     lo = int(min(wake.min(initial=S), np.where(active, start, S).min(initial=S)))

@@ -83,26 +83,39 @@ def _reduce(keys: list, secs: list):
     return [u], [np.bincount(inv, weights=w, minlength=len(u))]
 
 
-def measure_day(scn, pop, places, sched, hseed: int) -> ContactTally:
+def measure_day(scn, pop, places, sched, hseed: int, radius: float | None = None, only=None,
+                stride: int = 1) -> ContactTally:
     """Close-distance partner seconds of one scheduled day (positions exactly as the run draws them).
 
-    ``sched``: a :class:`sim.schedule.DaySchedule`; ``hseed``: the run's counter-based hash seed.
-    Cost: one positions call and one neighbour search per active step (and one for the static night).
+    ``sched``: a :class:`sim.schedule.DaySchedule`; ``hseed``: the run's counter-based hash seed;
+    ``radius``: m (default ``sim.close_m``); ``only``: bool (n,) restricting the pairs to those agents
+    (e.g. phone owners); ``stride``: evaluate every ``stride``-th active step, each counting ``stride``
+    steps (a cheaper estimate of the same day). Cost: one positions call and one neighbour search per
+    evaluated step (and one for the static night).
     """
     n = pop.n
     step_s = float(scn.sim["step_s"])
-    close = float(scn.sim["close_m"])
+    close = float(scn.sim["close_m"]) if radius is None else float(radius)
+    stride = int(stride)
+    if stride < 1:
+        raise ValueError(f"stride: must be a positive integer, got {stride!r}")
+    sub = np.flatnonzero(only) if only is not None else None
     S = sched.n_steps
     static_steps = sched.static_lo + (S - sched.static_hi)
     plan = [(0, True, static_steps * step_s)] if static_steps else []
-    plan += [(s, False, step_s) for s in range(sched.static_lo, sched.static_hi)]
+    plan += [(s, False, step_s * min(stride, sched.static_hi - s))
+             for s in range(sched.static_lo, sched.static_hi, stride)]
     keys, secs = [], []
     xy = np.empty((n, 2))
     for k, (step, static, w) in enumerate(plan):
         g, x, y = positions(hseed, sched, pop, places, step, sched.day * 86400.0 + step * step_s, static,
                             scn.sim["jitter_m"])
         xy[:, 0], xy[:, 1] = x, y
-        i, j = pairs_within_groups(xy, g, close)
+        if sub is None:
+            i, j = pairs_within_groups(xy, g, close)
+        else:
+            i, j = pairs_within_groups(xy[sub], g[sub], close)
+            i, j = sub[i], sub[j]
         if len(i) == 0:
             continue
         s = agent_settings(g, pop, places).astype(np.int64)

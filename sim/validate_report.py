@@ -28,7 +28,7 @@ from sim.run import build_world, day_schedule
 from sim.validate import (AGE_GROUPS, DAY_KINDS, SETTINGS, age_group, contacts_by_age, household_stats,
                           load_prem, measure_day)
 
-__all__ = ["BANDS", "validate", "band_means"]
+__all__ = ["BANDS", "validate", "band_means", "scale_stats"]
 
 #: 10-year bands over Prem's 5-year groups (index ranges); the last is 70+
 BANDS = tuple((f"{10 * k}-{10 * k + 9}", (2 * k, 2 * k + 1)) for k in range(7)) + (("70+", (14, 15)),)
@@ -42,6 +42,29 @@ def band_means(v: np.ndarray, n_per: np.ndarray) -> np.ndarray:
         w = n_per[list(gs)].astype(np.float64)
         out[k] = float(np.dot(w, v[list(gs)]) / w.sum()) if w.sum() else np.nan
     return out
+
+
+def scale_stats(scn, seed: int = 0, stride: int = 3) -> dict:
+    """Per-agent statistics of one weekday (the run's day 0) that must not drift with ``--scale``.
+
+    ``close_per_agent_day``: distinct partners with >= ``sim.close_minutes`` within ``sim.close_m``
+    (the ground truth's close contacts); ``radio_partners_per_agent_day``: distinct pairs of phone
+    owners within ``sim.radio_range_m`` at an evaluated step, per phone owner (what the radio can turn
+    into windows: an upper bound of distinct sightings). Every ``stride``-th active step is evaluated
+    (each counting ``stride`` steps), a cheaper estimate than a full run, identical at every scale.
+    """
+    pop, places, _params, _keys, hseed = build_world(scn, seed)
+    sched = day_schedule(scn, pop, places, seed, 0)
+    close_s = float(scn.sim["close_minutes"]) * 60.0
+    t = measure_day(scn, pop, places, sched, hseed, stride=stride)
+    pair = t.src * pop.n + t.dst
+    u, inv = np.unique(pair, return_inverse=True)
+    close = int((np.bincount(inv, weights=t.seconds, minlength=len(u)) >= close_s).sum())
+    r = measure_day(scn, pop, places, sched, hseed, radius=float(scn.sim["radio_range_m"]),
+                    only=pop.has_phone, stride=stride)
+    radio = len(np.unique(r.src * pop.n + r.dst))
+    return {"n_agents": pop.n, "n_phones": int(pop.has_phone.sum()), "close_per_agent_day": close / pop.n,
+            "radio_partners_per_agent_day": radio / max(int(pop.has_phone.sum()), 1)}
 
 
 def _fmt(v) -> str:

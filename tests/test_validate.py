@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from sim.places import T, build_places
-from sim.population import _match, make_population
+from sim.population import R, _match, employment_probability, make_population
 from sim.scenario import preset
 from sim.validate import AGE_GROUPS, household_stats, load_prem
+from sim.validate_report import scale_stats
 from tracing.cli import main
 
 PREM = Path(__file__).resolve().parents[2] / "shared" / "data" / "prem2021-vietnam"
@@ -50,18 +51,105 @@ def _occupancy(scale):
     pop = make_population(scn, np.random.default_rng(2))
     pl = build_places(scn, pop, np.random.default_rng(3))
     out = {}
-    # fixed-membership places (visit places in a partial commune of a small miniature are not yet
-    # scale-free: see the issue-13 note)
-    for t in ("school", "office", "workplace", "factory"):
+    # fixed-membership places: members per instance; visit places: floor capacity (sized for the
+    # catchment's expected peak) and residents per instance
+    for t in ("school", "office", "workplace", "factory", "market", "restaurant", "gathering", "hotel",
+              "station"):
         k = np.flatnonzero(pl.inst_type == T[t])
         out[t] = float(pl.inst_cap[k].mean())
+        out[t + "_per_head"] = pop.n / len(k)
+    # riders per bus (vehicles follow the realised riders; staff counts per instance are left out: at
+    # x0.005 they are binomial counts of ~30-100 with a 10-18 % sampling error)
+    out["bus_riders"] = float(pop.bus_user.sum()) / (pl.inst_type == T["bus"]).sum()
     return out
 
 
 def test_places_scale_with_population_not_crowding():
+    """Issue 13: the number of places scales with the population, not their crowding (x0.005 = 3,908
+    persons vs x0.04 = 31,266: every kind of instance has the same members/catchment within 15 %)."""
     small, large = _occupancy(0.005), _occupancy(0.04)
     for t in small:
-        assert large[t] == pytest.approx(small[t], rel=0.15), t
+        if t == "bus_riders":     # one vehicle per round(riders / size): within +-25 % of size once >= 2
+            for occ in (small[t], large[t]):
+                assert occ == pytest.approx(preset("lang-son").places["bus"]["size"], rel=0.25)
+            continue
+        assert large[t] == pytest.approx(small[t], rel=0.15), (t, small[t], large[t])
+
+
+def test_per_agent_statistics_do_not_drift_with_scale():
+    """Close contacts and radio-range partners per agent-day within 15 % between x0.005 and x0.04 (one
+    weekday, every 3rd active step evaluated: the same estimator at both scales). Sampling error: the
+    per-agent means over 3,908 / 31,266 agents have a standard error of ~1-2 %."""
+    small = scale_stats(preset("lang-son", 0.005), seed=0)
+    large = scale_stats(preset("lang-son", 0.04), seed=0)
+    for k in ("close_per_agent_day", "radio_partners_per_agent_day"):
+        assert large[k] == pytest.approx(small[k], rel=0.15), (k, small[k], large[k])
+
+
+def test_primary_pupils_sit_in_staggered_rows_secondary_on_a_grid():
+    scn = preset("lang-son", 0.005)
+    pop = make_population(scn, np.random.default_rng(2))
+    pl = build_places(scn, pop, np.random.default_rng(3))
+    p = scn.places["school"]
+    pupils = np.flatnonzero((pop.role == R["student"]) & (pop.age <= 17))
+    for young, d_near, n_near in ((True, p["primary_spacing_m"], 6), (False, p["spacing_m"] * 2 ** 0.5, 8)):
+        grp = pupils[(pop.age[pupils] <= p["primary_max_age"]) == young]
+        cls = pl.primary[grp]
+        # nearest classmates of every pupil (a few classes; pairwise distances inside each class)
+        counts = []
+        for c in np.unique(cls)[:6]:
+            m = grp[cls == c]
+            dx = pl.seat_x[m][:, None] - pl.seat_x[m][None, :]
+            dy = pl.seat_y[m][:, None] - pl.seat_y[m][None, :]
+            counts.append(((np.hypot(dx, dy) <= d_near + 1e-3).sum(axis=1) - 1))
+        counts = np.concatenate(counts)
+        assert counts.max() == n_near                    # interior seats
+        # the next ring is beyond reach of 2 m with the 0.15 m fidgeting (>= 2.4 m) for primary classes
+        if young:
+            dmin2 = []
+            for c in np.unique(cls)[:6]:
+                m = grp[cls == c]
+                d = np.hypot(pl.seat_x[m][:, None] - pl.seat_x[m][None, :], pl.seat_y[m][:, None] - pl.seat_y[m][None, :])
+                dmin2.append(d[(d > d_near + 1e-3)].min())
+            assert min(dmin2) >= 2.4
+
+
+def test_phone_ownership_2022_by_age_and_provincial_override():
+    """FACTS.md S16: 73.5 % of adults in March 2022; Pew 2017 (S17): 18-36 vs 37+ ratio 88/38 = 2.3;
+    children fewer. 15,633 persons: binomial sd of a share < 0.5 %."""
+    scn = preset("lang-son", 0.02)
+    pop = make_population(scn, np.random.default_rng(5))
+    a, h = pop.age, pop.has_phone
+    assert h[a >= 18].mean() == pytest.approx(0.735, abs=0.015)
+    assert h[a < 18].mean() < 0.25
+    assert h[(a >= 18) & (a <= 36)].mean() > h[(a >= 37) & (a <= 59)].mean() > h[a >= 60].mean()
+    # the 2017 adult share gives Pew's gradient (ratio of 18-36 to 37+)
+    p17 = make_population(scn.with_overrides({"phones": {"adult_share": 0.53}}), np.random.default_rng(5))
+    a, h = p17.age, p17.has_phone
+    ratio = h[(a >= 18) & (a <= 36)].mean() / h[a >= 37].mean()
+    assert ratio == pytest.approx(88 / 38, abs=0.3)
+    # provincial override (sweep --phone-owners): share of the WHOLE population, gradient kept
+    pov = make_population(scn.with_overrides({"phones": {"owner_share": 0.775}}), np.random.default_rng(5))
+    a, h = pov.age, pov.has_phone
+    assert h.mean() == pytest.approx(0.775, abs=0.012)
+    assert h[(a >= 18) & (a <= 36)].mean() > h[a >= 60].mean()
+
+
+def test_employment_by_age_profile():
+    scn = preset("lang-son", 0.02)
+    pop = make_population(scn, np.random.default_rng(6))
+    a = pop.age.astype(int)
+    ro = scn.roles
+    wa = (a >= 18) & (a <= 64)
+    p = employment_probability(a, wa, ro)
+    assert p[wa].mean() == pytest.approx(ro["employment_rate"], abs=1e-6)
+    prob = {k: p[(a >= lo) & (a <= hi)].mean() for k, lo, hi in
+            (("20-24", 20, 24), ("25-29", 25, 29), ("40-49", 40, 49), ("55-59", 55, 59), ("60-64", 60, 64))}
+    assert prob["20-24"] < prob["25-29"] < prob["40-49"]
+    assert prob["40-49"] > prob["55-59"] > prob["60-64"]
+    assert p[a >= 65].max() == 0.0 and p[a < 18].max() == 0.0
+    with pytest.raises(ValueError, match="roles.employment_age_edges"):
+        scn.with_overrides({"roles": {"employment_by_age": [1.0, 1.0]}})
 
 
 @needs_prem
@@ -85,7 +173,7 @@ def test_load_prem_reads_staged_csvs_and_names_bad_lines(tmp_path):
 @needs_prem
 def test_validate_command_meets_prem_within_tolerances(tmp_path, capsys):
     out = tmp_path / "val"
-    rc = main(["validate", "--preset", "lang-son", "--scale", "0.002", "--seed", "0", "--prem-dir", str(PREM),
+    rc = main(["validate", "--preset", "lang-son", "--scale", "0.005", "--seed", "0", "--prem-dir", str(PREM),
                "--out", str(out)])
     assert rc == 0
     for f in ("contacts_by_age.csv", "matrices.csv", "households.csv", "validation.json", "validation.png"):
@@ -97,9 +185,13 @@ def test_validate_command_meets_prem_within_tolerances(tmp_path, capsys):
         assert float(r["close_15min"]) <= float(r["any_duration"]) + 1e-9
     checks = json.loads((out / "validation.json").read_text())["checks"]
     # issue 13's tolerances: 10-year bands +-30 % (all settings), all ages +-15 %, settings +-40 % where
-    # Prem >= 1 a day; households. At 1,563 agents a band's mean has a sampling error of ~3-5 %.
+    # Prem >= 1 a day; households. At x0.005 (3,908 agents, a scale users run) a band's mean has a
+    # sampling error of ~3-6 % (seeds 0 and 1 at x0.01 differ by up to 8 %); the calibration is held to
+    # +-25 % in every judged band and setting, so a drift is seen before the issue's tolerances break.
     for s in ("all", "home", "school", "work", "community"):
         assert checks[s]["ok"], (s, checks[s]["rel_diff"])
+        rel = np.array(checks[s]["rel_diff"])[np.array(checks[s]["judged"])]
+        assert np.all(np.abs(rel) <= 0.25), (s, checks[s]["rel_diff"])
     assert checks["all_ages"]["ok"], checks["all_ages"]
     assert checks["households"]["ok"], checks["households"]
     assert "close contacts" in capsys.readouterr().out

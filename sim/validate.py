@@ -224,6 +224,8 @@ def household_stats(pop) -> dict:
     ``child_no_adult`` (share of children under 15 without a member 18+), ``child_with_parent_gap``
     (share of children under 15 with a member 18-45 years older), ``eldest_within_10`` (of households
     with two or more members aged 20-59: share whose two eldest such members are within 10 years),
+    ``elder_with_child`` (share of persons 60+ with a member 18-45 years younger: co-residence with a
+    child's family), ``one_person_share``,
     ``age_corr`` (correlation of ages of pairs of household members) and ``kind_share`` (share of
     households per :data:`sim.population.HH_KINDS`, when the population records it).
     """
@@ -249,6 +251,10 @@ def household_stats(pop) -> dict:
     ok = (gap >= 18) & (gap <= 45)
     has_parent = np.zeros(pop.n, bool)
     has_parent[young[ok]] = True
+    old_ = np.concatenate([pj, pi])
+    has_child = np.zeros(pop.n, bool)
+    has_child[old_[ok]] = True
+    elder = age >= 60
     # two eldest members aged 20-59
     mid = (age >= 20) & (age <= 59)
     idx = np.flatnonzero(mid)
@@ -263,6 +269,8 @@ def household_stats(pop) -> dict:
            "child_no_adult": float((~adult_hh[hh[child]]).mean()) if n_child else 0.0,
            "child_with_parent_gap": float(has_parent[child].mean()) if n_child else 1.0,
            "eldest_within_10": float(within.mean()) if len(two) else float("nan"),
+           "elder_with_child": float(has_child[elder].mean()) if elder.any() else float("nan"),
+           "one_person_share": float(size_share[0]),
            "age_corr": corr}
     kind = getattr(pop, "hh_kind", None)
     if kind is not None:

@@ -81,7 +81,9 @@ def test_f0_edges_in_collapse_order():
     f0 = np.sort(np.random.default_rng(0).choice(n, 25, replace=False))
     is_f0 = np.zeros(n, bool)
     is_f0[f0] = True
-    fi, fj = is_f0[c["i"]], is_f0[c["j"]]
+    flagged = c["true"] | c["notify_j"] | c["notify_i"]     # pairs without a flag count nowhere: left out
+    assert not flagged.all()
+    fi, fj = is_f0[c["i"]] & flagged, is_f0[c["j"]] & flagged
     want = (np.concatenate([c["i"][fi], c["j"][fj]]), np.concatenate([c["j"][fi], c["i"][fj]]),
             np.concatenate([c["true"][fi], c["true"][fj]]),
             np.concatenate([c["notify_j"][fi], c["notify_i"][fj]]))
@@ -155,3 +157,18 @@ def test_graph_of_another_population_is_refused():
     g = pair_graph(np.concatenate(_days(n=50, n_days=1, m=100)), 50)
     with pytest.raises(ValueError, match="PairGraph has 50 agents"):
         OnePass(g, 60, np.ones(60), [0])
+
+
+def test_pairs_without_any_flag_change_nothing():
+    n, days = 400, _days(seed=9)
+    full = np.concatenate(days)
+    extra = np.zeros(500, PAIR_DTYPE)                      # new pairs, neither close nor notified
+    extra["i"], extra["j"] = np.arange(500) % 200, 200 + np.arange(500) % 200
+    extra["t_first"] = 1000.0
+    seen = np.isin(extra["i"] * n + extra["j"], full["i"] * n + full["j"])
+    more = np.concatenate([full, extra[~seen]])
+    rng = np.random.default_rng(3)
+    ranks = np.where(rng.random(n) < 0.2, np.inf, rng.random(n) + 0.01)
+    f0 = rng.choice(n, 30, replace=False)
+    _bytes_equal(OnePass(full, n, ranks, f0).evaluate(FINE), OnePass(more, n, ranks, f0).evaluate(FINE))
+    assert pair_graph(more, n).nbytes == pair_graph(full, n).nbytes

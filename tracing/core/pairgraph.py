@@ -216,23 +216,27 @@ _TRUE, _WARN, _LOGS = 1, 2, 4
 
 @numba.njit(cache=True)
 def _csr_kernel(i, j, tc, nj, ni, tmin, tmax, n):
-    """Both directions of every pair grouped by source, the i -> j edges first then j -> i (the stable
-    order of ``argsort(concatenate([i, j]))``).  Returns indptr (n+1,), dst int32, flags uint8, tmin,
-    tmax (s) per directed edge."""
+    """Both directions of every pair with a flag grouped by source, the i -> j edges first then j -> i
+    (the stable order of ``argsort(concatenate([i, j]))``).  Pairs neither truly close nor notified either
+    way count nowhere in the curves (no F1, no F2 path, no network) and are left out.  Returns indptr
+    (n+1,), dst int32, flags uint8, tmin, tmax (s) per directed edge."""
     m = i.shape[0]
     indptr = np.zeros(n + 1, np.int64)
     for k in range(m):
-        indptr[i[k] + 1] += 1
-        indptr[j[k] + 1] += 1
+        if tc[k] or nj[k] or ni[k]:
+            indptr[i[k] + 1] += 1
+            indptr[j[k] + 1] += 1
     for v in range(n):
         indptr[v + 1] += indptr[v]
     cur = indptr[:-1].copy()
-    dst = np.empty(2 * m, np.int32)
-    flags = np.empty(2 * m, np.uint8)
-    t0 = np.empty(2 * m)
-    t1 = np.empty(2 * m)
+    dst = np.empty(indptr[n], np.int32)
+    flags = np.empty(indptr[n], np.uint8)
+    t0 = np.empty(indptr[n])
+    t1 = np.empty(indptr[n])
     for half in range(2):
         for k in range(m):
+            if not (tc[k] or nj[k] or ni[k]):
+                continue
             s, d = (i[k], j[k]) if half == 0 else (j[k], i[k])
             w, lg = (nj[k], ni[k]) if half == 0 else (ni[k], nj[k])
             e = cur[s]
@@ -398,7 +402,8 @@ class PairGraph:
     (``indptr`` int64 (n+1,), ``dst`` int32, ``flags`` uint8 (bit 0 truly close, bit 1 dst warned if
     src is an index case, bit 2 src's log of dst passes), ``tmin`` / ``tmax`` float64 s) -- and the
     symmetric CSRs (indptr, int32 indices) of its three networks (``nets``: ``""`` traceable = close and
-    notified, ``"notified_"``, ``"ideal_"`` = close).  Built once per pair table, shared by every
+    notified, ``"notified_"``, ``"ideal_"`` = close).  Pairs without any flag are left out (they count in
+    no metric).  Built once per pair table, shared by every
     replicate drawn on it; ~45 bytes per pair plus the networks (the collapsed dict is not kept).
 
     ``collapsed``: :func:`tracing.core.coverage.collapse_pairs`' dict; ``n``: the population size.

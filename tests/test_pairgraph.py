@@ -60,6 +60,13 @@ def test_pair_order_is_the_stable_argsort():
     n, full = 400, np.concatenate(_days())
     assert np.array_equal(pg.pair_order(full["i"], full["j"], n),
                           np.argsort(full["i"] * n + full["j"], kind="stable"))
+    days = [d[np.argsort(d["i"] * n + d["j"], kind="stable")] for d in _days(seed=4)]
+    runs = np.concatenate(days)                                # sorted runs: merged
+    assert np.array_equal(pg.pair_order(runs["i"], runs["j"], n),
+                          np.argsort(runs["i"] * n + runs["j"], kind="stable"))
+    many = np.concatenate([runs[k::300] for k in range(300)])  # more runs than merged: counting sorts
+    assert np.array_equal(pg.pair_order(many["i"], many["j"], n),
+                          np.argsort(many["i"] * n + many["j"], kind="stable"))
     c = compact_stream([full], n)                              # sorted input: recognised, identity
     assert np.array_equal(pg.pair_order(c["i"], c["j"], n), np.arange(len(c)))
 
@@ -112,7 +119,7 @@ def test_one_walk_equals_the_three_f2_passes_for_any_split():
     assert len(thr) > 100 and np.isfinite(thr).any() and np.isinf(thr).any()
     for parts in (1, 3):          # the index cases split between threads: the same bytes
         got = [np.concatenate(x) for x in zip(*(pg._f2_kernel(g.indptr, g.dst, g.flags, g.tmin, g.tmax,
-                                                               ranks, delay, p, is_f0)
+                                                               ranks, delay, p, pg._f2_scratch(n, is_f0))
                                                 for p in np.array_split(f0, parts)))]
         assert got[0].tobytes() == thr.tobytes() and got[1].tobytes() == dl.tobytes()
         assert np.sort(got[2]).tobytes() == np.sort(ideal).tobytes()

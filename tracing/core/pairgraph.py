@@ -3,8 +3,9 @@ fold day tables into a compact one, and build the directed contact graph -- line
 arrays, no comparison sort.
 
 * :func:`pair_order` -- the stable order of a pair table by ``(i, j)``: the permutation of
-  ``numpy.argsort(i * n + j, kind="stable")``, by two counting sorts (by ``j``, then by ``i``; O(rows +
-  n)); a table that is already sorted by ``(i, j)`` (every compact table) is recognised in one pass.
+  ``numpy.argsort(i * n + j, kind="stable")``: identity for a sorted table (every compact table), a
+  k-way merge for a few sorted runs (a run's day tables one after the other), else two counting sorts
+  (by ``j``, then by ``i``; O(rows + n)).
 * :func:`collapse_sorted` -- merge the rows of each pair (in that order): any-day flags, ``fmin`` /
   ``fmax`` of the times (NaN ignored; NaN when all are NaN), exactly what ``numpy.logical_or.reduceat``
   and ``numpy.fmin.reduceat`` give.
@@ -29,14 +30,6 @@ __all__ = ["pair_order", "collapse_sorted", "merge_compact", "fold_collapsed", "
 
 
 @numba.njit(cache=True)
-def _is_sorted(i, j):
-    for k in range(1, i.shape[0]):
-        if i[k] < i[k - 1] or (i[k] == i[k - 1] and j[k] < j[k - 1]):
-            return False
-    return True
-
-
-@numba.njit(cache=True)
 def _counting_pass(key, src, n):
     """Stable counting sort of the positions ``src`` (or 0..m-1 when ``src`` is empty) by ``key[pos]``
     in ``0..n-1``; returns the sorted positions (int64 (m,))."""
@@ -56,10 +49,85 @@ def _counting_pass(key, src, n):
     return out
 
 
+@numba.njit(cache=True)
+def _run_starts(i, j, most):
+    """Starts of the maximal runs sorted by (i, j) (and len(i) last); None-like (length 0) if more
+    than ``most`` runs."""
+    starts = np.empty(most + 1, np.int64)
+    starts[0] = 0
+    r = 1
+    for k in range(1, i.shape[0]):
+        if i[k] < i[k - 1] or (i[k] == i[k - 1] and j[k] < j[k - 1]):
+            if r == most:
+                return starts[:0]
+            starts[r] = k
+            r += 1
+    starts[r] = i.shape[0]
+    return starts[:r + 1]
+
+
+@numba.njit(cache=True, inline="always")
+def _less(key, heap, c, x):
+    """Heap entry c before entry x: by the runs' current keys, ties by run (earlier rows first)."""
+    rc, rx = heap[c], heap[x]
+    return key[rc] < key[rx] or (key[rc] == key[rx] and rc < rx)
+
+
+@numba.njit(cache=True, inline="always")
+def _sift(key, heap, x, size):
+    while True:
+        c = 2 * x + 1
+        if c >= size:
+            return
+        if c + 1 < size and _less(key, heap, c + 1, c):
+            c += 1
+        if not _less(key, heap, c, x):
+            return
+        heap[x], heap[c] = heap[c], heap[x]
+        x = c
+
+
+@numba.njit(cache=True)
+def _merge_runs_kernel(i, j, starts, n):
+    """The stable (i, j) order of rows made of sorted runs (``starts``): a k-way merge with a binary
+    heap of the runs' current keys ``i * n + j`` (O(m log runs), reading every run in sequence)."""
+    r = starts.shape[0] - 1
+    head = starts[:-1].copy()
+    key = np.empty(r, np.int64)
+    for run in range(r):
+        key[run] = np.int64(i[head[run]]) * n + j[head[run]]
+    heap = np.arange(r)
+    for h in range(r // 2 - 1, -1, -1):
+        _sift(key, heap, h, r)
+    out = np.empty(i.shape[0], np.int64)
+    size = r
+    for q in range(i.shape[0]):
+        run = heap[0]
+        p = head[run]
+        out[q] = p
+        p += 1
+        head[run] = p
+        if p == starts[run + 1]:                # the run is exhausted: the last entry takes its place
+            size -= 1
+            heap[0] = heap[size]
+        else:
+            key[run] = np.int64(i[p]) * n + j[p]
+        _sift(key, heap, 0, size)
+    return out
+
+
+_MAX_RUNS = 256        # merge up to this many sorted runs (a run's days); counting sorts otherwise
+
+
 def pair_order(i: np.ndarray, j: np.ndarray, n: int) -> np.ndarray:
-    """int64 (m,): the stable order of rows by ``(i, j)`` (agents in ``0..n-1``)."""
-    if _is_sorted(i, j):
+    """int64 (m,): the stable order of rows by ``(i, j)`` (agents in ``0..n-1``): identity when sorted,
+    a k-way merge when the rows are a few sorted runs (day tables one after the other), else two
+    counting sorts."""
+    starts = _run_starts(i, j, _MAX_RUNS)
+    if len(starts) == 2 or len(i) == 0:
         return np.arange(len(i), dtype=np.int64)
+    if len(starts):
+        return _merge_runs_kernel(i, j, starts, n)
     by_j = _counting_pass(j, np.zeros(0, np.int64), n)
     return _counting_pass(i, by_j, n)
 
@@ -311,8 +379,12 @@ def _grow(x, m, need):
     return y
 
 
+# per-agent state of the F2 walk: one 64-byte row (one cache line) per agent, as float64
+_S1, _S2, _S3, _SB, _BEST, _BESTD, _BESTI, _RANK = range(8)
+
+
 @numba.njit(cache=True, nogil=True)
-def _f2_kernel(indptr, dst, flags, tmin, tmax, ranks, delay_b, f0, is_f0):
+def _f2_kernel(indptr, dst, flags, tmin, tmax, ranks, delay_b, f0, st):
     """The three all-levels F2 passes of the one-pass curves in one walk over the paths a -> b -> c
     (a in ``f0``; the rule of ``propagation.f2_thresholds``, whose three calls this equals): per index
     case, its true second-degree contacts c (a -> b and b -> c truly close, c not a truly close
@@ -320,80 +392,88 @@ def _f2_kernel(indptr, dst, flags, tmin, tmax, ranks, delay_b, f0, is_f0):
     notifying paths (warn a -> b, logs b -> c) and that path's delay ``delay_b[b]`` (h; ties: the
     shortest), and over truly close paths (the ideal rule); and the second-degree people reached over
     any detected or notified pair (c not any contact of a) with the rule's threshold.
-    Returns (thr, delay, thr_ideal, thr_any) float64: the first three per true F2, in order of discovery.
-    Each index case's results depend on it alone (so ``f0`` may be split between threads)."""
+
+    ``st``: (n, 8) float64 scratch, rows 64-byte aligned (all the walk reads and writes of an agent c
+    in one cache line), column ``_S1`` -1 for F0 members and -3 elsewhere.  Returns (thr, delay,
+    thr_ideal, thr_any) float64: the first three per true F2, in order of discovery.  Each index case's
+    results depend on it alone (so ``f0`` may be split between threads)."""
     n = indptr.shape[0] - 1
-    s1 = np.full(n, -1, np.int32)       # 2 ia + 1: c is a true close contact of a; 2 ia: any contact
-    s2 = np.full(n, -1, np.int32)       # c listed as a true F2 of a
-    s3 = np.full(n, -1, np.int32)       # c listed as reached over any pair
-    sb = np.full(n, -1, np.int32)       # best rule threshold set for c
-    si = np.full(n, -1, np.int32)       # best ideal threshold set for c
-    best, bestd, besti = np.full(n, np.inf), np.full(n, np.inf), np.full(n, np.inf)
+    for c in range(n):
+        st[c, _S2] = -1.0            # c listed as a true F2 of a (its ideal threshold set with it)
+        st[c, _S3] = -1.0            # c listed as reached over any pair
+        st[c, _SB] = -1.0            # the rule's best threshold set for c
+        st[c, _RANK] = ranks[c]
     lst, lst3 = np.empty(n, np.int64), np.empty(n, np.int64)
     o_thr, o_del, o_id, o_any = np.empty(1024), np.empty(1024), np.empty(1024), np.empty(1024)
     m, m3 = 0, 0
     for ia in range(f0.shape[0]):
         a = f0[ia]
+        fa = np.float64(ia)
         ra = ranks[a]
-        for e in range(indptr[a], indptr[a + 1]):
-            if flags[e] != 0:
-                s1[dst[e]] = 2 * ia + (flags[e] & _TRUE)
+        for e in range(indptr[a], indptr[a + 1]):      # S1: 2 ia + 1 true close contact, 2 ia any
+            if flags[e] != 0 and st[dst[e], _S1] != -1.0:
+                st[dst[e], _S1] = 2.0 * fa + (flags[e] & _TRUE)
         nl, nl3 = 0, 0
         for e1 in range(indptr[a], indptr[a + 1]):
             f1 = flags[e1]
-            if f1 == 0:
-                continue
             pt, pw = (f1 & _TRUE) != 0, (f1 & _WARN) != 0
             b = dst[e1]
             thr_ab = max(ra, ranks[b])
             t1 = tmin[e1]
             d = delay_b[b]
             for e2 in range(indptr[b], indptr[b + 1]):
-                f2 = flags[e2]                  # every action below needs a flag of b -> c
                 c = dst[e2]
                 t2 = tmax[e2]
-                if f2 == 0 or c == a or not (np.isnan(t1) or np.isnan(t2) or t2 >= t1):
+                if c == a or not (np.isnan(t1) or np.isnan(t2) or t2 >= t1):
                     continue
-                x = s1[c]
-                if x == 2 * ia + 1 or is_f0[c]:
+                x = st[c, _S1]
+                if x == -1.0 or x == 2.0 * fa + 1.0:        # F0, or a true close contact of a
                     continue
-                thr = max(thr_ab, ranks[c])
+                f2 = flags[e2]
+                thr = max(thr_ab, st[c, _RANK])
                 if pt and (f2 & _TRUE):
-                    if s2[c] != ia:
-                        s2[c] = ia
+                    if st[c, _S2] != fa:
+                        st[c, _S2] = fa
                         lst[nl] = c
                         nl += 1
-                    if si[c] != ia:
-                        si[c] = ia
-                        besti[c] = thr
-                    elif thr < besti[c]:
-                        besti[c] = thr
+                        st[c, _BESTI] = thr
+                    elif thr < st[c, _BESTI]:
+                        st[c, _BESTI] = thr
                 if pw and (f2 & _LOGS):
-                    if sb[c] != ia:
-                        sb[c] = ia
-                        best[c] = thr
-                        bestd[c] = d
-                    elif thr < best[c] or (thr == best[c] and d < bestd[c]):
-                        best[c] = thr
-                        bestd[c] = d
-                if x != 2 * ia and s3[c] != ia:
-                    s3[c] = ia
+                    if st[c, _SB] != fa:
+                        st[c, _SB] = fa
+                        st[c, _BEST] = thr
+                        st[c, _BESTD] = d
+                    elif thr < st[c, _BEST] or (thr == st[c, _BEST] and d < st[c, _BESTD]):
+                        st[c, _BEST] = thr
+                        st[c, _BESTD] = d
+                if x != 2.0 * fa and st[c, _S3] != fa:
+                    st[c, _S3] = fa
                     lst3[nl3] = c
                     nl3 += 1
         o_thr, o_del, o_id = _grow(o_thr, m, nl), _grow(o_del, m, nl), _grow(o_id, m, nl)
         for k in range(nl):
             c = lst[k]
-            hit = sb[c] == ia
-            o_thr[m] = best[c] if hit else np.inf
-            o_del[m] = bestd[c] if hit else np.nan
-            o_id[m] = besti[c] if si[c] == ia else np.inf
+            hit = st[c, _SB] == fa
+            o_thr[m] = st[c, _BEST] if hit else np.inf
+            o_del[m] = st[c, _BESTD] if hit else np.nan
+            o_id[m] = st[c, _BESTI]
             m += 1
         o_any = _grow(o_any, m3, nl3)
         for k in range(nl3):
             c = lst3[k]
-            o_any[m3] = best[c] if sb[c] == ia else np.inf
+            o_any[m3] = st[c, _BEST] if st[c, _SB] == fa else np.inf
             m3 += 1
     return o_thr[:m].copy(), o_del[:m].copy(), o_id[:m].copy(), o_any[:m3].copy()
+
+
+def _f2_scratch(n: int, is_f0: np.ndarray) -> np.ndarray:
+    """(n, 8) float64 with 64-byte aligned rows; column _S1 -1 for F0 members, -3 elsewhere."""
+    buf = np.empty(8 * n + 8)
+    off = (-buf.ctypes.data % 64) // 8
+    st = buf[off:off + 8 * n].reshape(n, 8)
+    st[:, _S1] = np.where(is_f0, -1.0, -3.0)
+    return st
 
 
 class PairGraph:
@@ -450,7 +530,7 @@ class PairGraph:
         k = max(1, min(numba.get_num_threads(), len(f0) // 8))
         parts = np.array_split(f0, k)
         if k == 1:
-            return _f2_kernel(*args, f0, is_f0)
+            return _f2_kernel(*args, f0, _f2_scratch(self.n, is_f0))
         with ThreadPoolExecutor(k) as ex:
-            res = list(ex.map(lambda p: _f2_kernel(*args, p, is_f0), parts))
+            res = list(ex.map(lambda p: _f2_kernel(*args, p, _f2_scratch(self.n, is_f0)), parts))
         return tuple(np.concatenate([r[q] for r in res]) for q in range(4))

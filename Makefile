@@ -10,6 +10,7 @@ $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[dev,distributed]"
+	$(BIN)/python -m sim.kernels --compile-all
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,4 +1,4 @@
-"""``python -m benchmarks [NAMES...] [--quick] [--json FILE] [--plot FILE] [--repeat N] [--max-size N]``."""
+"""``python -m benchmarks [NAMES...] [--quick] [--json FILE] [--plot FILE] [--repeat N] [--max-size N] [--variant TEXT]``."""
 from __future__ import annotations
 
 import argparse
@@ -18,11 +18,14 @@ def main(argv=None) -> int:
                     help="timed repetitions per implementation (default 5, --quick 3)")
     ap.add_argument("--max-size", type=int, default=None, metavar="N",
                     help="skip cases whose size exceeds N (e.g. the 10^6-agent simulation day)")
+    ap.add_argument("--variant", default=None, metavar="TEXT",
+                    help="run only the cases whose variant contains TEXT (e.g. synthetic, analysis-memory)")
     args = ap.parse_args(argv)
     repeat = args.repeat or (3 if args.quick else 5)
     if repeat < 1:
         ap.error("--repeat must be >= 1")
-    rows = run(args.names, args.quick, repeat, log=lambda s: print(s, flush=True), max_size=args.max_size)
+    rows = run(args.names, args.quick, repeat, log=lambda s: print(s, flush=True), max_size=args.max_size,
+               variant=args.variant)
     if args.json:
         write_json(args.json, rows, args.quick)
         print(f"wrote {args.json}")

@@ -264,7 +264,8 @@ def _fmt_load(load) -> str:
     return f"{load[0]:.1f}-{load[1]:.1f}"
 
 
-def run(names, quick: bool, repeat: int, log=print, max_size: int | None = None) -> list[dict]:
+def run(names, quick: bool, repeat: int, log=print, max_size: int | None = None,
+        variant: str | None = None) -> list[dict]:
     from benchmarks import BENCHMARKS
 
     names = list(names) or list(BENCHMARKS)
@@ -277,6 +278,8 @@ def run(names, quick: bool, repeat: int, log=print, max_size: int | None = None)
         mod = importlib.import_module(f"benchmarks.{name}")
         mod.warmup()
         for case in mod.cases(quick):
+            if variant is not None and variant not in case.variant:
+                continue
             if max_size is not None and case.size > max_size:
                 log(f"{case.name + ':' + case.variant:<22}{case.size:>11}  skipped (--max-size {max_size})")
                 continue

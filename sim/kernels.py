@@ -10,16 +10,38 @@ A kernel counts as cached when its cache index exists and is fresh (numba stores
 modification time and size in it; an edited file makes it stale).  The index is per kernel, not per
 signature, so a kernel cached for other argument types still counts as cached (the kernels here are
 called with one set of types each).
+
+Parallel first compile: numba compiles one kernel at a time per process (a global compiler lock), so
+on a cold cache :func:`announce_compilation` also splits the uncached kernels between this process and
+``min(cores, kernels) - 1`` worker processes (``python -m sim.kernels --compile``) that compile
+their share with the argument types recorded in :mod:`sim.kernel_signatures` and write it to the
+on-disk cache (numba keeps one index file per kernel and writes every cache file through a temporary
+file and a rename, so processes filling the cache with different kernels do not collide); this
+process compiles its own share meanwhile and afterwards loads the workers' kernels from the cache.  The
+wall time is that of the largest share (the shares are balanced by the recorded compile times); the
+CPU time is unchanged.  Kernels without a recorded signature (or with stale ones: then the
+specialisation compiled ahead is just not used) compile on first call as before.
+``PROXITRACE_COMPILE_WORKERS=0`` turns the workers off.  ``python -m sim.kernels --compile-all`` (run by
+``make install``) fills the cache ahead, so that even the first run loads every kernel.  ``python -m benchmarks.firstrun --record`` rewrites
+:mod:`sim.kernel_signatures` after a kernel's argument types change (``tests/test_sim_budget.py`` checks
+that they match what a simulation passes).
 """
 from __future__ import annotations
 
+import importlib
+import json
+import os
+import subprocess
 import sys
 import time
 from types import ModuleType
 
+import numba
+from numba.core import types as nbtypes
 from numba.core.registry import CPUDispatcher
 
-__all__ = ["announce_compilation", "uncached_kernels", "resolve"]
+__all__ = ["announce_compilation", "uncached_kernels", "resolve", "recorded_signatures", "precompile",
+           "compile_all"]
 
 
 def _dispatchers(module: ModuleType):
@@ -62,16 +84,141 @@ def uncached_kernels(spec) -> list[str]:
     return [name for name, d in resolve(spec) if not d.signatures and not _is_cached(d)]
 
 
-def announce_compilation(spec, seconds: float, stream=None) -> float:
+def announce_compilation(spec, seconds: float, stream=None, workers: int | None = None) -> float:
     """Print ``compiling N numba kernels, first run only, ~S s`` to ``stream`` (default stderr) when
-    kernels of ``spec`` are about to be compiled; ``seconds``: the measured time to compile all of them
-    (the estimate is its share for the uncached ones).  Returns the estimate (0 when all are cached)."""
+    kernels of ``spec`` are about to be compiled, then compile them ahead in parallel (:func:`precompile`)
+    where their argument types are recorded; ``seconds``: the measured CPU time to compile all of them
+    (the estimate is its share for the uncached ones, divided among the processes).  ``workers``: extra
+    processes (default: cores - 1, or ``PROXITRACE_COMPILE_WORKERS``).  Returns the estimate (s, wall;
+    0 when all are cached)."""
     t0 = time.perf_counter()
     todo = uncached_kernels(spec)
     if not todo:
         return 0.0
+    sigs = recorded_signatures()
+    known = [k for k in todo if k in sigs]
+    procs = 1 + min(_workers() if workers is None else int(workers), max(len(known) - 1, 0))
     est = seconds * len(todo) / max(len(resolve(spec)), 1)
+    if procs > 1:            # the unknown kernels' share, and the largest of the parallel shares
+        rec = {k: sigs[k][1] for k in known}
+        share = max(sum(rec[k] for k in b) for b in _shares(known, sigs, procs)) / max(sum(rec.values()), 1e-9)
+        est = est * (len(todo) - len(known)) / len(todo) + est * len(known) / len(todo) * share
     stream = sys.stderr if stream is None else stream
-    print(f"compiling {len(todo)} numba kernels, first run only, ~{est:.0f} s on an idle 2-core machine "
-          f"(cached afterwards; check took {time.perf_counter() - t0:.2f} s)", file=stream, flush=True)
+    how = f" in {procs} processes" if procs > 1 else ""
+    print(f"compiling {len(todo)} numba kernels{how}, first run only, ~{est:.0f} s on an idle 2-core "
+          f"machine (cached afterwards; check took {time.perf_counter() - t0:.2f} s)", file=stream, flush=True)
+    if procs > 1:
+        precompile(dict(resolve(spec)), known, procs - 1, sigs)
     return est
+
+
+def _workers() -> int:
+    env = os.environ.get("PROXITRACE_COMPILE_WORKERS")
+    if env is not None and env.strip().isdigit():
+        return int(env)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:          # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return max(cores - 1, 0)
+
+
+_SIG_NS = {k: getattr(nbtypes, k) for k in dir(nbtypes) if not k.startswith("_")}
+_SIG_NS.update({"bool": nbtypes.boolean, "Array": nbtypes.Array, "Record": nbtypes.Record})
+
+
+def recorded_signatures() -> dict:
+    """``{qualified kernel name: (signatures as numba type tuples, compile seconds)}`` from
+    :mod:`sim.kernel_signatures`; empty when it was recorded with another numba or is unreadable."""
+    try:
+        from sim import kernel_signatures as ks
+    except ImportError:
+        return {}
+    if getattr(ks, "NUMBA_VERSION", None) != numba.__version__:
+        return {}
+    out = {}
+    for name, (sigs, secs) in ks.KERNELS.items():
+        try:
+            out[name] = ([tuple(eval(s, dict(_SIG_NS))) for s in sigs], float(secs))
+        except Exception:          # a type this numba cannot rebuild: compiled on first call instead
+            continue
+    return out
+
+
+def _compile(name: str, disp, sigs) -> None:
+    for sig in sigs:
+        try:
+            disp.compile(sig)      # loads from or writes to the on-disk cache (cache=True)
+        except Exception:          # stale signature: the kernel compiles on first call instead
+            pass
+
+
+def _shares(names: list, sigs: dict, k: int) -> list[list]:
+    """Split ``names`` into ``k`` lists of about equal recorded compile time (longest first)."""
+    bins, load = [[] for _ in range(k)], [0.0] * k
+    for nm in sorted(names, key=lambda x: -sigs[x][1]):
+        b = load.index(min(load))
+        bins[b].append(nm)
+        load[b] += sigs[nm][1]
+    return bins
+
+
+def precompile(dispatchers: dict, names: list, workers: int, sigs: dict | None = None) -> None:
+    """Compile the kernels ``names`` (keys of ``dispatchers``: qualified name -> dispatcher) with their
+    recorded signatures: ``workers`` processes take a share each (``python -m sim.kernels --compile``,
+    writing the on-disk cache), this process compiles the largest share itself, then waits for them."""
+    sigs = recorded_signatures() if sigs is None else sigs
+    names = [n for n in names if n in sigs]
+    if not names:
+        return
+    shares = _shares(names, sigs, workers + 1)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))     # where the sim package lies
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    procs = []
+    for share in shares[1:]:
+        if share:          # the worker reads {name: [signature, ...]} (numba type reprs) from stdin
+            p = subprocess.Popen([sys.executable, "-m", "sim.kernels", "--compile"], env=env, text=True,
+                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            p.stdin.write(json.dumps({nm: [str(sig) for sig in sigs[nm][0]] for nm in share}))
+            p.stdin.close()
+            procs.append(p)
+    for nm in shares[0]:
+        _compile(nm, dispatchers[nm], sigs[nm][0])
+    for p in procs:
+        try:
+            p.wait(timeout=1800)
+        except subprocess.TimeoutExpired:      # pragma: no cover - the kernels compile on first call
+            p.kill()
+
+
+def _worker(todo: dict) -> int:
+    """Compile ``{qualified name: [signature repr, ...]}`` (``python -m sim.kernels --compile``)."""
+    for nm, sigs in todo.items():
+        mod, _, kern = nm.rpartition(".")
+        _compile(nm, getattr(importlib.import_module(mod), kern), [tuple(eval(s, dict(_SIG_NS))) for s in sigs])
+    return 0
+
+
+def compile_all(stream=None) -> int:
+    """Fill the on-disk cache with every recorded kernel (``python -m sim.kernels --compile-all``: the
+    install step of ``make install``), in parallel processes; returns the number compiled."""
+    t0 = time.perf_counter()
+    sigs = recorded_signatures()
+    disp = {}
+    for nm in sigs:
+        mod, _, kern = nm.rpartition(".")
+        disp[nm] = getattr(importlib.import_module(mod), kern)
+    todo = [nm for nm, d in disp.items() if not _is_cached(d)]
+    precompile(disp, todo, _workers(), sigs)
+    print(f"compiled {len(todo)} of {len(sigs)} numba kernels in {time.perf_counter() - t0:.0f} s",
+          file=sys.stderr if stream is None else stream, flush=True)
+    return len(todo)
+
+
+if __name__ == "__main__":          # python -m sim.kernels --compile-all | --compile NAME ... (a worker)
+    if sys.argv[1:] == ["--compile-all"]:
+        compile_all()
+        sys.exit(0)
+    if sys.argv[1:] != ["--compile"]:
+        sys.exit("usage: python -m sim.kernels --compile-all | --compile < {name: [signature, ...]} (JSON)")
+    sys.exit(_worker(json.load(sys.stdin)))

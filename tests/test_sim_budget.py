@@ -75,3 +75,34 @@ def test_uncached_kernels_and_announcement(tmp_path, monkeypatch):
     assert kernels.uncached_kernels([fresh]) == []                     # fresh on-disk index
     buf = io.StringIO()
     assert kernels.announce_compilation([fresh], 7.0, stream=buf) == 0.0 and buf.getvalue() == ""
+
+
+def test_recorded_kernel_signatures_match_a_simulation(tmp_path):
+    """sim/kernel_signatures.py (the parallel first compile's argument types) is current: re-record it
+    with `python -m benchmarks.firstrun --record` when this fails."""
+    simulate(preset("lang-son", 0.0005), tmp_path / "run", seed=3, days=1, progress=False)
+    rec = kernels.recorded_signatures()
+    for name, d in kernels.resolve(RUN_KERNELS):
+        assert name in rec, f"{name} has no recorded signature"
+        assert rec[name][0] == list(d.signatures), f"{name}: recorded argument types are stale"
+
+
+def test_precompile_splits_kernels_between_processes(tmp_path, monkeypatch):
+    from numba.core import types
+
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    (tmp_path / "h16_par.py").write_text(
+        "from numba import njit\n\n@njit(cache=True)\ndef f(x):\n    return x + 1\n\n"
+        "@njit(cache=True)\ndef g(x):\n    return x * 2.0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    mod = importlib.import_module("h16_par")
+    sigs = {"h16_par.f": ([(types.int64,)], 2.0), "h16_par.g": ([(types.float64,)], 1.0)}
+    disp = dict(kernels.resolve([mod]))
+    assert sorted(kernels.uncached_kernels([mod])) == ["h16_par.f", "h16_par.g"]
+    kernels.precompile(disp, list(sigs), 1, sigs)
+    assert mod.f.signatures and not mod.g.signatures       # f here; g by the worker, on disk only
+    del sys.modules["h16_par"]
+    fresh = importlib.import_module("h16_par")
+    assert kernels.uncached_kernels([fresh]) == []          # both in the on-disk cache
+    assert fresh.g(2.0) == 4.0 and fresh.f(1) == 2

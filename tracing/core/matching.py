@@ -23,9 +23,12 @@ Algorithm: a numba open-addressing hash join.
   ``match_ids`` below ~10^7 log records).  **Duplicated published IDs: the
   first occurrence wins** -- ``match_ids`` returns the smallest index ``k`` with
   ``published_rids[k] == id``, like ``dict`` built with ``setdefault``.  This is deterministic.
-* Probe: ``prange`` over blocks of 512 records.  Per block a branch-free filter pass lists the
-  candidates (no unpredictable branch, so the out-of-order core keeps many filter loads in flight;
-  1.4-1.9x faster than branching per record), then only the candidates probe the table.  Every
+* Probe: ``prange`` over blocks of 2048 records.  Per block the results are first set to -1 (a plain
+  store loop), then a branch-free filter pass lists the candidates (no unpredictable branch, so the
+  out-of-order core keeps many filter loads in flight; 1.4-1.9x faster than branching per record),
+  then only the candidates probe the table.  (Blocks of 2048 and the separate -1 loop: 1.2-1.3x
+  faster than blocks of 512 storing -1 inside the filter pass, A/B on the benchmark machine at 10^7
+  and 3 x 10^7 records, load ~5.)  Every
   output element depends only on its own record, so the result is identical for any number of
   threads.
 * ``out=``: both functions can write into a caller's buffer (reused from call to call when a log is
@@ -107,7 +110,7 @@ def _build_table_kernel(published, bits, fbits):
     return table, filt
 
 
-_BLOCK = 512    # records per probe block
+_BLOCK = 2048    # records per probe block
 
 
 @njit(cache=True, inline="always")
@@ -117,11 +120,12 @@ def _probe_block(log, lo, hi, published, table, filt, shift, mask, fshift, cand,
     candidates only.  res[k] = index or -1 for record lo + k."""
     nc = 0
     for r in range(lo, hi):
+        res[r - lo] = -1
+    for r in range(lo, hi):
         key = log[r]
         w, m = _filter_pos(key, fshift)
         cand[nc] = r
         nc += np.int64((filt[w] & m) == m)
-        res[r - lo] = -1
     for k in range(nc):
         r = cand[k]
         key = log[r]

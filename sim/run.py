@@ -60,8 +60,8 @@ from sim.places import PLACE_TYPES, build_places
 from sim.population import ROLES, make_population
 from sim.positions import positions
 from sim.rng import STAGE_DEVICE_KEYS, STAGE_HASH_SEED, STAGE_PLACES, STAGE_POPULATION, STAGE_SCHEDULE
-from sim.scanning import (CloseRuns, DayAccumulator, PairRuns, Radio, cutoff_report, eval_close, eval_static,
-                          radio_params, scan_p_seen)
+from sim.scanning import (CloseRuns, DayAccumulator, PairRuns, Radio, cutoff_report, eval_close, eval_scan_rssi,
+                          eval_static, radio_params, scan_p_seen)
 from sim.schedule import make_day
 
 WINDOW_BLOCK = 4_000_000      #: windows per extraction block
@@ -75,11 +75,12 @@ STAGES = ("schedules", "positions", "neighbours", "radio", "aggregation", "writi
 #: that a run uses every one)
 RUN_KERNELS = {
     "sim.positions": ("_positions_kernel",),
-    "sim.neighbours": ("_bounds_kernel", "_buckets_kernel", "_gather_kernel", "_offsets_kernel",
-                       "_orig_offsets_kernel", "_reorder_kernel", "_scan_hashed_kernel"),
-    "sim.cell_list": ("_counting_sort_kernel",),
-    "sim.scanning.step": ("_close_kernel", "_eval_static_kernel", "_phases"),
-    "sim.scanning.runs": ("_close_runs_kernel", "_runs_match_kernel", "_runs_step_kernel"),
+    "sim.neighbours": ("_bounds_kernel",),
+    "sim.cell_list": ("_bucket_rows_kernel", "_bound_offsets_kernel", "_cells_kernel", "_finish_rows_kernel",
+                      "_gather_sorted_kernel", "_group_cell_keys_kernel", "_radix_sort_points_kernel",
+                      "_scan_cells_kernel"),
+    "sim.scanning.step": ("_close_kernel", "_eval_static_kernel", "_eval_step_kernel", "_phases"),
+    "sim.scanning.runs": ("_close_runs_kernel", "_runs_merge_kernel"),
     "sim.scanning.accumulate": ("_contains_kernel", "_gt_insert_kernel", "_shard_order_kernel",
                                 "_used_slots_kernel", "_win_insert_kernel", "_window_fill_kernel",
                                 "_window_heads_kernel", "_window_order_kernel"),
@@ -323,11 +324,11 @@ def simulate(scenario, out_dir, seed: int = 0, days: int = 1, progress: bool = T
                         streams = find.streams(g, x, y, R, True)
                         t0 = T.add("neighbours", t0)
                         for (pi, pj), run in zip(streams, runs):
-                            part, logged = run.update_eval(radio, day, step, pi, pj, x, y, R)
-                            counts["scans_logged"] += logged
+                            rssi = eval_scan_rssi(radio, day, step, pi, pj, x, y, R)
+                            counts["scans_logged"] += int(np.count_nonzero(rssi == rssi))
                             counts["phone_pairs_evaluated"] += len(pi)
-                            t0 = T.add("radio", t0)        # the draws and the runs' update (one kernel)
-                            acc.add_partial(*part)
+                            t0 = T.add("radio", t0)
+                            acc.add_partial(*run.update(pi, pj, rssi, step, radio.tx_power))
                             t0 = T.add("aggregation", t0)
                     cstreams = find.streams(g, x, y, close, False)
                     t0 = T.add("neighbours", t0)

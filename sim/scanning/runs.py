@@ -6,58 +6,121 @@ one insert per run instead of one per scan.
 """
 from __future__ import annotations
 
-import functools
-import math
-
 import numba
 import numpy as np
 from numba import njit, prange
 
 from ble.schema import N_ATT_BUCKETS
-from sim.rng import step_seed
-from sim.scanning.step import _EDGES, _bucket, _offset, _pair_draw
+from sim.scanning.step import _EDGES, _bucket
 
 __all__ = ["PairRuns", "CloseRuns"]
 
 
-#: columns of the run table's uint16 part: bucket counts 0..10, then scans, first and last step
-_C_N = N_ATT_BUCKETS
-_C_S0 = N_ATT_BUCKETS + 1
-_C_S1 = N_ATT_BUCKETS + 2
-_U_COLS = 16                    #: 11 + 3 used, padded: both rows of a pair are one 64-byte line
+@njit(cache=True, inline="always")
+def _copy_run(n, rs, rm, s0, s1, bc, src, dn, drs, drm, ds0, ds1, dbc, dst):
+    """Row ``src`` of one run table (scans, RSSI sum and max dBm, first and last step, bucket counts) to
+    row ``dst`` of another (or the same)."""
+    dn[dst] = n[src]
+    drs[dst] = rs[src]
+    drm[dst] = rm[src]
+    ds0[dst] = s0[src]
+    ds1[dst] = s1[src]
+    for u in range(bc.shape[1]):
+        dbc[dst, u] = bc[src, u]
+
+
+@njit(cache=True, inline="always")
+def _start_run(q, cn, crs, crm, cs0, cs1, cbc):
+    """Row ``q`` of the run table: an empty run."""
+    cn[q] = 0
+    crs[q] = 0.0
+    crm[q] = -np.inf
+    cs0[q] = 0
+    cs1[q] = 0
+    for u in range(cbc.shape[1]):
+        cbc[q, u] = 0
+
+
+@njit(cache=True, inline="always")
+def _add_scan(q, r, step, adv, tx_power, edges, cn, crs, crm, cs0, cs1, cbc):
+    """One logged scan (RSSI ``r`` dBm of advertiser ``adv`` at ``step``) into run row ``q``."""
+    if cn[q] == 0:
+        cs0[q] = step
+    cs1[q] = step
+    cn[q] += 1
+    crs[q] += r
+    if r > crm[q]:
+        crm[q] = r
+    cbc[q, _bucket(tx_power[adv] - r, edges)] += 1
 
 
 @njit(cache=True)
-def _runs_match_range(pk, ck, a, na, b, nb, match, kept):
-    """Merge-join of the sorted keys ``pk[a:na]`` (previous step) and ``ck[b:nb]`` (current): match[b'] =
-    the old index of a continuing pair or -1 (new), kept[a'] = the old pair continues. Returns (number of
-    new pairs, number of old pairs that left)."""
-    n_new = 0
-    n_gone = 0
+def _runs_merge_range(a, na, b, nb, nf, pk, pn, prs, prm, ps0, ps1, pbc, ck, pi, pj, rssi, step, tx_power, edges,
+                      cn, crs, crm, cs0, cs1, cbc, fo, fa, fn, frs, frm, fs0, fs1, fbc):
+    """Merge-join of the previous step's runs with the current pairs over one key range.
+
+    Parameters
+    ----------
+    a, na, b, nb : int
+        Old runs ``a <= . < na`` and current pairs ``b <= . < nb`` of the range.
+    nf : int
+        First flush row of the range.
+    pk, ck : uint64 arrays
+        Sorted pair keys ``i << 32 | j`` of the old runs and of the current pairs.
+    pn, prs, prm, ps0, ps1, pbc : arrays, 2 rows per old pair
+        The old runs (scans, RSSI sum / max dBm, first / last step, bucket counts).
+    pi, pj, rssi : current pairs (i < j) and their scans (RSSI dBm at [2b] j seen by i, [2b + 1] i by j;
+        NaN = not logged).
+    step : uint16; ``tx_power`` (dBm per agent), ``edges`` (attenuation bucket edges, dB).
+
+    Returns
+    -------
+    int
+        The row after the last flushed. Continuing pairs carry their run into ``cn .. cbc`` (rows 2b,
+        2b + 1), new pairs start one, the current scans are added; runs of pairs no longer present go to
+        the flush arrays ``fo`` (observer), ``fa`` (advertiser), ``fn .. fbc``.
+    """
+    low = np.uint64(0xFFFFFFFF)
     while a < na or b < nb:
         if b >= nb or (a < na and pk[a] < ck[b]):
-            kept[a] = False
-            n_gone += 1
+            i = np.int64(pk[a] >> np.uint64(32))
+            j = np.int64(pk[a] & low)
+            for k in range(2):
+                q = 2 * a + k
+                if pn[q] > 0:
+                    fo[nf] = i if k == 0 else j
+                    fa[nf] = j if k == 0 else i
+                    _copy_run(pn, prs, prm, ps0, ps1, pbc, q, fn, frs, frm, fs0, fs1, fbc, nf)
+                    nf += 1
             a += 1
-        elif a < na and pk[a] == ck[b]:
-            kept[a] = True
-            match[b] = a
+            continue
+        if a < na and pk[a] == ck[b]:
+            for k in range(2):
+                _copy_run(pn, prs, prm, ps0, ps1, pbc, 2 * a + k, cn, crs, crm, cs0, cs1, cbc, 2 * b + k)
             a += 1
-            b += 1
         else:
-            match[b] = -1
-            n_new += 1
-            b += 1
-    return n_new, n_gone
+            for q in range(2 * b, 2 * b + 2):
+                _start_run(q, cn, crs, crm, cs0, cs1, cbc)
+        for k in range(2):
+            q = 2 * b + k
+            r = rssi[q]
+            if r == r:
+                _add_scan(q, r, step, pj[b] if k == 0 else pi[b], tx_power, edges, cn, crs, crm, cs0, cs1, cbc)
+        b += 1
+    return nf
 
 
 @njit(cache=True, parallel=True)
-def _runs_match_kernel(pk, ck, nchunk, a_lo, b_lo, match, kept, n_new, n_gone):
-    """:func:`_runs_match_range` over ``nchunk`` key ranges in parallel (bounds ``a_lo``, ``b_lo``:
-    nchunk + 1 each, filled here: ranges of equal size in the current keys); per-range counts of new and
-    departed pairs into ``n_new``, ``n_gone`` (nchunk). The result does not depend on ``nchunk``."""
+def _runs_merge_kernel(pk, pn, prs, prm, ps0, ps1, pbc, ck, pi, pj, rssi, step, tx_power, edges,
+                       cn, crs, crm, cs0, cs1, cbc, fo, fa, fn, frs, frm, fs0, fs1, fbc, nchunk):
+    """:func:`_runs_merge_range` over ``nchunk`` key ranges in parallel. Rows of the current runs have
+    fixed positions (2b, 2b + 1); each range flushes into its own part of the flush arrays (at most two
+    rows per old run, from row 2a on), compacted afterwards in range order — so the result is the same
+    as one sequential merge whatever ``nchunk`` and the thread count. Returns the number flushed."""
     na = pk.shape[0]
     nb = ck.shape[0]
+    a_lo = np.empty(nchunk + 1, np.int64)
+    b_lo = np.empty(nchunk + 1, np.int64)
     a_lo[0] = 0
     b_lo[0] = 0
     a_lo[nchunk] = na
@@ -65,141 +128,27 @@ def _runs_match_kernel(pk, ck, nchunk, a_lo, b_lo, match, kept, n_new, n_gone):
     for c in range(1, nchunk):
         if nb > 0:
             b_lo[c] = c * nb // nchunk
-            a_lo[c] = np.searchsorted(pk, ck[b_lo[c]]) if b_lo[c] < nb else na
+            if b_lo[c] < nb:
+                a_lo[c] = np.searchsorted(pk, ck[b_lo[c]])
+            else:
+                a_lo[c] = na
         else:
             b_lo[c] = 0
             a_lo[c] = c * na // nchunk
-    for c in prange(nchunk):
-        n_new[c], n_gone[c] = _runs_match_range(pk, ck, a_lo[c], a_lo[c + 1], b_lo[c], b_lo[c + 1], match, kept)
-
-
-@njit(cache=True, inline="always")
-def _flush_rows(pk, pslot, a0, a1, tu, tf, nf, fo, fa, fn, frs, frm, fs0, fs1, fbc, kept, freed, w):
-    """Runs of the old pairs ``a0 <= a < a1`` that left (``kept`` false) to the flush arrays from row
-    ``nf`` on (the directions with scans, in key order: j seen by i, then i seen by j) and their table
-    slots to ``freed`` from ``w`` on. Returns the row after the last flushed."""
-    low = np.uint64(0xFFFFFFFF)
-    for a in range(a0, a1):
-        if kept[a]:
-            continue
-        s = pslot[a]
-        freed[w] = s
-        w += 1
-        i = np.int64(pk[a] >> np.uint64(32))
-        j = np.int64(pk[a] & low)
-        for k in range(2):
-            q = 2 * s + k
-            if tu[q, _C_N] > 0:
-                fo[nf] = i if k == 0 else j
-                fa[nf] = j if k == 0 else i
-                fn[nf] = tu[q, _C_N]
-                frs[nf] = tf[q, 0]
-                frm[nf] = tf[q, 1]
-                fs0[nf] = tu[q, _C_S0]
-                fs1[nf] = tu[q, _C_S1]
-                for u in range(N_ATT_BUCKETS):
-                    fbc[nf, u] = tu[q, u]
-                nf += 1
-    return nf
-
-
-@njit(cache=True, inline="always")
-def _add_scan(tu, tf, q, r, step, adv, tx_power, edges):
-    """One logged scan (RSSI ``r`` dBm of advertiser ``adv`` at ``step``) into run row ``q``."""
-    if tu[q, _C_N] == 0:
-        tu[q, _C_S0] = step
-    tu[q, _C_S1] = step
-    tu[q, _C_N] += 1
-    tf[q, 0] += r
-    if r > tf[q, 1]:
-        tf[q, 1] = r
-    tu[q, _bucket(tx_power[adv] - r, edges)] += 1
-
-
-@njit(cache=True, parallel=True)
-def _runs_step_kernel(pk, pslot, ck, pi, pj, rssi, have_rssi, a_lo, b_lo, match, kept, new_off, gone_off,
-                      pool_freed_n, stack, n_stack, fresh, tu, tf, cslot, fo, fa, fn, frs, frm, fs0, fs1, fbc,
-                      freed, seed, day, step, x, y, range2, p_seen, carriage, platform, tx_off, rx_off, car_db,
-                      plat_db, ref, expo, sigma, dmin, floor, ceil, edges, tx_power):
-    """One step of the run table after :func:`_runs_match_kernel`.
-
-    Loop 1 (prange over key ranges): the runs of departed pairs go to the flush arrays (each range from
-    row ``2 a_lo[c]``, compacted at the end in range order: the rows of one sequential merge) and free
-    their slots. Loop 2: every current pair (i, j) = (pi[b], pj[b]) keeps its slot ``pslot[match[b]]``
-    or takes a free one (this step's freed slots, then ``stack[:n_stack]`` from its end, then ``fresh``
-    on; rows 2s, 2s + 1 of ``tu`` (uint16 (rows, 16): bucket counts, scans, first / last step) and
-    ``tf`` (float32 (rows, 2): RSSI sum and max, dBm) reset), then its scan of this step is added: RSSI
-    (dBm) ``rssi[2b]`` (j seen by i) and ``rssi[2b + 1]`` if ``have_rssi``, else drawn here exactly as
-    :func:`sim.scanning.step._eval_step_kernel` draws it (NaN beyond ``range2`` m², missed or below the
-    floor). Returns (flushed rows, logged scans)."""
-    nchunk = a_lo.shape[0] - 1
     nf_end = np.empty(nchunk, np.int64)
     for c in prange(nchunk):
-        nf_end[c] = _flush_rows(pk, pslot, a_lo[c], a_lo[c + 1], tu, tf, 2 * a_lo[c], fo, fa, fn, frs, frm, fs0,
-                                fs1, fbc, kept, freed, gone_off[c])
-    sseed = step_seed(seed, day, step)
-    logged = np.zeros(nchunk, np.int64)
-    for c in prange(nchunk):
-        t = new_off[c]
-        nlog = 0
-        for b in range(b_lo[c], b_lo[c + 1]):
-            a = match[b]
-            if a >= 0:
-                s = pslot[a]
-            else:
-                if t < pool_freed_n:
-                    s = freed[t]
-                elif t < pool_freed_n + n_stack:
-                    s = stack[n_stack - 1 - (t - pool_freed_n)]
-                else:
-                    s = fresh + (t - pool_freed_n - n_stack)
-                t += 1
-                for q in range(2 * s, 2 * s + 2):
-                    for u in range(_U_COLS):
-                        tu[q, u] = 0
-                    tf[q, 0] = 0.0
-                    tf[q, 1] = -np.inf
-            cslot[b] = s
-            i = pi[b]
-            j = pj[b]
-            if have_rssi:
-                r_ij = rssi[2 * b]
-                r_ji = rssi[2 * b + 1]
-            else:
-                dx = x[i] - x[j]
-                dy = y[i] - y[j]
-                d2 = dx * dx + dy * dy
-                r_ij = np.nan
-                r_ji = np.nan
-                if not d2 > range2:
-                    d = math.sqrt(d2)
-                    logd = math.log10(d if d > dmin else dmin)
-                    r_ij, r_ji = _pair_draw(sseed, i, j, p_seen, logd,
-                                            _offset(i, j, carriage, platform, tx_off, rx_off, car_db, plat_db),
-                                            _offset(j, i, carriage, platform, tx_off, rx_off, car_db, plat_db),
-                                            ref, expo, sigma, floor, ceil)
-            if r_ij == r_ij:
-                _add_scan(tu, tf, 2 * s, r_ij, step, j, tx_power, edges)
-                nlog += 1
-            if r_ji == r_ji:
-                _add_scan(tu, tf, 2 * s + 1, r_ji, step, i, tx_power, edges)
-                nlog += 1
-        logged[c] = nlog
+        nf_end[c] = _runs_merge_range(a_lo[c], a_lo[c + 1], b_lo[c], b_lo[c + 1], 2 * a_lo[c], pk, pn, prs, prm, ps0,
+                                      ps1, pbc, ck, pi, pj, rssi, step, tx_power, edges, cn, crs, crm, cs0, cs1,
+                                      cbc, fo, fa, fn, frs, frm, fs0, fs1, fbc)
     pos = nf_end[0]
     for c in range(1, nchunk):
         for src in range(2 * a_lo[c], nf_end[c]):
             if pos != src:
                 fo[pos] = fo[src]
                 fa[pos] = fa[src]
-                fn[pos] = fn[src]
-                frs[pos] = frs[src]
-                frm[pos] = frm[src]
-                fs0[pos] = fs0[src]
-                fs1[pos] = fs1[src]
-                for u in range(N_ATT_BUCKETS):
-                    fbc[pos, u] = fbc[src, u]
+                _copy_run(fn, frs, frm, fs0, fs1, fbc, src, fn, frs, frm, fs0, fs1, fbc, pos)
             pos += 1
-    return pos, logged.sum()
+    return pos
 
 
 def _merge_chunks(work: int) -> int:
@@ -210,115 +159,54 @@ def _merge_chunks(work: int) -> int:
 
 class PairRuns:
     """Run-length accumulation of one stream of pairs (sorted by (i, j) every step): while a pair stays
-    in the stream from step to step its scans are summed in place; when it leaves, its run (both
-    directions) goes to the day's hash map as one partial aggregate. The result is the same as inserting
-    every scan (up to float32 rounding of the RSSI sums).
-
-    The runs live in a table of slots (two rows per pair) that a pair keeps for as long as it stays: a
-    step reads the old and the new keys once (a merge-join, :func:`_runs_match_kernel`) and touches only
-    the rows of the current pairs (:func:`_runs_step_kernel`), with the radio draws of the step made
-    there too (:meth:`update_eval`) — no per-step copy of the run state, no RSSI array."""
+    in the stream from step to step its scans are summed in place (a sequential merge-join, no hashing);
+    when it leaves, its run (both directions) goes to the day's hash map as one partial aggregate. The
+    result is the same as inserting every scan (up to float32 rounding of the RSSI sums)."""
 
     def __init__(self):
         self.keys = np.zeros(0, np.uint64)
-        self.slots = np.zeros(0, np.int64)
-        self.tu = np.zeros((0, _U_COLS), np.uint16)
-        self.tf = np.zeros((0, 2), np.float32)
-        self.stack = np.zeros(0, np.int64)        # free slots (reused from the end)
-        self.fresh = 0                            # slots >= fresh were never used
-        self._flush = self._alloc_flush(0)
-        self._e = np.zeros(0)
-        self._ei = np.zeros(0, np.int64)
+        # state (current runs, 2 rows per pair) double-buffered and a flush buffer, kept between steps
+        # and grown by 1.1x: no fresh (page-faulting) allocation per step
+        self._state = [self._alloc(0), self._alloc(0)]
+        self._flush = self._alloc(0, True)
 
     @staticmethod
-    def _alloc_flush(rows):
-        return {"n": np.zeros(rows, np.uint16), "rsum": np.zeros(rows, np.float32),
-                "rmax": np.zeros(rows, np.float32), "s0": np.zeros(rows, np.uint16),
-                "s1": np.zeros(rows, np.uint16), "bc": np.zeros((rows, N_ATT_BUCKETS), np.uint16),
-                "o": np.zeros(rows, np.int64), "a": np.zeros(rows, np.int64)}
+    def _alloc(rows, flush=False):
+        d = {"n": np.zeros(rows, np.uint16), "rsum": np.zeros(rows, np.float32),
+             "rmax": np.zeros(rows, np.float32), "s0": np.zeros(rows, np.uint16),
+             "s1": np.zeros(rows, np.uint16), "bc": np.zeros((rows, N_ATT_BUCKETS), np.uint16)}
+        if flush:
+            d["o"] = np.zeros(rows, np.int64)
+            d["a"] = np.zeros(rows, np.int64)
+        return d
 
-    def _grow(self, slots: int) -> None:
-        if 2 * slots <= len(self.tu):
-            return
-        rows = 2 * max(slots, int(1.25 * len(self.tu) // 2) + 1024)
-        tu = np.empty((rows, _U_COLS), np.uint16)
-        tf = np.empty((rows, 2), np.float32)
-        used = 2 * self.fresh
-        tu[:used] = self.tu[:used]
-        tf[:used] = self.tf[:used]
-        self.tu, self.tf = tu, tf
+    @staticmethod
+    def _fit(buf, rows, flush=False):
+        if len(buf["n"]) >= rows:
+            return buf
+        return PairRuns._alloc(max(rows, int(1.1 * len(buf["n"])) + 1024), flush)
 
     def update(self, pi, pj, rssi, step: int, tx_power):
-        """Add one step's pairs (sorted by (i, j)) and scans (RSSI dBm, [2b] j seen by i, [2b + 1] i seen
-        by j, NaN = not logged); returns the flushed partial aggregates (observer, advertiser, n, rsum,
-        rmax, first step, last step, bucket counts) — views of a buffer that the next call overwrites."""
-        return self._step(pi, pj, np.ascontiguousarray(rssi, np.float64), True, step, tx_power, None)[0]
-
-    def update_eval(self, radio, day: int, step: int, pi, pj, x, y, range_m: float):
-        """As :meth:`update` with the step's scans drawn inside the kernel exactly as
-        :func:`sim.scanning.step.eval_scan_rssi` draws them. Returns (flushed partial aggregates, number
-        of logged scans)."""
-        return self._step(pi, pj, self._e, False, step, radio.tx_power, (radio, day, x, y, range_m))
-
-    def _step(self, pi, pj, rssi, have_rssi, step, tx_power, ev):
+        """Add one step's pairs (sorted by (i, j)) and scans; returns the flushed partial aggregates
+        (observer, advertiser, n, rsum, rmax, first step, last step, bucket counts) — views of a buffer
+        that the next call overwrites."""
         ck = (pi.astype(np.uint64) << np.uint64(32)) | pj.astype(np.uint64)
-        pk = self.keys
-        na, nb = len(pk), len(ck)
-        nchunk = _merge_chunks(na + nb)
-        a_lo = np.empty(nchunk + 1, np.int64)
-        b_lo = np.empty(nchunk + 1, np.int64)
-        match = np.empty(nb, np.int64)
-        kept = np.empty(na, np.bool_)
-        n_new = np.empty(nchunk, np.int64)
-        n_gone = np.empty(nchunk, np.int64)
-        _runs_match_kernel(pk, ck, nchunk, a_lo, b_lo, match, kept, n_new, n_gone)
-        new_off = np.concatenate([[0], np.cumsum(n_new)[:-1]]).astype(np.int64)
-        gone_off = np.concatenate([[0], np.cumsum(n_gone)[:-1]]).astype(np.int64)
-        tot_new, tot_gone, n_stack = int(n_new.sum()), int(n_gone.sum()), len(self.stack)
-        extra = max(0, tot_new - tot_gone - n_stack)
-        self._grow(self.fresh + extra)
-        if len(self._flush["n"]) < 2 * na:
-            self._flush = self._alloc_flush(max(2 * na, int(1.1 * len(self._flush["n"])) + 1024))
-        f = self._flush
-        freed = np.empty(tot_gone, np.int64)
-        cslot = np.empty(nb, np.int64)
-        if ev is None:
-            radio_args, x, y, r2, day = _dummy_radio(), self._e, self._e, 0.0, 0
-            seed = np.uint64(0)
-        else:
-            radio, day, x, y, range_m = ev
-            radio_args, r2, seed = radio.args(), float(range_m) ** 2, radio.seed
-        (p_seen, car, plat, txo, rxo, cdb, pdb, ref, expo, sig, dmin, floor, ceil) = radio_args
-        nf, logged = _runs_step_kernel(pk, self.slots, ck, pi, pj, rssi, have_rssi, a_lo, b_lo, match, kept,
-                                       new_off, gone_off, tot_gone, self.stack, n_stack, self.fresh, self.tu,
-                                       self.tf, cslot, f["o"], f["a"], f["n"], f["rsum"], f["rmax"], f["s0"],
-                                       f["s1"], f["bc"], freed, seed, np.int64(day), np.int64(step), x, y, r2,
-                                       p_seen, car, plat, txo, rxo, cdb, pdb, ref, expo, sig, dmin, floor, ceil,
-                                       _EDGES, tx_power)
-        # free slots after this step: the unused part of (freed, stack from its end), or fresh ones taken
-        pool = np.concatenate([freed, self.stack[::-1]])
-        if tot_new <= len(pool):
-            self.stack = pool[tot_new:][::-1].copy()
-        else:
-            self.stack = self._ei
-            self.fresh += tot_new - len(pool)
-        self.keys, self.slots = ck, cslot
-        if nb == 0:                                  # end of the day: the table starts afresh
-            self.stack, self.fresh = self._ei, 0
-        out = (f["o"][:nf], f["a"][:nf], f["n"][:nf], f["rsum"][:nf], f["rmax"][:nf], f["s0"][:nf], f["s1"][:nf],
-               f["bc"][:nf])
-        return out, int(logged)
+        old = self._state[0]
+        new = self._state[1] = self._fit(self._state[1], 2 * len(ck))
+        f = self._flush = self._fit(self._flush, 2 * len(self.keys), True)
+        nf = _runs_merge_kernel(self.keys, old["n"], old["rsum"], old["rmax"], old["s0"], old["s1"], old["bc"], ck,
+                                pi, pj, rssi, np.uint16(step), tx_power, _EDGES, new["n"], new["rsum"], new["rmax"],
+                                new["s0"], new["s1"], new["bc"], f["o"], f["a"], f["n"], f["rsum"], f["rmax"],
+                                f["s0"], f["s1"], f["bc"], _merge_chunks(len(self.keys) + len(ck)))
+        self.keys = ck
+        self._state.reverse()
+        return f["o"][:nf], f["a"][:nf], f["n"][:nf], f["rsum"][:nf], f["rmax"][:nf], f["s0"][:nf], f["s1"][:nf], \
+            f["bc"][:nf]
 
     def flush_all(self, tx_power):
         """End of the day: every open run as partial aggregates; the state is emptied."""
-        return self.update(self._ei, self._ei, self._e, 0, tx_power)
-
-
-@functools.lru_cache(maxsize=1)
-def _dummy_radio():
-    """Radio arguments of the kernel's typed signature when the scans are given (never read)."""
-    i8, f8 = np.zeros(1, np.int64), np.zeros(1, np.float64)
-    return (1.0, i8, i8, f8, f8, f8, np.zeros((1, 1), np.float64), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        e = np.zeros(0, np.int64)
+        return self.update(e, e, np.zeros(0), 0, tx_power)
 
 
 @njit(cache=True)

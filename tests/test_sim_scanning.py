@@ -181,3 +181,21 @@ def test_rssi_capped_at_receiver_saturation():
     acc.add_partial(obs, adv, n, rsum, rmax, s0, s1, bc)
     w = acc.windows(np.arange(2, dtype=np.uint64), pop.tx_power.astype(np.float64), 300.0, 0, radio.phase)
     validate(w, "windows")
+
+
+def test_bucket_is_the_number_of_edges_below():
+    """The branch-free attenuation bucket = the first edge not below the attenuation (np.searchsorted,
+    side 'left'), edges themselves included, NaN in bucket 0."""
+    from numba import njit
+    from sim.scanning.step import _EDGES, _bucket
+
+    @njit
+    def buckets(a, edges):
+        out = np.empty(a.shape[0], np.int64)
+        for k in range(a.shape[0]):
+            out[k] = _bucket(a[k], edges)
+        return out
+
+    a = np.r_[np.random.default_rng(2).uniform(-20, 120, 2000), _EDGES, _EDGES + 1e-9, np.inf, -np.inf]
+    assert np.array_equal(buckets(a, _EDGES), np.searchsorted(_EDGES, a, side="left"))
+    assert buckets(np.array([np.nan]), _EDGES)[0] == 0

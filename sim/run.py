@@ -34,8 +34,15 @@ step to step are summed by :class:`sim.scanning.PairRuns` and reach the day's ha
 the same for close pairs of the ground truth (:class:`sim.scanning.CloseRuns`: close (sub)steps and
 minimum distance).
 
+Writing
+-------
+Parquet files are written on one background thread (:class:`_Writer`) in the order the blocks are made,
+so the bytes are those of writing inline: a day's ground truth while its windows are extracted, each
+window block while the next is extracted, a day's last block while the next day is simulated.
+
 ``run.json["timings"]``: wall-clock seconds per stage (schedules, positions, neighbours, radio,
-aggregation, writing), their shares, agent-steps per second, peak RSS (MB) and the numba thread count.
+aggregation, writing — the main thread's time submitting writes and waiting for them, not the
+writer's own time), their shares, agent-steps per second, peak RSS (MB) and the numba thread count.
 """
 from __future__ import annotations
 
@@ -254,14 +261,23 @@ class _PairFinder:
         self.hh_all = household_pairs(pop)
         self.hh_phone = household_pairs(pop, pop.has_phone)
 
-    def streams(self, g, x, y, radius, phones_only):
-        """((home i, home j), (away i, away j)): each sorted by (i, j)."""
+    def at_home(self, g):
+        """Agents paired directly as household members at home (their group is their own home and no
+        visitor is there; visitors in another household's home (issue 13) and their hosts join the
+        search)."""
         at_home = g == self.household
-        vis = ~at_home & (g < self.n_households)     # visitors in another household's home (issue 13):
-        if vis.any():                                # their hosts join the search with them
+        vis = ~at_home & (g < self.n_households)
+        if vis.any():
             hosted = np.zeros(self.n_households, bool)
             hosted[g[vis]] = True
             at_home &= ~hosted[self.household]
+        return at_home
+
+    def streams(self, g, x, y, radius, phones_only, at_home=None):
+        """((home i, home j), (away i, away j)): each sorted by (i, j); ``at_home``: :meth:`at_home` of
+        ``g`` if already known."""
+        if at_home is None:
+            at_home = self.at_home(g)
         hi, hj = self.hh_phone if phones_only else self.hh_all
         k = at_home[hi] & at_home[hj]
         away = ~at_home
@@ -316,8 +332,9 @@ def _simulate_day(day, scn, seed, pop, places, hseed, radio, find, place_mask, c
             t = day * 86400.0 + step * step_s + k * sub_s
             g, x, y = positions(hseed, sched, pop, places, step, t, False, sim["jitter_m"], out=buf)
             t0 = T.add("positions", t0)
+            home = find.at_home(g)
             if k == 0:
-                streams = find.streams(g, x, y, R, True)
+                streams = find.streams(g, x, y, R, True, home)
                 t0 = T.add("neighbours", t0)
                 for (pi, pj), run in zip(streams, runs):
                     rssi = eval_scan_rssi(radio, day, step, pi, pj, x, y, R)
@@ -326,7 +343,7 @@ def _simulate_day(day, scn, seed, pop, places, hseed, radio, find, place_mask, c
                     t0 = T.add("radio", t0)
                     acc.add_partial(*run.update(pi, pj, rssi, step, radio.tx_power))
                     t0 = T.add("aggregation", t0)
-            cstreams = find.streams(g, x, y, close, False)
+            cstreams = find.streams(g, x, y, close, False, home)
             t0 = T.add("neighbours", t0)
             for (ci, cj), crun in zip(cstreams, cruns):
                 cl = eval_close(ci, cj, x, y, close)

@@ -36,9 +36,10 @@ minimum distance).
 
 Writing
 -------
-Parquet files are written on one background thread (:class:`_Writer`) in the order the blocks are made,
-so the bytes are those of writing inline: a day's ground truth while its windows are extracted, each
-window block while the next is extracted, a day's last block while the next day is simulated.
+Parquet files are written on background threads (:class:`_Writer`: one for the ground truth, one for
+the windows) in the order the blocks are made, so the bytes are those of writing inline: a day's
+ground truth while its windows are extracted and written, each window block while the next is
+extracted, a day's last block while the next day is simulated.
 
 ``run.json["timings"]``: wall-clock seconds per stage (schedules, positions, neighbours, radio,
 aggregation, writing — the main thread's time submitting writes and waiting for them, not the
@@ -409,7 +410,7 @@ def simulate(scenario, out_dir, seed: int = 0, days: int = 1, progress: bool = T
     gt_meta = {"close_m": close, "close_minutes": sim["close_minutes"], "sub_step_s": sub_s}
     acc_cap = 1024
     peak_acc = 0
-    writer = _Writer()
+    gt_writer, writer = _Writer(), _Writer()     # ground truth and windows: two files, written in parallel
     w_out = None
     with ParquetAppender(out / "ground_truth.parquet", "ground_truth", meta=gt_meta) as gt_out:
         try:
@@ -419,7 +420,7 @@ def simulate(scenario, out_dir, seed: int = 0, days: int = 1, progress: bool = T
                 peak_acc = max(peak_acc, acc.nbytes)
                 gt = acc.ground_truth(day, sub_s)
                 t0 = T.add("aggregation", t0)
-                writer.submit(_write_sliced, gt_out, gt)
+                gt_writer.submit(_write_sliced, gt_out, gt)
                 counts["ground_truth"] += len(gt)
                 del gt
                 t0 = T.add("writing", t0)
@@ -448,9 +449,13 @@ def simulate(scenario, out_dir, seed: int = 0, days: int = 1, progress: bool = T
                               f"peak RSS {_peak_rss_mb() / 1024:.2f} GB, {counts['windows']:,} windows so far",
                               file=sys.stderr)
             writer.wait()
+            gt_writer.wait()
             t0 = T.add("writing", t0)
         finally:                                # no write outlives its file (nor the ground truth's)
-            writer.close()
+            try:
+                writer.close()
+            finally:
+                gt_writer.close()
             if w_out is not None:               # an error while its blocks were being made
                 w_out.close(RuntimeError)
     if bar is not None:

@@ -7,11 +7,9 @@ resident memory grows with the agents and not with the days (each day is written
 starts); the time grows with agent-days.
 
 Constants (2-core reference machine, numba 0.68, Lạng Sơn settings), re-measured for issue 16
-(``benchmarks/simulation.py``'s ``scenario(n)``, one day, 2 numba threads): a 10^5-agent day takes
-36 s at load ~1.2 (it was 42 s before issue 16's changes, same conditions) and peaks at 1.8 GB; a
-10^6-agent day peaks at 7.8 GB resident (12.4 GB measured just before the window map stopped doubling
-for keys it already held) and took 702 s at load ~4.5 (no quiet measurement: the per-agent-day time below is the
-quiet 10^5 figure, so large runs may take longer).
+(``benchmarks/simulation.py``'s ``scenario(n)``, one day, 2 numba threads, load 1.1-1.5): a
+10^6-agent day takes 380 s (596 CPU-s) and peaks at 7.8 GB resident (12.4 GB measured just before the
+window map stopped doubling for keys it already held); a 10^5-agent day takes 36 s and peaks at 1.8 GB.
 """
 from __future__ import annotations
 
@@ -22,8 +20,8 @@ __all__ = ["BYTES_PER_AGENT", "BASE_BYTES", "SECONDS_PER_AGENT_DAY", "available_
 BYTES_PER_AGENT = 7_500
 #: fixed resident bytes (interpreter, numpy/pyarrow/numba, compiled kernels)
 BASE_BYTES = 300 * 2**20
-#: wall seconds per agent-day on the reference machine at load ~1.2 (36 s for 10^5 agents x 1 day)
-SECONDS_PER_AGENT_DAY = 3.6e-4
+#: wall seconds per agent-day on the reference machine at load ~1.2 (380 s for 10^6 agents x 1 day)
+SECONDS_PER_AGENT_DAY = 3.8e-4
 #: head-room kept free when deciding whether a run fits (the page cache of the Parquet writes, others)
 HEADROOM = 0.9
 

@@ -6,20 +6,22 @@ Performance): one simulated day holds that day's window and close-pair accumulat
 resident memory grows with the agents and not with the days (each day is written before the next
 starts); the time grows with agent-days.
 
-Constants (2-core reference machine, numba 0.68, Lạng Sơn settings): a 10^6-agent day peaks at
-6.9 GB resident and takes 206 s at load ~2 (0.21 ms per agent-day); a 10^5-agent day peaks at ~0.9 GB.
+Constants (2-core reference machine, numba 0.68, Lạng Sơn settings), re-measured for issue 16
+(``benchmarks/simulation.py``'s ``scenario(n)``, one day, 2 numba threads, load 1.1-1.5): a
+10^6-agent day takes 380 s (596 CPU-s) and peaks at 7.8 GB resident (12.4 GB measured just before the
+window map stopped doubling for keys it already held); a 10^5-agent day takes 36 s and peaks at 1.8 GB.
 """
 from __future__ import annotations
 
 __all__ = ["BYTES_PER_AGENT", "BASE_BYTES", "SECONDS_PER_AGENT_DAY", "available_bytes", "estimate",
            "check_fits", "describe"]
 
-#: peak resident bytes per agent of one simulated day (6.9 GB at 10^6 agents, less the fixed part)
-BYTES_PER_AGENT = 6_600
+#: peak resident bytes per agent of one simulated day (7.8 GB at 10^6 agents, less the fixed part)
+BYTES_PER_AGENT = 7_500
 #: fixed resident bytes (interpreter, numpy/pyarrow/numba, compiled kernels)
 BASE_BYTES = 300 * 2**20
-#: wall seconds per agent-day on the reference machine at load ~2 (206 s for 10^6 agents x 1 day)
-SECONDS_PER_AGENT_DAY = 2.1e-4
+#: wall seconds per agent-day on the reference machine at load ~1.2 (380 s for 10^6 agents x 1 day)
+SECONDS_PER_AGENT_DAY = 3.8e-4
 #: head-room kept free when deciding whether a run fits (the page cache of the Parquet writes, others)
 HEADROOM = 0.9
 

@@ -111,6 +111,21 @@ def _cell_keys_kernel(a, x0, y0, h, ny):
 
 
 @njit(cache=True)
+def _group_cell_keys_kernel(a, group, x0, y0, h, nx, ny):
+    """Cell key ``(group * (nx + 1) + cx) * ny + cy`` of every point (groups >= 0; one empty column
+    after each group's ``nx`` columns, so no stencil reaches into another group) and the largest key."""
+    n = a.shape[0]
+    key = np.empty(n, np.int64)
+    kmax = np.int64(0)
+    for p in range(n):
+        cx, cy = _cell_of(a[p, 0], a[p, 1], x0, y0, h)
+        k = (group[p] * (nx + 1) + cx) * ny + cy
+        key[p] = k
+        kmax = max(kmax, k)
+    return key, kmax
+
+
+@njit(cache=True)
 def _radix_sort_points_kernel(key, kmax):
     """Stable LSD radix sort of the points by cell key (11-bit digits, as many passes as the
     largest key needs): (sorted keys, point order as int32).  Sequential reads, writes into
@@ -374,7 +389,7 @@ def _finish_rows_kernel(keys, start, shift, out_i, out_j):
             out_j[lo + k] = np.int64(v & np.uint64(0xFFFFFFFF))
 
 
-def pairs_sorted(a: np.ndarray, r: float, x0, y0, h, nx, ny):
+def pairs_sorted(a: np.ndarray, r: float, x0, y0, h, nx, ny, group=None):
     """All pairs (i < j, sorted by (i, j)) of the points ``a`` within ``r``, by the sorted cell list.
 
     Parameters
@@ -385,13 +400,20 @@ def pairs_sorted(a: np.ndarray, r: float, x0, y0, h, nx, ny):
         Radius.
     x0, y0 : float
         Smallest coordinates; ``h`` the cell size (>= r), ``nx``, ``ny`` cells per axis.
+    group : int64 array, shape (n,), optional
+        Group of every point, ``0 <= group`` and ``(max + 1) * (nx + 1) * ny < 2**62``: only points of
+        one group are paired (each group is a block of ``nx + 1`` cell columns, the last one empty).
 
     Returns
     -------
     i, j : int64 arrays, shape (m,)
     """
     n = a.shape[0]
-    key, kmax = _cell_keys_kernel(a, x0, y0, h, ny)
+    if group is None:
+        key, kmax = _cell_keys_kernel(a, x0, y0, h, ny)
+    else:
+        key, kmax = _group_cell_keys_kernel(a, group, x0, y0, h, nx, ny)
+        nx = int(kmax // ny) + 1                # the columns of all groups (the key's column part)
     dense = nx * ny <= 2 * n + _DENSE_SLACK
     if dense:                                   # one counting-sort pass, cells found by index
         start, order = _counting_sort_kernel(key, nx * ny)

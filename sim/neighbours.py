@@ -36,16 +36,11 @@ Algorithm (see ``../shared/DESIGN.md``, Performance rules):
    cache-resident) counting-sorts each bucket by the low bits of ``i`` and sorts every (short) run of
    equal ``i`` by ``j``.  The output is identical whatever the number of threads.
 
-``pairs_within_groups`` -- hashed cells (the simulator's path):
-
-2'. bucket = a 64-bit hash of the 4 x 4 super-cell ``(group, cx >> 2, cy >> 2)`` into
-   ``2**k > n / 4`` super-buckets, times 16, plus the cell's place in its super-cell (so neighbouring
-   cells stay close in memory); points in a bucket are filtered by their exact cell and group.
-3'. Stable counting sort of the points by bucket; coordinates and cells are copied in that order.
-   Two passes, ``prange`` over the points in bucket order ``p``: pass 1 counts the partners, a prefix
-   sum gives every point its row, pass 2 writes the rows branch-free and sorts each row.
-4'. The rows are moved to original index order (row of point ``i`` at the prefix sum of the row
-   lengths in original order).
+``pairs_within_groups`` -- the same sorted cell list with the group in the cell key (the simulator's
+path): key ``(group * (nx + 1) + cx) * ny + cy``, so every group is a block of ``nx`` cell columns
+followed by one empty column and no stencil reaches into another group; the distances are computed from
+the points' own coordinates (groups may overlap in space).  Group ids that are negative or too large
+for the key (``>= 2**62`` with the cells) are replaced by their ranks (``np.unique``).
 
 Inputs below 20,000 points run on one thread (waking the worker pool costs more than the work).
 """
@@ -53,36 +48,20 @@ from __future__ import annotations
 
 import numpy as np
 import numba
-from numba import njit, prange
+from numba import njit
 
-from sim.cell_list import _cell_of, _counting_sort_kernel, _sort_row, pairs_sorted
-from sim.rng import GOLDEN, K2, K3, mix64
+from sim.cell_list import pairs_sorted
 
 __all__ = ["pairs_within", "pairs_within_groups"]
 
 _CELL_BITS = 30                    # cell indices per axis < 2**30
+_KEY_LIMIT = 2**62                 # cell keys (with the group) stay below this
 _H_INFLATE = 1.0 + 2.0 ** -16      # cell size slightly above the radius (see module docstring)
 
 
 # ----------------------------------------------------------------------------------------------
-# kernels: hashed cell list (pairs_within_groups)
+# kernels
 # ----------------------------------------------------------------------------------------------
-@njit(cache=True, inline="always")
-def _super_hash(g, sx, sy, shift):
-    """Hashed super-bucket (already shifted left by 4) of super-cell (g, sx, sy)."""
-    h = mix64(np.uint64(g) * GOLDEN + np.uint64(sx) * K2 + np.uint64(sy) * K3)
-    return np.int64(h >> np.uint64(shift)) << 4
-
-
-@njit(cache=True, inline="always")
-def _hash_cell(g, cx, cy, shift):
-    """Bucket of cell (g, cx, cy) in the hashed cell list.  Cells are grouped in 4 x 4 super-cells:
-    the super-cell (g, cx >> 2, cy >> 2) is hashed (splitmix64 finaliser of a multiplicative
-    combination, top ``64 - shift`` bits) and the cell's position inside it gives the low 4 bits, so
-    the 3 x 3 stencil of a cell mostly reads 16 consecutive buckets (locality), whatever the extent."""
-    return _super_hash(g, cx >> 2, cy >> 2, shift) | ((cx & 3) << 2) | (cy & 3)
-
-
 @njit(cache=True)
 def _bounds_kernel(a):
     """(first row with a non-finite coordinate or -1, xmin, xmax, ymin, ymax) in one pass (serial: a
@@ -104,132 +83,6 @@ def _bounds_kernel(a):
         else:
             bad = min(bad, p)
     return (bad if bad < n else -1), x0, x1, y0, y1
-
-
-@njit(cache=True)
-def _buckets_kernel(a, group, x0, y0, h, shift):
-    """Bucket of every point: the hash of its cell (group, cx, cy)."""
-    n = a.shape[0]
-    bucket = np.empty(n, np.int64)
-    for p in range(n):
-        cx, cy = _cell_of(a[p, 0], a[p, 1], x0, y0, h)
-        bucket[p] = _hash_cell(group[p], cx, cy, shift)
-    return bucket
-
-
-@njit(cache=True, parallel=True)
-def _gather_kernel(order, a, group, x0, y0, h, xs, ys, cxs, cys, gs):
-    """Coordinates, cells and groups in bucket order (cells recomputed: identical, and cheaper than
-    gathering them)."""
-    for k in prange(order.shape[0]):
-        p = order[k]
-        x = a[p, 0]
-        y = a[p, 1]
-        xs[k] = x
-        ys[k] = y
-        cx, cy = _cell_of(x, y, x0, y0, h)
-        cxs[k] = cx
-        cys[k] = cy
-        gs[k] = group[p]
-
-
-@njit(cache=True, parallel=True)
-def _scan_hashed_kernel(xs, ys, cxs, cys, gs, orig, start, shift, r2, fill, offs, counts, out_j):
-    """Over the points p in bucket order.  Pass 1 (fill=False): counts[p] = number of partners q
-    with orig[q] > orig[p].  Pass 2 (fill=True): writes their orig[q] at out_j[offs[p]:offs[p+1]],
-    sorted.  Both passes read and write sequentially; the count loop is branch-free (the hit test is
-    ~50/50 and unpredictable).  Buckets are hashed: candidates are filtered by their exact cell (two
-    super-cells may share a super-bucket; the 9 stencil cells still have 9 distinct buckets, since
-    their positions (cx & 3, cy & 3) inside a super-cell differ, so the filter counts every point
-    once).  The 3 x 3 stencil touches at most 2 x 2 super-cells: their hashes are computed once per
-    point, and each stencil column is 1 or 2 contiguous bucket ranges."""
-    n = xs.shape[0]
-    for p in prange(n):
-        xp = xs[p]
-        yp = ys[p]
-        oi = orig[p]
-        cx = cxs[p]
-        cy = cys[p]
-        g = gs[p]
-        c = 0
-        w = offs[p] + p if fill else 0     # row p has counts[p] slots + 1 pad slot
-        sx0 = (cx - 1) >> 2
-        sy0 = (cy - 1) >> 2
-        h00 = _super_hash(g, sx0, sy0, shift)
-        h01 = _super_hash(g, sx0, sy0 + 1, shift) if ((cy + 1) >> 2) != sy0 else h00
-        if ((cx + 1) >> 2) != sx0:
-            h10 = _super_hash(g, sx0 + 1, sy0, shift)
-            h11 = _super_hash(g, sx0 + 1, sy0 + 1, shift) if ((cy + 1) >> 2) != sy0 else h10
-        else:
-            h10 = h00
-            h11 = h01
-        split = ((cy + 1) >> 2) != sy0     # the stencil column spans two super-rows
-        for ix in range(cx - 1, cx + 2):
-            sub = (ix & 3) << 2
-            hx0 = (h00 if (ix >> 2) == sx0 else h10) | sub
-            hx1 = (h01 if (ix >> 2) == sx0 else h11) | sub
-            # cells (ix, cy-1..cy+1) are consecutive buckets within one super-row: 1 or 2 ranges
-            for part in range(2 if split else 1):
-                if not split:
-                    lo = start[hx0 | ((cy - 1) & 3)]
-                    hi = start[(hx0 | ((cy + 1) & 3)) + 1]
-                elif part == 0:
-                    lo = start[hx0 | ((cy - 1) & 3)]
-                    hi = start[(hx0 | 3) + 1]
-                else:
-                    lo = start[hx1]
-                    hi = start[(hx1 | ((cy + 1) & 3)) + 1]
-                for q in range(lo, hi):
-                    oq = orig[q]
-                    dx = xp - xs[q]
-                    dy = yp - ys[q]
-                    dc = cys[q] - cy
-                    hit = ((oq > oi) & (cxs[q] == ix) & (dc >= -1) & (dc <= 1) & (gs[q] == g)
-                           & (dx * dx + dy * dy <= r2))
-                    if fill:
-                        out_j[w + c] = oq
-                    c += np.int64(hit)
-        if fill:
-            _sort_row(out_j, w, w + c)
-        else:
-            counts[p] = c
-
-
-@njit(cache=True)
-def _offsets_kernel(counts):
-    n = counts.shape[0]
-    offs = np.empty(n + 1, np.int64)
-    offs[0] = 0
-    for k in range(n):
-        offs[k + 1] = offs[k] + counts[k]
-    return offs
-
-
-@njit(cache=True)
-def _orig_offsets_kernel(order, counts_s):
-    """Row offsets in original index order: the point at bucket position p is order[p]."""
-    n = order.shape[0]
-    counts = np.empty(n, np.int64)
-    for p in range(n):
-        counts[order[p]] = counts_s[p]
-    offs = np.empty(n + 1, np.int64)
-    offs[0] = 0
-    for i in range(n):
-        offs[i + 1] = offs[i] + counts[i]
-    return offs
-
-
-@njit(cache=True, parallel=True)
-def _reorder_kernel(order, offs_s, offs_o, out_s, out_i, out_j):
-    """Rows from bucket order (padded) to original order: sequential reads, each row written as one
-    block at its place (faster here than gathering rows in original order)."""
-    for p in prange(order.shape[0]):
-        i = order[p]
-        w = offs_o[i]
-        lo = offs_s[p] + p
-        for k in range(offs_s[p + 1] - offs_s[p]):
-            out_i[w + k] = i
-            out_j[w + k] = out_s[lo + k]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -255,7 +108,6 @@ def _check_radius(radius) -> float:
 
 
 _EMPTY = np.empty(0, np.int64)
-_EMPTY32 = np.empty(0, np.int32)   # the count pass's out_j: same type as the fill pass' (one specialisation)
 _PARALLEL_MIN = 20_000     # below this many points the kernels run on one thread
 
 
@@ -273,6 +125,12 @@ class _threads:
 
     def __exit__(self, *exc):
         numba.set_num_threads(self.old)
+
+
+def _n_cells(extent: float, h: float) -> int:
+    """Cells along an axis: the kernels' own ``floor(d / h)`` of the largest offset, plus one (Python's
+    ``//`` on floats can be one less than ``floor(d / h)`` when ``d / h`` rounds up to an integer)."""
+    return int(np.floor(extent / h)) + 1
 
 
 def _pairs(a: np.ndarray, group, r: float):
@@ -293,41 +151,17 @@ def _pairs_impl(a: np.ndarray, group, r: float):
         return _EMPTY.copy(), _EMPTY.copy()
     big = max(x1 - x0, y1 - y0, abs(x0), abs(x1), abs(y0), abs(y1))
     h = max(r, big * 2.0 ** -_CELL_BITS) * _H_INFLATE
+    nx, ny = _n_cells(x1 - x0, h), _n_cells(y1 - y0, h)
     if group is None:
-        nx = int((x1 - x0) // h) + 1
-        ny = int((y1 - y0) // h) + 1
         return pairs_sorted(a, r, x0, y0, h, nx, ny)
-    return _pairs_hashed(a, group, r, x0, y0, h)
-
-
-def _pairs_hashed(a: np.ndarray, group, r: float, x0, y0, h):
-    """pairs_within_groups: the hashed cell list (steps 2'-4' of the module docstring)."""
-    n = a.shape[0]
-    k = max(int(n // 4).bit_length(), 2)       # 2**k super-buckets > n / 4, 16 buckets each
-    n_buckets, shift = 16 << k, 64 - k
-    bucket = _buckets_kernel(a, group, x0, y0, h, shift)
-    start, order = _counting_sort_kernel(bucket, n_buckets)
-    del bucket
-    xs = np.empty(n)
-    ys = np.empty(n)
-    cxs = np.empty(n, np.int64)
-    cys = np.empty(n, np.int64)
-    gs = np.zeros(n, np.int64)                 # group of every point
-    _gather_kernel(order, a, group, x0, y0, h, xs, ys, cxs, cys, gs)
-    r2 = r * r
-    counts_s = np.empty(n, np.int64)
-    zero = np.zeros(1, np.int64)
-    _scan_hashed_kernel(xs, ys, cxs, cys, gs, order, start, shift, r2, False, zero, counts_s, _EMPTY32)
-    offs_s = _offsets_kernel(counts_s)
-    m = int(offs_s[-1])
-    out_s = np.empty(m + n, np.int32)
-    _scan_hashed_kernel(xs, ys, cxs, cys, gs, order, start, shift, r2, True, offs_s, counts_s, out_s)
-    del xs, ys, cxs, cys, gs
-    offs_o = _orig_offsets_kernel(order, counts_s)
-    out_i = np.empty(m, np.int64)
-    out_j = np.empty(m, np.int64)
-    _reorder_kernel(order, offs_s, offs_o, out_s, out_i, out_j)
-    return out_i, out_j
+    g0, g1 = int(group.min()), int(group.max())
+    if g0 < 0 or (g1 + 1) * (nx + 1) * ny >= _KEY_LIMIT:      # ids too large for the cell key: ranks
+        _, inv = np.unique(group, return_inverse=True)
+        group, g1 = inv.astype(np.int64).reshape(-1), int(inv.max())
+    while (g1 + 1) * (nx + 1) * ny >= _KEY_LIMIT:   # huge extent and many groups: coarser cells (any h >= r
+        h *= 2.0                                     # finds every pair; only the candidates grow)
+        nx, ny = _n_cells(x1 - x0, h), _n_cells(y1 - y0, h)
+    return pairs_sorted(a, r, x0, y0, h, nx, ny, group)
 
 
 def pairs_within(xy, radius):
@@ -359,7 +193,7 @@ def pairs_within_groups(xy, group, radius):
     ``group`` is a 1-D integer array of length n (any int64 values, e.g. ``place * n_steps + step``).
     The result equals the union over groups of ``cKDTree(xy[group == g]).query_pairs(radius)`` mapped
     back to the original indices, sorted by ``(i, j)``.  Coordinates of different groups may overlap
-    (each place can have its own local frame): cells are keyed by ``(group, cx, cy)`` in a hashed
+    (each place can have its own local frame): cells are keyed by ``(group, cx, cy)`` in the sorted
     cell list, so memory stays O(n) whatever the number of groups.
     """
     a = _check_xy(xy)

@@ -34,8 +34,16 @@ step to step are summed by :class:`sim.scanning.PairRuns` and reach the day's ha
 the same for close pairs of the ground truth (:class:`sim.scanning.CloseRuns`: close (sub)steps and
 minimum distance).
 
+Writing
+-------
+Parquet files are written on background threads (:class:`_Writer`: one for the ground truth, one for
+the windows) in the order the blocks are made, so the bytes are those of writing inline: a day's
+ground truth while its windows are extracted and written, each window block while the next is
+extracted, a day's last block while the next day is simulated.
+
 ``run.json["timings"]``: wall-clock seconds per stage (schedules, positions, neighbours, radio,
-aggregation, writing), their shares, agent-steps per second, peak RSS (MB) and the numba thread count.
+aggregation, writing — the main thread's time submitting writes and waiting for them, not the
+writer's own time), their shares, agent-steps per second, peak RSS (MB) and the numba thread count.
 """
 from __future__ import annotations
 
@@ -46,6 +54,7 @@ import json
 import resource
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -75,9 +84,10 @@ STAGES = ("schedules", "positions", "neighbours", "radio", "aggregation", "writi
 #: that a run uses every one)
 RUN_KERNELS = {
     "sim.positions": ("_positions_kernel",),
-    "sim.neighbours": ("_bounds_kernel", "_buckets_kernel", "_gather_kernel", "_offsets_kernel",
-                       "_orig_offsets_kernel", "_reorder_kernel", "_scan_hashed_kernel"),
-    "sim.cell_list": ("_counting_sort_kernel",),
+    "sim.neighbours": ("_bounds_kernel",),
+    "sim.cell_list": ("_bucket_rows_kernel", "_bound_offsets_kernel", "_cells_kernel", "_finish_rows_kernel",
+                      "_gather_sorted_kernel", "_group_cell_keys_kernel", "_radix_sort_points_kernel",
+                      "_scan_cells_kernel"),
     "sim.scanning.step": ("_close_kernel", "_eval_static_kernel", "_eval_step_kernel", "_phases"),
     "sim.scanning.runs": ("_close_runs_kernel", "_runs_merge_kernel"),
     "sim.scanning.accumulate": ("_contains_kernel", "_gt_insert_kernel", "_shard_order_kernel",
@@ -147,6 +157,44 @@ def _rng(seed: int, stage: int, day: int = 0) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stage, day)))
 
 
+class _Writer:
+    """Parquet writes on one background thread, in the order they are submitted (so the files are the
+    bytes of writing inline): a day's ground truth and window blocks are written while the next block
+    is extracted and while the next day is simulated (pyarrow's encoding and zstd run without the GIL).
+    At most one write waits or runs at a time (memory: one block); an error surfaces at the next
+    :meth:`submit` or :meth:`wait`."""
+
+    def __init__(self):
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="proxitrace-writer")
+        self._pending = None
+
+    def submit(self, fn, *args) -> None:
+        self.wait()
+        self._pending = self._pool.submit(fn, *args)
+
+    def wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
+def _write_day_windows(appender, win) -> None:
+    """Write the last window block of a day (in slices, see :func:`_write_sliced`) and close the file
+    (atomic rename); on an error the partial file is removed."""
+    try:
+        _write_sliced(appender, win)
+    except BaseException as e:
+        appender.close(type(e))
+        raise
+    appender.close()
+
+
 class _Timer:
     def __init__(self):
         self.t = {k: 0.0 for k in STAGES}
@@ -214,14 +262,23 @@ class _PairFinder:
         self.hh_all = household_pairs(pop)
         self.hh_phone = household_pairs(pop, pop.has_phone)
 
-    def streams(self, g, x, y, radius, phones_only):
-        """((home i, home j), (away i, away j)): each sorted by (i, j)."""
+    def at_home(self, g):
+        """Agents paired directly as household members at home (their group is their own home and no
+        visitor is there; visitors in another household's home (issue 13) and their hosts join the
+        search)."""
         at_home = g == self.household
-        vis = ~at_home & (g < self.n_households)     # visitors in another household's home (issue 13):
-        if vis.any():                                # their hosts join the search with them
+        vis = ~at_home & (g < self.n_households)
+        if vis.any():
             hosted = np.zeros(self.n_households, bool)
             hosted[g[vis]] = True
             at_home &= ~hosted[self.household]
+        return at_home
+
+    def streams(self, g, x, y, radius, phones_only, at_home=None):
+        """((home i, home j), (away i, away j)): each sorted by (i, j); ``at_home``: :meth:`at_home` of
+        ``g`` if already known."""
+        if at_home is None:
+            at_home = self.at_home(g)
         hi, hj = self.hh_phone if phones_only else self.hh_all
         k = at_home[hi] & at_home[hj]
         away = ~at_home
@@ -233,6 +290,74 @@ class _PairFinder:
     def __call__(self, g, x, y, radius, phones_only):
         (hi, hj), (oi, oj) = self.streams(g, x, y, radius, phones_only)
         return np.concatenate([hi, oi]), np.concatenate([hj, oj])
+
+
+def _simulate_day(day, scn, seed, pop, places, hseed, radio, find, place_mask, counts, bar, T, t0, acc_cap):
+    """All steps of ``day``: the static night at once, then step by step (module docstring). Returns
+    (the day's :class:`DayAccumulator`, its capacity for the next day, the timer's clock); updates
+    ``place_mask`` and ``counts``."""
+    sim = scn.sim
+    step_s, sub = int(sim["step_s"]), int(sim["gt_substeps"])
+    sub_s = step_s / sub
+    R, close = float(sim["radio_range_m"]), float(sim["close_m"])
+    S = 86400 // step_s
+    sched = day_schedule(scn, pop, places, seed, day)
+    place_mask |= sched.place_mask(places.inst_type)
+    acc = DayAccumulator(acc_cap)
+    runs = (PairRuns(), PairRuns())            # home and away pair streams
+    cruns = (CloseRuns(), CloseRuns())         # the same for the ground truth's close pairs
+    buf = (np.empty(pop.n, np.int64), np.empty(pop.n), np.empty(pop.n))
+    t0 = T.add("schedules", t0)
+    # static night episode
+    static_steps = np.r_[np.arange(0, sched.static_lo), np.arange(sched.static_hi, S)].astype(np.int64)
+    if len(static_steps):
+        g, x, y = positions(hseed, sched, pop, places, 0, day * 86400.0, True, sim["jitter_m"], out=buf)
+        t0 = T.add("positions", t0)
+        pi, pj = find(g, x, y, R, True)
+        ci, cj = find(g, x, y, close, False)
+        t0 = T.add("neighbours", t0)
+        part = eval_static(radio, day, static_steps, pi, pj, x, y, R)
+        cl = eval_close(ci, cj, x, y, close, mult=len(static_steps) * sub)
+        counts["scans_logged"] += int(part[2].sum())
+        counts["phone_pairs_evaluated"] += len(pi) * len(static_steps)
+        t0 = T.add("radio", t0)
+        acc.add_partial(*part)
+        acc.add_close(*cl)
+        del part, cl
+        t0 = T.add("aggregation", t0)
+        counts["static_steps"] += len(static_steps)
+        if bar is not None:
+            bar.update(len(static_steps))
+    for step in range(sched.static_lo, sched.static_hi):
+        for k in range(sub):
+            t = day * 86400.0 + step * step_s + k * sub_s
+            g, x, y = positions(hseed, sched, pop, places, step, t, False, sim["jitter_m"], out=buf)
+            t0 = T.add("positions", t0)
+            home = find.at_home(g)
+            if k == 0:
+                streams = find.streams(g, x, y, R, True, home)
+                t0 = T.add("neighbours", t0)
+                for (pi, pj), run in zip(streams, runs):
+                    rssi = eval_scan_rssi(radio, day, step, pi, pj, x, y, R)
+                    counts["scans_logged"] += int(np.count_nonzero(rssi == rssi))
+                    counts["phone_pairs_evaluated"] += len(pi)
+                    t0 = T.add("radio", t0)
+                    acc.add_partial(*run.update(pi, pj, rssi, step, radio.tx_power))
+                    t0 = T.add("aggregation", t0)
+            cstreams = find.streams(g, x, y, close, False, home)
+            t0 = T.add("neighbours", t0)
+            for (ci, cj), crun in zip(cstreams, cruns):
+                cl = eval_close(ci, cj, x, y, close)
+                t0 = T.add("radio", t0)
+                acc.add_close(*crun.update(cl[0], cl[1], cl[3]))
+                t0 = T.add("aggregation", t0)
+        if bar is not None:
+            bar.update(1)
+    for run in runs:
+        acc.add_partial(*run.flush_all(radio.tx_power))
+    for crun in cruns:
+        acc.add_close(*crun.flush_all())
+    return acc, max(acc.win.cap, acc.gt.cap), t0
 
 
 def simulate(scenario, out_dir, seed: int = 0, days: int = 1, progress: bool = True) -> Path:
@@ -285,90 +410,54 @@ def simulate(scenario, out_dir, seed: int = 0, days: int = 1, progress: bool = T
     gt_meta = {"close_m": close, "close_minutes": sim["close_minutes"], "sub_step_s": sub_s}
     acc_cap = 1024
     peak_acc = 0
+    gt_writer, writer = _Writer(), _Writer()     # ground truth and windows: two files, written in parallel
+    w_out = None
     with ParquetAppender(out / "ground_truth.parquet", "ground_truth", meta=gt_meta) as gt_out:
-        for day in range(days):
-            sched = day_schedule(scn, pop, places, seed, day)
-            place_mask |= sched.place_mask(places.inst_type)
-            acc = DayAccumulator(acc_cap)
-            runs = (PairRuns(), PairRuns())            # home and away pair streams
-            cruns = (CloseRuns(), CloseRuns())         # the same for the ground truth's close pairs
-            buf = (np.empty(pop.n, np.int64), np.empty(pop.n), np.empty(pop.n))
-            t0 = T.add("schedules", t0)
-            # static night episode
-            static_steps = np.r_[np.arange(0, sched.static_lo), np.arange(sched.static_hi, S)].astype(np.int64)
-            if len(static_steps):
-                g, x, y = positions(hseed, sched, pop, places, 0, day * 86400.0, True, sim["jitter_m"], out=buf)
-                t0 = T.add("positions", t0)
-                pi, pj = find(g, x, y, R, True)
-                ci, cj = find(g, x, y, close, False)
-                t0 = T.add("neighbours", t0)
-                part = eval_static(radio, day, static_steps, pi, pj, x, y, R)
-                cl = eval_close(ci, cj, x, y, close, mult=len(static_steps) * sub)
-                counts["scans_logged"] += int(part[2].sum())
-                counts["phone_pairs_evaluated"] += len(pi) * len(static_steps)
-                t0 = T.add("radio", t0)
-                acc.add_partial(*part)
-                acc.add_close(*cl)
-                del part, cl
+        try:
+            for day in range(days):
+                acc, acc_cap, t0 = _simulate_day(day, scn, seed, pop, places, hseed, radio, find, place_mask,
+                                                 counts, bar, T, t0, acc_cap)
+                peak_acc = max(peak_acc, acc.nbytes)
+                gt = acc.ground_truth(day, sub_s)
                 t0 = T.add("aggregation", t0)
-                counts["static_steps"] += len(static_steps)
-                if bar is not None:
-                    bar.update(len(static_steps))
-            for step in range(sched.static_lo, sched.static_hi):
-                for k in range(sub):
-                    t = day * 86400.0 + step * step_s + k * sub_s
-                    g, x, y = positions(hseed, sched, pop, places, step, t, False, sim["jitter_m"], out=buf)
-                    t0 = T.add("positions", t0)
-                    if k == 0:
-                        streams = find.streams(g, x, y, R, True)
-                        t0 = T.add("neighbours", t0)
-                        for (pi, pj), run in zip(streams, runs):
-                            rssi = eval_scan_rssi(radio, day, step, pi, pj, x, y, R)
-                            counts["scans_logged"] += int(np.count_nonzero(rssi == rssi))
-                            counts["phone_pairs_evaluated"] += len(pi)
-                            t0 = T.add("radio", t0)
-                            acc.add_partial(*run.update(pi, pj, rssi, step, radio.tx_power))
-                            t0 = T.add("aggregation", t0)
-                    cstreams = find.streams(g, x, y, close, False)
-                    t0 = T.add("neighbours", t0)
-                    for (ci, cj), crun in zip(cstreams, cruns):
-                        cl = eval_close(ci, cj, x, y, close)
-                        t0 = T.add("radio", t0)
-                        acc.add_close(*crun.update(cl[0], cl[1], cl[3]))
-                        t0 = T.add("aggregation", t0)
-                if bar is not None:
-                    bar.update(1)
-            for run in runs:
-                acc.add_partial(*run.flush_all(radio.tx_power))
-            for crun in cruns:
-                acc.add_close(*crun.flush_all())
-            peak_acc = max(peak_acc, acc.nbytes)
-            acc_cap = max(acc.win.cap, acc.gt.cap)
-            gt = acc.ground_truth(day, sub_s)
-            t0 = T.add("aggregation", t0)
-            _write_sliced(gt_out, gt)
-            counts["ground_truth"] += len(gt)
-            del gt
-            t0 = T.add("writing", t0)
-            # windows in observer blocks of ~WINDOW_BLOCK rows (bounded memory; deterministic blocking)
-            n_blocks = max(1, -(-acc.n_windows // WINDOW_BLOCK))
-            edges = np.linspace(0, pop.n, n_blocks + 1).astype(np.int64)
-            with ParquetAppender(out / "windows" / f"day-{day:03d}.parquet", "windows",
-                                 meta={"day": day, "window_merge": "day"}) as w_out:
-                for lo, hi in zip(edges[:-1], edges[1:]):
+                gt_writer.submit(_write_sliced, gt_out, gt)
+                counts["ground_truth"] += len(gt)
+                del gt
+                t0 = T.add("writing", t0)
+                # windows in observer blocks of ~WINDOW_BLOCK rows (bounded memory; deterministic blocking),
+                # each written while the next is extracted, the last while the next day runs
+                n_blocks = max(1, -(-acc.n_windows // WINDOW_BLOCK))
+                edges = np.linspace(0, pop.n, n_blocks + 1).astype(np.int64)
+                w_out = ParquetAppender(out / "windows" / f"day-{day:03d}.parquet", "windows",
+                                        meta={"day": day, "window_merge": "day"})
+                for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
                     win = acc.windows(keys_all, pop.tx_power, float(step_s), day, radio.phase, int(lo), int(hi))
                     t0 = T.add("aggregation", t0)
-                    _write_sliced(w_out, win)
                     counts["windows"] += len(win)
+                    if k == n_blocks - 1:
+                        writer.submit(_write_day_windows, w_out, win)
+                        w_out = None                        # the writer closes it
+                    else:
+                        writer.submit(_write_sliced, w_out, win)
                     del win
                     t0 = T.add("writing", t0)
-            counts["agent_steps"] += pop.n * S
-            del acc
+                counts["agent_steps"] += pop.n * S
+                del acc
+                t0 = T.add("writing", t0)
+                if bar is not None:                                 # progress per day
+                    bar.write(f"day {day + 1}/{days} done: {time.perf_counter() - wall0:.0f} s elapsed, "
+                              f"peak RSS {_peak_rss_mb() / 1024:.2f} GB, {counts['windows']:,} windows so far",
+                              file=sys.stderr)
+            writer.wait()
+            gt_writer.wait()
             t0 = T.add("writing", t0)
-            if bar is not None:                                 # progress per day
-                bar.write(f"day {day + 1}/{days} done: {time.perf_counter() - wall0:.0f} s elapsed, "
-                          f"peak RSS {_peak_rss_mb() / 1024:.2f} GB, {counts['windows']:,} windows so far",
-                          file=sys.stderr)
+        finally:                                # no write outlives its file (nor the ground truth's)
+            try:
+                writer.close()
+            finally:
+                gt_writer.close()
+            if w_out is not None:               # an error while its blocks were being made
+                w_out.close(RuntimeError)
     if bar is not None:
         bar.close()
 

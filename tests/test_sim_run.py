@@ -185,3 +185,41 @@ def test_cli_simulate(tmp_path):
                         str(tmp_path / "x")], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 2
     assert "bad.toml: places.school.class_size: must be a positive integer, got -3" in r.stderr
+
+
+def test_background_write_error_surfaces_and_leaves_no_file(tmp_path, monkeypatch):
+    """Parquet writes run on a background thread: an error there stops the run with that error, and
+    neither the day's windows file nor run.json is left behind (ground truth removed as well; the keys,
+    written first, stay)."""
+    import sim.run as run_mod
+    real = run_mod._write_sliced
+
+    def failing(appender, arr):
+        if appender.kind == "windows":
+            raise OSError("disk full (test)")
+        real(appender, arr)
+
+    monkeypatch.setattr(run_mod, "_write_sliced", failing)
+    out = tmp_path / "run"
+    with pytest.raises(OSError, match="disk full"):
+        simulate(preset("lang-son", 0.0005), out, seed=1, days=2, progress=False)
+    assert not (out / "run.json").exists()
+    assert not list((out / "windows").glob("day-*.parquet"))
+    assert not (out / "ground_truth.parquet").exists()
+    assert [p.name for p in out.rglob("*") if p.is_file()] == ["keys.parquet"]     # no partial files
+
+
+def test_writer_keeps_submission_order():
+    """The background writer runs its writes one at a time in submission order (the bytes of inline
+    writes) and re-raises a failed write at the next wait."""
+    from sim.run import _Writer
+    done = []
+    w = _Writer()
+    for k in range(20):
+        w.submit(done.append, k)
+    w.wait()
+    assert done == list(range(20))
+    w.submit(lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        w.wait()
+    w.close()

@@ -181,3 +181,46 @@ def test_rssi_capped_at_receiver_saturation():
     acc.add_partial(obs, adv, n, rsum, rmax, s0, s1, bc)
     w = acc.windows(np.arange(2, dtype=np.uint64), pop.tx_power.astype(np.float64), 300.0, 0, radio.phase)
     validate(w, "windows")
+
+
+def test_bucket_is_the_number_of_edges_below():
+    """The branch-free attenuation bucket = the first edge not below the attenuation (np.searchsorted,
+    side 'left'), edges themselves included, NaN in bucket 0."""
+    from numba import njit
+    from sim.scanning.step import _EDGES, _bucket
+
+    @njit
+    def buckets(a, edges):
+        out = np.empty(a.shape[0], np.int64)
+        for k in range(a.shape[0]):
+            out[k] = _bucket(a[k], edges)
+        return out
+
+    a = np.r_[np.random.default_rng(2).uniform(-20, 120, 2000), _EDGES, _EDGES + 1e-9, np.inf, -np.inf]
+    assert np.array_equal(buckets(a, _EDGES), np.searchsorted(_EDGES, a, side="left"))
+    assert buckets(np.array([np.nan]), _EDGES)[0] == 0
+
+
+def test_accumulator_does_not_grow_for_keys_it_holds():
+    """Re-adding keys the map already holds does not double it (the worst-case bound, every record a
+    new key, would: 2 x the largest shard > 0.9 x capacity); new keys still make it grow."""
+    from sim.scanning.accumulate import N_SHARDS, _shard_order_kernel
+    acc = DayAccumulator(32)
+    rng = np.random.default_rng(5)
+    keys = np.unique((rng.integers(0, 5000, 700).astype(np.uint64) << np.uint64(32)) |
+                     rng.integers(0, 5000, 700).astype(np.uint64))
+    start, _ = _shard_order_kernel(keys, N_SHARDS)
+    biggest = int(np.diff(start).max())
+    assert 0.45 * 32 < biggest <= 0.9 * 32                  # fits once, not twice by the worst-case bound
+    part = lambda k: (k >> np.uint64(32), k & np.uint64(0xFFFFFFFF), np.ones(len(k), np.int32),  # noqa: E731
+                      np.full(len(k), -70, np.float32), np.full(len(k), -70, np.float32),
+                      np.zeros(len(k), np.uint16), np.zeros(len(k), np.uint16),
+                      np.ones((len(k), len(ATT_EDGES) + 1), np.uint16))
+    acc.add_partial(*part(keys))
+    acc.add_partial(*part(keys))
+    assert acc.win.cap == 32 and acc.n_windows == len(keys)
+    got_k, vals, _ = acc.win.items()
+    assert np.all(vals["n"] == 2) and np.array_equal(np.sort(got_k), keys)
+    more = keys + np.uint64(1 << 40)                        # other observers: new keys
+    acc.add_partial(*part(more))
+    assert acc.win.cap > 32 and acc.n_windows == 2 * len(keys)

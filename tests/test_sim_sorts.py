@@ -1,13 +1,14 @@
 """Compile-light sorts of the simulator (first-run compilation): the heapsort of long neighbour rows
 and the stable merge sort of an observer's windows give exactly numpy's orders; the hashed cell
-list's scan kernel is compiled once (one type signature for both passes)."""
+list's scan kernel is compiled once (one type signature for pairs_within and pairs_within_groups)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from sim.cell_list import _heap_sort
-from sim.neighbours import _scan_hashed_kernel, pairs_within_groups
+from sim.cell_list import _scan_cells_kernel
+from sim.neighbours import pairs_within, pairs_within_groups
 from sim.scanning.accumulate import _merge_sort_rows
 
 
@@ -36,9 +37,11 @@ def test_merge_sort_rows_is_the_two_pass_stable_argsort(m):
     assert np.array_equal(order, ref)
 
 
-def test_hashed_scan_kernel_has_one_specialisation():
+def test_sorted_scan_kernel_has_one_specialisation():
     rng = np.random.default_rng(0)
     xy = rng.random((500, 2)) * 20
     i, j = pairs_within_groups(xy, np.arange(500) % 4, 2.0)
     assert len(i) > 0
-    assert len(_scan_hashed_kernel.signatures) == 1
+    xy = rng.random((500, 2)) * 2000                 # sparse: the occupied-cells scan without groups too
+    assert len(pairs_within(xy, 2.0)[0]) >= 0
+    assert len(_scan_cells_kernel.signatures) == 1

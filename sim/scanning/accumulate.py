@@ -150,6 +150,19 @@ def _rehash_kernel(old_keys, old_vals, old_bc, old_cap, new_keys, new_vals, new_
 
 
 @njit(cache=True, parallel=True)
+def _absent_kernel(tkeys, cap, start, order, keys, absent):
+    """Per shard s, ``absent[s]`` = the incoming records ``order[start[s]:start[s + 1]]`` whose key is
+    not in the map yet (an upper bound on the keys they add)."""
+    mask = cap - 1
+    for s in prange(start.shape[0] - 1):
+        c = 0
+        for q in range(start[s], start[s + 1]):
+            key = keys[order[q]]
+            c += np.int64(tkeys[_find(tkeys, s * cap, mask, key)] != key)
+        absent[s] = c
+
+
+@njit(cache=True, parallel=True)
 def _contains_kernel(tkeys, cap, keys, out):
     mask = cap - 1
     for r in prange(keys.shape[0]):
@@ -291,8 +304,8 @@ def _merge_sort_rows(order, a, b, rid, t0):
 class _ShardedMap:
     """Open-addressing hash map over ``uint64`` keys in :data:`N_SHARDS` regions of ``cap`` slots;
     values in one packed record array (``slot_dtype``). Grows (doubling ``cap``) before an insert could
-    push any region above a load of 0.9 (a worst-case bound: it assumes every incoming record is a
-    new key, so the typical load stays near half)."""
+    push any region above a load of 0.9 (:meth:`reserve`: incoming keys already present are not
+    counted once the worst-case bound is reached)."""
 
     def __init__(self, slot_dtype: np.dtype, cap: int = 1024, n_buckets: int = 0):
         self.dtype = slot_dtype
@@ -303,9 +316,17 @@ class _ShardedMap:
         self.bc = np.zeros((N_SHARDS * cap, n_buckets), np.uint16)
         self.counts = np.zeros(N_SHARDS, np.int64)
 
-    def reserve(self, start: np.ndarray) -> None:
+    def reserve(self, start: np.ndarray, order: np.ndarray, keys: np.ndarray) -> None:
+        """Room for the incoming records (``keys[order[start[s]:start[s + 1]]]`` into shard s): grows
+        when a shard could exceed a load of 0.9 — first assuming every record is a new key, and if that
+        bound is exceeded, counting the records whose key is absent (so a nearly full map is not doubled
+        for keys it already holds: at 10^6 agents one doubling is gigabytes)."""
         incoming = np.diff(start)
         need = int((self.counts + incoming).max()) if len(incoming) else 0
+        if need > 0.9 * self.cap:
+            absent = np.zeros(len(incoming), np.int64)
+            _absent_kernel(self.keys, self.cap, start, order, keys, absent)
+            need = int((self.counts + absent).max())
         cap = self.cap
         while need > 0.9 * cap:
             cap *= 2
@@ -351,7 +372,7 @@ class DayAccumulator:
         if len(keys) == 0:
             return
         start, order = _shard_order_kernel(keys, N_SHARDS)
-        self.win.reserve(start)
+        self.win.reserve(start, order, keys)
         _win_insert_kernel(self.win.keys, self.win.vals, self.win.bc, self.win.counts, self.win.cap, start, order, keys,
                            np.ones(len(keys), np.uint16), rssi, rssi, steps, steps, self._empty_bc,
                            bucket, True)
@@ -362,7 +383,7 @@ class DayAccumulator:
             return
         keys = (obs.astype(np.uint64) << np.uint64(32)) | adv.astype(np.uint64)
         start, order = _shard_order_kernel(keys, N_SHARDS)
-        self.win.reserve(start)
+        self.win.reserve(start, order, keys)
         _win_insert_kernel(self.win.keys, self.win.vals, self.win.bc, self.win.counts, self.win.cap, start, order, keys,
                            n.astype(np.uint16), rsum, rmax, t0, t1, bc, self._empty_b, False)
 
@@ -372,7 +393,7 @@ class DayAccumulator:
             return
         keys = (i.astype(np.uint64) << np.uint64(32)) | j.astype(np.uint64)
         start, order = _shard_order_kernel(keys, N_SHARDS)
-        self.gt.reserve(start)
+        self.gt.reserve(start, order, keys)
         _gt_insert_kernel(self.gt.keys, self.gt.vals, self.gt.counts, self.gt.cap, start, order, keys,
                           n.astype(np.int32), d.astype(np.float32))
 

@@ -44,13 +44,13 @@ def _start_run(q, cn, crs, crm, cs0, cs1, cbc):
 @njit(cache=True, inline="always")
 def _add_scan(q, r, step, adv, tx_power, edges, cn, crs, crm, cs0, cs1, cbc):
     """One logged scan (RSSI ``r`` dBm of advertiser ``adv`` at ``step``) into run row ``q``."""
-    if cn[q] == 0:
-        cs0[q] = step
+    first = cn[q] == 0
+    cs0[q] = step if first else cs0[q]      # selects, not branches (unpredictable per scan)
     cs1[q] = step
     cn[q] += 1
     crs[q] += r
-    if r > crm[q]:
-        crm[q] = r
+    m = crm[q]
+    crm[q] = np.float32(r) if r > m else m
     cbc[q, _bucket(tx_power[adv] - r, edges)] += 1
 
 

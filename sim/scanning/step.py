@@ -108,14 +108,10 @@ def _pair_draw(sseed, i, j, p_seen, logd, off_ij, off_ji, ref, expo, sigma, floo
             r_ij = np.nan
         if u_ji >= p_seen:
             r_ji = np.nan
-    if not r_ij >= floor:
-        r_ij = np.nan
-    if not r_ji >= floor:
-        r_ji = np.nan
-    if r_ij > ceil:
-        r_ij = ceil
-    if r_ji > ceil:
-        r_ji = ceil
+    r_ij = r_ij if r_ij >= floor else np.nan        # selects: the floor test is unpredictable
+    r_ji = r_ji if r_ji >= floor else np.nan
+    r_ij = ceil if r_ij > ceil else r_ij
+    r_ji = ceil if r_ji > ceil else r_ji
     return r_ij, r_ji
 
 
@@ -127,9 +123,11 @@ def _offset(obs, adv, carriage, platform, tx_off, rx_off, car_db, plat_db):
 
 @njit(cache=True, inline="always")
 def _bucket(a, edges):
+    """Attenuation bucket of ``a`` (dB): the number of ``edges`` (ascending) below it, i.e. the first
+    edge not below it (0 for NaN). Counted without branches (the exit of a search loop mispredicts)."""
     b = 0
-    while b < edges.shape[0] and a > edges[b]:
-        b += 1
+    for k in range(edges.shape[0]):
+        b += np.int64(a > edges[k])
     return b
 
 

@@ -6,73 +6,76 @@ arguments change (``tests/test_sim_budget.py`` checks them against a simulation)
 NUMBA_VERSION = '0.68.1'
 
 KERNELS = {
-    'sim.positions._positions_kernel': (  # 16.76 s
+    'sim.positions._positions_kernel': (  # 13.10 s
         ["(uint64, int64, int64, float64, bool, Array(int32, 2, 'C', False, aligned=True), Array(int32, 2, 'C', False, aligned=True), Array(int64, 2, 'C', False, aligned=True), Array(int8, 2, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), float64, float64, Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True))"],
-        16.76),
-    'sim.neighbours._bounds_kernel': (  # 0.35 s
+        13.1),
+    'sim.neighbours._bounds_kernel': (  # 0.28 s
         ["(Array(float64, 2, 'C', False, aligned=True),)"],
-        0.35),
-    'sim.neighbours._buckets_kernel': (  # 0.85 s
-        ["(Array(float64, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), float64, float64, float64, int64)"],
-        0.85),
-    'sim.neighbours._gather_kernel': (  # 0.80 s
-        ["(Array(int32, 1, 'C', False, aligned=True), Array(float64, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), float64, float64, float64, Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True))"],
-        0.8),
-    'sim.neighbours._offsets_kernel': (  # 0.15 s
-        ["(Array(int64, 1, 'C', False, aligned=True),)"],
-        0.15),
-    'sim.neighbours._orig_offsets_kernel': (  # 0.23 s
-        ["(Array(int32, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True))"],
-        0.23),
-    'sim.neighbours._reorder_kernel': (  # 0.87 s
-        ["(Array(int32, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True))"],
-        0.87),
-    'sim.neighbours._scan_hashed_kernel': (  # 6.25 s
-        ["(Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, float64, bool, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True))"],
-        6.25),
-    'sim.cell_list._counting_sort_kernel': (  # 0.86 s
+        0.28),
+    'sim.cell_list._bucket_rows_kernel': (  # 1.04 s
+        ["(Array(uint64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, int64)"],
+        1.04),
+    'sim.cell_list._bound_offsets_kernel': (  # 0.29 s
+        ["(Array(int32, 1, 'C', False, aligned=True), Array(int32, 2, 'C', False, aligned=True))"],
+        0.29),
+    'sim.cell_list._cells_kernel': (  # 0.94 s
+        ["(Array(int64, 1, 'C', False, aligned=True), int64, int64)"],
+        0.94),
+    'sim.cell_list._finish_rows_kernel': (  # 3.11 s
+        ["(Array(uint64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True))"],
+        3.11),
+    'sim.cell_list._gather_sorted_kernel': (  # 0.43 s
+        ["(Array(int32, 1, 'C', False, aligned=True), Array(float64, 2, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True))"],
+        0.43),
+    'sim.cell_list._group_cell_keys_kernel': (  # 0.51 s
+        ["(Array(float64, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), float64, float64, float64, int64, int64)"],
+        0.51),
+    'sim.cell_list._radix_sort_points_kernel': (  # 0.76 s
         ["(Array(int64, 1, 'C', False, aligned=True), int64)"],
-        0.86),
-    'sim.scanning.step._close_kernel': (  # 0.86 s
+        0.76),
+    'sim.cell_list._scan_cells_kernel': (  # 1.17 s
+        ["(Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(int32, 2, 'C', False, aligned=True), float64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True))"],
+        1.17),
+    'sim.scanning.step._close_kernel': (  # 0.85 s
         ["(Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), float64, Array(bool, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True))"],
-        0.86),
-    'sim.scanning.step._eval_static_kernel': (  # 6.70 s
+        0.85),
+    'sim.scanning.step._eval_static_kernel': (  # 6.19 s
         ["(uint64, int64, Array(int64, 1, 'C', False, aligned=True), float64, float64, Array(float64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), float64, float64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 2, 'C', False, aligned=True), float64, float64, float64, float64, float64, float64, Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True))"],
-        6.7),
-    'sim.scanning.step._eval_step_kernel': (  # 3.70 s
+        6.19),
+    'sim.scanning.step._eval_step_kernel': (  # 3.94 s
         ["(uint64, int64, int64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), float64, float64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 2, 'C', False, aligned=True), float64, float64, float64, float64, float64, float64, Array(float64, 1, 'C', False, aligned=True))"],
-        3.7),
-    'sim.scanning.step._phases': (  # 0.55 s
+        3.94),
+    'sim.scanning.step._phases': (  # 0.53 s
         ["(uint64, Array(uint64, 1, 'C', False, aligned=True))"],
-        0.55),
-    'sim.scanning.runs._close_runs_kernel': (  # 0.64 s
+        0.53),
+    'sim.scanning.runs._close_runs_kernel': (  # 0.55 s
         ["(Array(uint64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True))"],
-        0.64),
-    'sim.scanning.runs._runs_merge_kernel': (  # 8.50 s
+        0.55),
+    'sim.scanning.runs._runs_merge_kernel': (  # 6.86 s
         ["(Array(uint64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), uint16, Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), int64)"],
-        8.5),
-    'sim.scanning.accumulate._contains_kernel': (  # 0.99 s
+        6.86),
+    'sim.scanning.accumulate._contains_kernel': (  # 0.88 s
         ["(Array(uint64, 1, 'C', False, aligned=True), int64, Array(uint64, 1, 'C', False, aligned=True), Array(bool, 1, 'C', False, aligned=True))"],
-        0.99),
-    'sim.scanning.accumulate._gt_insert_kernel': (  # 1.42 s
+        0.88),
+    'sim.scanning.accumulate._gt_insert_kernel': (  # 0.90 s
         ["(Array(uint64, 1, 'C', False, aligned=True), Array(Record([('n', {'type': int32, 'offset': 0, 'alignment': None, 'title': None, }), ('dmin', {'type': float32, 'offset': 4, 'alignment': None, 'title': None, })], 8, False), 1, 'C', False, aligned=False), Array(int64, 1, 'C', False, aligned=True), int64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True))"],
-        1.42),
-    'sim.scanning.accumulate._shard_order_kernel': (  # 0.50 s
+        0.9),
+    'sim.scanning.accumulate._shard_order_kernel': (  # 0.32 s
         ["(Array(uint64, 1, 'C', False, aligned=True), int64)"],
-        0.5),
-    'sim.scanning.accumulate._used_slots_kernel': (  # 0.41 s
-        ["(Array(uint64, 1, 'C', False, aligned=True), uint64, uint64)"],
-        0.41),
-    'sim.scanning.accumulate._win_insert_kernel': (  # 2.77 s
-        ["(Array(uint64, 1, 'C', False, aligned=True), Array(Record([('n', {'type': uint16, 'offset': 0, 'alignment': None, 'title': None, }), ('s0', {'type': uint16, 'offset': 2, 'alignment': None, 'title': None, }), ('s1', {'type': uint16, 'offset': 4, 'alignment': None, 'title': None, }), ('pad', {'type': uint16, 'offset': 6, 'alignment': None, 'title': None, }), ('rmax', {'type': float32, 'offset': 8, 'alignment': None, 'title': None, }), ('rsum', {'type': float32, 'offset': 12, 'alignment': None, 'title': None, })], 16, False), 1, 'C', False, aligned=False), Array(uint16, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), bool)"],
-        2.77),
-    'sim.scanning.accumulate._window_fill_kernel': (  # 2.44 s
-        ["(Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(uint16, 1, 'A', False, aligned=True), Array(uint16, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), float64, float64, Array(int64, 1, 'A', False, aligned=True), Array(uint64, 1, 'A', False, aligned=True), Array(float64, 1, 'A', False, aligned=True), Array(float64, 1, 'A', False, aligned=True), Array(int32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 2, 'A', False, aligned=True))"],
-        2.44),
-    'sim.scanning.accumulate._window_heads_kernel': (  # 0.32 s
-        ["(Array(int64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(uint16, 1, 'A', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), float64, float64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True))"],
         0.32),
-    'sim.scanning.accumulate._window_order_kernel': (  # 4.50 s
+    'sim.scanning.accumulate._used_slots_kernel': (  # 0.25 s
+        ["(Array(uint64, 1, 'C', False, aligned=True), uint64, uint64)"],
+        0.25),
+    'sim.scanning.accumulate._win_insert_kernel': (  # 1.86 s
+        ["(Array(uint64, 1, 'C', False, aligned=True), Array(Record([('n', {'type': uint16, 'offset': 0, 'alignment': None, 'title': None, }), ('s0', {'type': uint16, 'offset': 2, 'alignment': None, 'title': None, }), ('s1', {'type': uint16, 'offset': 4, 'alignment': None, 'title': None, }), ('pad', {'type': uint16, 'offset': 6, 'alignment': None, 'title': None, }), ('rmax', {'type': float32, 'offset': 8, 'alignment': None, 'title': None, }), ('rsum', {'type': float32, 'offset': 12, 'alignment': None, 'title': None, })], 16, False), 1, 'C', False, aligned=False), Array(uint16, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), bool)"],
+        1.86),
+    'sim.scanning.accumulate._window_fill_kernel': (  # 1.49 s
+        ["(Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(uint16, 1, 'A', False, aligned=True), Array(uint16, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), float64, float64, Array(int64, 1, 'A', False, aligned=True), Array(uint64, 1, 'A', False, aligned=True), Array(float64, 1, 'A', False, aligned=True), Array(float64, 1, 'A', False, aligned=True), Array(int32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 2, 'A', False, aligned=True))"],
+        1.49),
+    'sim.scanning.accumulate._window_heads_kernel': (  # 0.17 s
+        ["(Array(int64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(uint16, 1, 'A', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), float64, float64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True))"],
+        0.17),
+    'sim.scanning.accumulate._window_order_kernel': (  # 3.08 s
         ["(Array(int64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), int64, int64)"],
-        4.5),
+        3.08),
 }

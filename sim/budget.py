@@ -10,18 +10,23 @@ Constants (2-core reference machine, numba 0.68, Lạng Sơn settings), re-measu
 (``benchmarks/simulation.py``'s ``scenario(n)``, one day, 2 numba threads, load 1.1-1.5): a
 10^6-agent day takes 380 s (596 CPU-s) and peaks at 7.8 GB resident (12.4 GB measured just before the
 window map stopped doubling for keys it already held); a 10^5-agent day takes 36 s and peaks at 1.8 GB.
+Re-measured on the calibrated province (issue 13: 61 windows per agent-day instead of ~45), quiet (load
+1.0-1.6): a 10^6-agent day takes 434 s (~620 CPU-s) and peaks at 12.8 GB, because its window map (63 M
+windows) crosses the next power of two (6.4 GB of slots); a 10^5-agent day 38 s, 1.9 GB.  The memory is a
+step function of the windows per day; the constant below takes the 10^6 measurement, so estimates err
+on the safe side between steps (a refusal, never an out-of-memory kill).
 """
 from __future__ import annotations
 
 __all__ = ["BYTES_PER_AGENT", "BASE_BYTES", "SECONDS_PER_AGENT_DAY", "available_bytes", "estimate",
            "check_fits", "describe"]
 
-#: peak resident bytes per agent of one simulated day (7.8 GB at 10^6 agents, less the fixed part)
-BYTES_PER_AGENT = 7_500
+#: peak resident bytes per agent of one simulated day (12.8 GB at 10^6 agents, less the fixed part)
+BYTES_PER_AGENT = 12_500
 #: fixed resident bytes (interpreter, numpy/pyarrow/numba, compiled kernels)
 BASE_BYTES = 300 * 2**20
-#: wall seconds per agent-day on the reference machine at load ~1.2 (380 s for 10^6 agents x 1 day)
-SECONDS_PER_AGENT_DAY = 3.8e-4
+#: wall seconds per agent-day on the reference machine at load ~1.2 (434 s for 10^6 agents x 1 day)
+SECONDS_PER_AGENT_DAY = 4.35e-4
 #: head-room kept free when deciding whether a run fits (the page cache of the Parquet writes, others)
 HEADROOM = 0.9
 
@@ -54,7 +59,7 @@ def estimate(n_agents: int, days: int) -> dict:
 
 
 def describe(est: dict, available: int | None) -> str:
-    """One line: ``781,655 agents x 14 days: ~38 min, peak ~5.4 GB (20.1 GB available)``."""
+    """One line: ``781,655 agents x 14 days: ~79 min on an idle 2-core machine, peak ~10.1 GB (24.8 GB available)``."""
     s = est["seconds"]
     t = f"{s:.0f} s" if s < 120 else (f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h")
     av = f" ({available / 1e9:.1f} GB available)" if available is not None else ""

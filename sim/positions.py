@@ -32,7 +32,7 @@ from numba import njit, prange
 from sim.rng import (SALT_BUS_SEAT, SALT_JITTER, SALT_MOVE, SALT_TABLE_SEAT, SALT_WAYPOINT_PHASE, STEP_STRIDE,
                      hash4, mix64, normal2, u01)
 
-__all__ = ["positions"]
+__all__ = ["positions", "seat_position"]
 
 @njit(cache=True, inline="always")
 def _waypoint(seed, agent, inst, t, leg, w, h):
@@ -56,6 +56,44 @@ def _waypoint(seed, agent, inst, t, leg, w, h):
 def _seat_grid(s, cap, spacing):
     cols = np.int64(math.ceil(math.sqrt(max(cap, 1))))
     return ((s % cols) + 0.5) * spacing, ((s // cols) + 0.5) * spacing
+
+
+@njit(cache=True, inline="always")
+def seat_position(seed, day, step, i, seat_x, seat_y, kind, move_p, w, h, jitter):
+    """Position of agent ``i`` at its fixed seat or own spot in ``step`` of ``day`` (not the static night).
+
+    Parameters
+    ----------
+    seed : uint64
+        The run's hash seed.
+    day, step : int64
+        Day of the run and scan step of the day (the key ``day * STEP_STRIDE + step`` of the draws).
+    i : int64
+        Agent index.
+    seat_x, seat_y : float32 or float64
+        The agent's seat (m, place-local), :mod:`sim.places`.
+    kind : int
+        Segment kind: 0 own spot (moves elsewhere with probability ``move_p``), 2 seated (never moves).
+    move_p : float
+        Probability per step that an own-spot agent is elsewhere in the room (``type_move``).
+    w, h : float
+        The room's width and depth (m): where a moved agent is (uniform).
+    jitter : float64
+        Standard deviation (m) of the Gaussian fidgeting per step and axis (``scenario.sim.jitter_m``).
+
+    Returns
+    -------
+    (x, y) : float64, float64
+        Metres, place-local: the seat plus ``jitter`` times two standard normals, or (own spot, with
+        probability ``move_p``) a uniform point of the ``w`` x ``h`` room.
+    """
+    key = day * STEP_STRIDE + step
+    if kind == 0:
+        hm = hash4(seed, key, i, SALT_MOVE)
+        if u01(hm) < move_p:
+            return u01(mix64(hm)) * w, u01(mix64(hm + np.uint64(1))) * h
+    z1, z2 = normal2(hash4(seed, key, i, SALT_JITTER))
+    return np.float64(seat_x) + jitter * z1, np.float64(seat_y) + jitter * z2
 
 
 @njit(cache=True, parallel=True)
@@ -91,21 +129,10 @@ def _positions_kernel(seed, day, step, t, static, seg_start, seg_end, seg_inst, 
         ty = inst_type[inst]
         w = inst_w[inst]
         hgt = inst_h[inst]
-        if static or kind == 2:
+        if static:
             x, y = seat_x[i], seat_y[i]
-            if not static:
-                hj = hash4(seed, day * STEP_STRIDE + step, i, SALT_JITTER)
-                z1, z2 = normal2(hj)
-                x += jitter * z1
-                y += jitter * z2
-        elif kind == 0:                    # own spot
-            hm = hash4(seed, day * STEP_STRIDE + step, i, SALT_MOVE)
-            if u01(hm) < type_move[ty]:
-                x, y = u01(mix64(hm)) * w, u01(mix64(hm + np.uint64(1))) * hgt
-            else:
-                z1, z2 = normal2(hash4(seed, day * STEP_STRIDE + step, i, SALT_JITTER))
-                x = seat_x[i] + jitter * z1
-                y = seat_y[i] + jitter * z2
+        elif kind == 2 or kind == 0:
+            x, y = seat_position(seed, day, step, i, seat_x[i], seat_y[i], kind, type_move[ty], w, hgt, jitter)
         else:                              # visitor
             if lay == 2:                   # tables of 4
                 s = np.int64(u01(hash4(seed, day, i, SALT_TABLE_SEAT + slot)) * inst_cap[inst])

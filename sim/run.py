@@ -357,7 +357,7 @@ def _simulate_day(day, scn, seed, pop, places, hseed, radio, find, place_mask, c
         acc.add_partial(*run.flush_all(radio.tx_power))
     for crun in cruns:
         acc.add_close(*crun.flush_all())
-    return acc, max(acc.win.cap, acc.gt.cap), t0
+    return acc, acc.caps, t0
 
 
 def simulate(scenario, out_dir, seed: int = 0, days: int = 1, progress: bool = True) -> Path:

@@ -136,3 +136,19 @@ def test_seat_position_statistics():
     p_moved = p * (1 - math.pi * 9 / 80)
     assert abs(moved.mean() - p_moved) < 5 * math.sqrt(p_moved * (1 - p_moved) / n)
     assert x.min() >= 0 and x.max() < 10 and y.min() >= 0 and y.max() < 8
+
+
+def test_blocks_in_threads_give_the_same_bytes(world, monkeypatch):
+    """positions() splits the agents into one block per numba thread, run in threads: the same bytes as
+    one block in the calling thread (agents are independent)."""
+    import numba
+    if numba.get_num_threads() < 2:
+        pytest.skip("one numba thread: nothing runs in parallel")
+    scn, pop, places, seed = world
+    sched = day_schedule(scn, pop, places, SEED, 0)
+    for step in (3, 100, 130, 200):
+        monkeypatch.setattr(P, "MIN_BLOCK", 10**9)
+        one = P.positions(seed, sched, pop, places, step, step * 300.0, False, JITTER)
+        monkeypatch.setattr(P, "MIN_BLOCK", 97)
+        many = P.positions(seed, sched, pop, places, step, step * 300.0, False, JITTER)
+        assert all(a.tobytes() == b.tobytes() for a, b in zip(one, many))

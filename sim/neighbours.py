@@ -55,7 +55,7 @@ from sim.cell_list import pairs_sorted
 __all__ = ["pairs_within", "pairs_within_groups"]
 
 _CELL_BITS = 30                    # cell indices per axis < 2**30
-_KEY_LIMIT = 2**62                 # cell keys (with the group) stay below this
+_GROUP_LIMIT = 2**31               # group ids at or above this (or negative) are replaced by ranks
 _H_INFLATE = 1.0 + 2.0 ** -16      # cell size slightly above the radius (see module docstring)
 
 
@@ -127,12 +127,6 @@ class _threads:
         numba.set_num_threads(self.old)
 
 
-def _n_cells(extent: float, h: float) -> int:
-    """Cells along an axis: the kernels' own ``floor(d / h)`` of the largest offset, plus one (Python's
-    ``//`` on floats can be one less than ``floor(d / h)`` when ``d / h`` rounds up to an integer)."""
-    return int(np.floor(extent / h)) + 1
-
-
 def _pairs(a: np.ndarray, group, r: float):
     with _threads(1 if a.shape[0] < _PARALLEL_MIN else numba.get_num_threads()):
         return _pairs_impl(a, group, r)
@@ -151,17 +145,10 @@ def _pairs_impl(a: np.ndarray, group, r: float):
         return _EMPTY.copy(), _EMPTY.copy()
     big = max(x1 - x0, y1 - y0, abs(x0), abs(x1), abs(y0), abs(y1))
     h = max(r, big * 2.0 ** -_CELL_BITS) * _H_INFLATE
-    nx, ny = _n_cells(x1 - x0, h), _n_cells(y1 - y0, h)
-    if group is None:
-        return pairs_sorted(a, r, x0, y0, h, nx, ny)
-    g0, g1 = int(group.min()), int(group.max())
-    if g0 < 0 or (g1 + 1) * (nx + 1) * ny >= _KEY_LIMIT:      # ids too large for the cell key: ranks
-        _, inv = np.unique(group, return_inverse=True)
-        group, g1 = inv.astype(np.int64).reshape(-1), int(inv.max())
-    while (g1 + 1) * (nx + 1) * ny >= _KEY_LIMIT:   # huge extent and many groups: coarser cells (any h >= r
-        h *= 2.0                                     # finds every pair; only the candidates grow)
-        nx, ny = _n_cells(x1 - x0, h), _n_cells(y1 - y0, h)
-    return pairs_sorted(a, r, x0, y0, h, nx, ny, group)
+    if group is not None and (int(group.min()) < 0 or int(group.max()) >= _GROUP_LIMIT):
+        _, inv = np.unique(group, return_inverse=True)     # ids outside the cell key's range: ranks
+        group = inv.astype(np.int64).reshape(-1)
+    return pairs_sorted(a, r, x0, y0, x1 - x0, y1 - y0, h, group)
 
 
 def pairs_within(xy, radius):

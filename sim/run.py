@@ -85,9 +85,8 @@ STAGES = ("schedules", "positions", "neighbours", "radio", "aggregation", "writi
 RUN_KERNELS = {
     "sim.positions": ("_positions_kernel",),
     "sim.neighbours": ("_bounds_kernel",),
-    "sim.cell_list": ("_bucket_rows_kernel", "_bound_offsets_kernel", "_cells_kernel", "_finish_rows_kernel",
-                      "_gather_sorted_kernel", "_group_cell_keys_kernel", "_radix_sort_points_kernel",
-                      "_scan_cells_kernel"),
+    "sim.cell_list": ("_bucket_sort_kernel", "_finish_rows_kernel", "_gather_kernel", "_hist_kernel",
+                      "_pair_scatter_kernel", "_scan_kernel", "_scatter_kernel", "_stencil_kernel"),
     "sim.scanning.step": ("_close_kernel", "_eval_static_kernel", "_eval_step_kernel", "_phases"),
     "sim.scanning.runs": ("_close_runs_kernel", "_runs_merge_kernel"),
     "sim.scanning.accumulate": ("_contains_kernel", "_gt_insert_kernel", "_shard_order_kernel",

@@ -22,6 +22,8 @@ _LOCAL_BITS = 8                    # digit of the radix passes inside a bucket
 _Q_MAX = 8                         # levels per column width (a taller stencil of shorter cells)
 _BLOCK = 16384                     # points per parallel block (about)
 _MAX_BLOCKS = 64
+_ROOM = 4                          # first scan round: room for this many hits per point (allocated, not
+_ROOM_SLACK = 64                   # initialised) and this many more per block
 
 
 # ----------------------------------------------------------------------------------------------
@@ -236,20 +238,15 @@ def _start(skey, p, q, nyl):
 
 
 @njit(cache=True, parallel=True)
-def _stencil_kernel(skey, q, nyl, bounds, end0, lo2, end2, cand):
-    """The half stencil of every sorted point p: own-column candidates ``p + 1 .. end0[p] - 1``, next
-    column ``lo2[p] .. end2[p] - 1`` (int32, n), and the candidates of every block of points
-    (``bounds``: n_blocks + 1) into cand (int64, n_blocks): the room its hits may need."""
-    nblk = bounds.shape[0] - 1
-    for b in prange(nblk):
+def _count_kernel(skey, q, nyl, plo, phi, cand):
+    """Candidates of the half stencils of the sorted points ``plo[b] .. phi[b] - 1`` of every range b
+    into cand (int64, n_ranges): the room their hits may need."""
+    for b in prange(plo.shape[0]):
         c = 0
-        if bounds[b] < bounds[b + 1]:
-            h0, l2, h2 = _start(skey, bounds[b], q, nyl)
-            for p in range(bounds[b], bounds[b + 1]):
+        if plo[b] < phi[b]:
+            h0, l2, h2 = _start(skey, plo[b], q, nyl)
+            for p in range(plo[b], phi[b]):
                 h0, l2, h2 = _advance(skey, skey[p], q, nyl, h0, l2, h2)
-                end0[p] = h0
-                lo2[p] = l2
-                end2[p] = h2
                 c += h0 - p - 1 + h2 - l2
         cand[b] = c
 
@@ -274,24 +271,28 @@ def _emit(xs, ys, orig, p, qa, qb, r2, out, w, hist, b, shift):
 
 
 @njit(cache=True, parallel=True)
-def _scan_kernel(xs, ys, orig, end0, lo2, end2, r2, bounds, boff, shift, out, nhit, hist):
-    """Every pair within r (``dx*dx + dy*dy <= r2``) once, from the earlier point of the half stencil
-    (:func:`_stencil_kernel`).
+def _scan_kernel(xs, ys, orig, skey, q, nyl, r2, plo, phi, boff, shift, out, nhit, stop, hist):
+    """Every pair within r (``dx*dx + dy*dy <= r2``) once, from the earlier point of its half stencil.
 
-    Block b (sorted points ``bounds[b] ..``) writes its hits from out[boff[b]] (room: its candidates),
-    their number into nhit[b] and the histogram of ``i >> shift`` into hist[b] (zeroed)."""
-    nblk = bounds.shape[0] - 1
-    for b in prange(nblk):
+    Range b (sorted points ``plo[b] .. phi[b] - 1``) writes its hits into out[boff[b]:boff[b + 1]],
+    their number into nhit[b] and the histogram of ``i >> shift`` into hist[b] (zeroed); it stops
+    before the first point whose candidates might not fit: stop[b] (``phi[b]`` when it did not)."""
+    for b in prange(plo.shape[0]):
         w = boff[b]
-        for p in range(bounds[b], bounds[b + 1]):
-            w = _emit(xs, ys, orig, p, p + 1, end0[p], r2, out, w, hist, b, shift)
-            w = _emit(xs, ys, orig, p, lo2[p], end2[p], r2, out, w, hist, b, shift)
+        p = plo[b]
+        if p < phi[b]:
+            h0, l2, h2 = _start(skey, p, q, nyl)
+            while p < phi[b]:
+                h0, l2, h2 = _advance(skey, skey[p], q, nyl, h0, l2, h2)
+                if w + (h0 - p - 1) + (h2 - l2) > boff[b + 1]:
+                    break
+                w = _emit(xs, ys, orig, p, p + 1, h0, r2, out, w, hist, b, shift)
+                w = _emit(xs, ys, orig, p, l2, h2, r2, out, w, hist, b, shift)
+                p += 1
         nhit[b] = w - boff[b]
+        stop[b] = p
 
 
-# ----------------------------------------------------------------------------------------------
-# the pairs: one radix pass on the top bits of i, then each bucket in (i, j) order
-# ----------------------------------------------------------------------------------------------
 @njit(cache=True, parallel=True)
 def _pair_scatter_kernel(out, boff, nhit, shift, pos, keys):
     """Stable scatter of every block's hits (out[boff[b]:boff[b] + nhit[b]]) into the buckets of
@@ -372,6 +373,16 @@ def _layout(n: int, n_groups: int, wx: float, wy: float, h: float):
         h *= 2.0
 
 
+def _scan_round(xs, ys, orig, skey, q, nyl, r, plo, phi, boff, pshift, npb):
+    """One call of :func:`_scan_kernel` over the ranges ``plo .. phi`` with room ``boff``: (hits,
+    boff, hits per range, where each range stopped, pair histogram per range)."""
+    m = plo.shape[0]
+    out, nhit, stop = np.empty(int(boff[-1]), np.uint64), np.empty(m, np.int64), np.empty(m, np.int64)
+    phist = np.zeros((m, npb), np.int64)
+    _scan_kernel(xs, ys, orig, skey, q, nyl, r * r, plo, phi, boff, pshift, out, nhit, stop, phist)
+    return out, boff, nhit, stop, phist
+
+
 def pairs_sorted(a: np.ndarray, r: float, x0: float, y0: float, wx: float, wy: float, h: float,
                  group=None):
     """All pairs (i < j, sorted by (i, j)) of the points ``a`` within ``r``, by the sorted cell list.
@@ -412,21 +423,29 @@ def pairs_sorted(a: np.ndarray, r: float, x0: float, y0: float, wx: float, wy: f
     del packed
     _gather_kernel(orig, a, xs, ys)
     bounds = np.arange(nblk + 1, dtype=np.int64) * n // nblk
-    end0, lo2, end2 = np.empty(n, np.int32), np.empty(n, np.int32), np.empty(n, np.int32)
-    cand = np.empty(nblk, np.int64)
-    _stencil_kernel(skey, q, nyl, bounds, end0, lo2, end2, cand)
-    del skey
-    boff = np.zeros(nblk + 1, np.int64)
-    np.cumsum(cand, out=boff[1:])
     pshift = max(ib - _MSD_BITS, 0)
-    phist = np.zeros((nblk, ((n - 1) >> pshift) + 1), np.int64)
-    out, nhit = np.empty(int(boff[-1]), np.uint64), np.empty(nblk, np.int64)
-    _scan_kernel(xs, ys, orig, end0, lo2, end2, r * r, bounds, boff, pshift, out, nhit, phist)
-    del xs, ys, orig, end0, lo2, end2
-    ppos, pstart = _block_prefix(phist)
+    npb = ((n - 1) >> pshift) + 1
+    # round 1: room for _ROOM hits per point; ranges that run out of room stop, round 2 scans the rest
+    # of them with the exact room (their candidates)
+    boff = bounds * _ROOM + np.arange(nblk + 1) * _ROOM_SLACK
+    rounds = [_scan_round(xs, ys, orig, skey, q, nyl, r, bounds[:-1], bounds[1:], boff, pshift, npb)]
+    stop = rounds[0][3]
+    rest = np.flatnonzero(stop < bounds[1:])
+    if rest.size:
+        plo, phi = stop[rest], bounds[1:][rest]
+        cand = np.empty(rest.size, np.int64)
+        _count_kernel(skey, q, nyl, plo, phi, cand)
+        boff2 = np.zeros(rest.size + 1, np.int64)
+        np.cumsum(cand, out=boff2[1:])
+        rounds.append(_scan_round(xs, ys, orig, skey, q, nyl, r, plo, phi, boff2, pshift, npb))
+    del xs, ys, orig, skey
+    ppos, pstart = _block_prefix(np.concatenate([rd[4] for rd in rounds]))
     out_i = np.empty(int(pstart[-1]), np.int64)
-    _pair_scatter_kernel(out, boff, nhit, pshift, ppos, out_i.view(np.uint64))
-    del out
+    k = 0
+    for out, boff_r, nhit, _, phist in rounds:
+        _pair_scatter_kernel(out, boff_r, nhit, pshift, ppos[k:k + nhit.shape[0]], out_i.view(np.uint64))
+        k += nhit.shape[0]
+    del rounds
     out_j = np.empty(out_i.shape[0], np.int64)
     _finish_rows_kernel(out_i.view(np.uint64), pstart, pshift, ib, out_i, out_j)
     return out_i, out_j

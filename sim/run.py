@@ -86,7 +86,7 @@ RUN_KERNELS = {
     "sim.positions": ("_positions_kernel",),
     "sim.neighbours": ("_bounds_kernel",),
     "sim.cell_list": ("_bucket_sort_kernel", "_finish_rows_kernel", "_gather_kernel", "_hist_kernel",
-                      "_pair_scatter_kernel", "_scan_kernel", "_scatter_kernel", "_stencil_kernel"),
+                      "_pair_scatter_kernel", "_scan_kernel", "_scatter_kernel"),
     "sim.scanning.step": ("_close_kernel", "_eval_static_kernel", "_eval_step_kernel", "_phases"),
     "sim.scanning.runs": ("_close_runs_kernel", "_runs_merge_kernel"),
     "sim.scanning.accumulate": ("_contains_kernel", "_gt_insert_kernel", "_shard_order_kernel",

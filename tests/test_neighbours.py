@@ -202,6 +202,20 @@ def test_layout_fits_and_coarsens_only_when_needed():
             assert b2 - min(cell_list._MSD_BITS, b2) + int(n - 1).bit_length() > 63
 
 
+def test_workspace_reuse_grow_and_release():
+    rng = np.random.default_rng(10)
+    big, small = rng.random((30000, 2)) * 100, rng.random((700, 2)) * 15
+    want_big, want_small = ref_pairs(big, 1.0), ref_pairs(small, 1.0)
+    cell_list.release_workspace()
+    for xy, want in ((small, want_small), (big, want_big), (small, want_small), (big, want_big)):
+        got = pairs_within(xy, 1.0)
+        assert_same(got, want)
+        assert not any(np.shares_memory(g, b) for g in got for b in cell_list._WORKSPACE.bufs.values())
+    cell_list.release_workspace()
+    assert cell_list._WORKSPACE.bufs == {}
+    assert_same(pairs_within(big, 1.0), want_big)
+
+
 _DET = """
 import numpy as np, hashlib
 from sim import cell_list

@@ -43,9 +43,12 @@ Algorithm (see ``../shared/DESIGN.md``, Performance rules), a sorted cell list (
 ``pairs_within_groups`` runs the same code with the group in the key; the distances are computed from
 the points' own coordinates (groups may overlap in space).
 
-Inputs below 20,000 points run on one thread (waking the worker pool costs more than the work).
+Inputs below 20,000 points run on one thread (waking the worker pool costs more than the work), and so
+do inputs from 100,000 points while other tasks occupy every core (:func:`_n_threads`).
 """
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import numba
@@ -128,8 +131,40 @@ class _threads:
         numba.set_num_threads(self.old)
 
 
+_LOAD_CHECK_MIN = 100_000  # from this many points a saturated machine is checked for (~0.1 ms)
+
+
+def _runnable_elsewhere() -> int:
+    """Tasks runnable on the machine right now that are not threads of this process (/proc/loadavg's
+    running count less this process's threads in state R; 0 where /proc cannot be read)."""
+    try:
+        with open("/proc/loadavg") as f:
+            running = int(f.read().split()[3].split("/")[0])
+        own = 0
+        for t in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{t}/stat") as f:
+                st = f.read()
+            own += st[st.rindex(")") + 2] == "R"
+        return max(running - own, 0)            # two snapshots: never below 0
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _n_threads(n: int) -> int:
+    """Threads for n points: one below _PARALLEL_MIN, and one when other tasks already occupy every
+    core this process may use (each parallel region then waits for a descheduled worker: at 10^6
+    points and load 6 on 2 cores, 1 thread took 232 ms and 2 threads 356 ms); else numba's setting.
+    The output is the same for any number of threads."""
+    k = numba.get_num_threads()
+    if n < _PARALLEL_MIN:
+        return 1
+    if k > 1 and n >= _LOAD_CHECK_MIN and _runnable_elsewhere() >= len(os.sched_getaffinity(0)):
+        return 1
+    return k
+
+
 def _pairs(a: np.ndarray, group, r: float):
-    with _threads(1 if a.shape[0] < _PARALLEL_MIN else numba.get_num_threads()):
+    with _threads(_n_threads(a.shape[0])):
         return _pairs_impl(a, group, r)
 
 

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from sim import cell_list
+import numba
+
+from sim import cell_list, neighbours
 from sim.neighbours import _H_INFLATE, pairs_within, pairs_within_groups
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -216,9 +218,27 @@ def test_workspace_reuse_grow_and_release():
     assert_same(pairs_within(big, 1.0), want_big)
 
 
+def test_thread_choice_small_inputs_and_saturated_machine(monkeypatch):
+    k = numba.get_num_threads()
+    monkeypatch.setattr(neighbours, "_runnable_elsewhere", lambda: 0)
+    assert neighbours._n_threads(1000) == 1 and neighbours._n_threads(10**6) == k
+    monkeypatch.setattr(neighbours, "_runnable_elsewhere", lambda: 10**6)   # every core taken by others
+    assert neighbours._n_threads(10**6) == 1 and neighbours._n_threads(50_000) == k
+    xy = np.random.default_rng(12).random((120_000, 2)) * 400
+    assert_same(pairs_within(xy, 1.0), ref_pairs(xy, 1.0))             # the one-thread path
+    assert numba.get_num_threads() == k                                 # restored
+
+
+def test_runnable_elsewhere_reads_proc():
+    v = neighbours._runnable_elsewhere()
+    assert isinstance(v, int) and v >= 0 or not os.path.exists("/proc/loadavg")
+
+
 _DET = """
 import numpy as np, hashlib
-from sim import cell_list
+import numba
+
+from sim import cell_list, neighbours
 from sim.neighbours import _H_INFLATE, pairs_within, pairs_within_groups
 rng = np.random.default_rng(11)
 xy = rng.random((70000, 2)) * 280                      # 4 blocks of points

@@ -417,7 +417,7 @@ def simulate(scenario, out_dir, seed: int = 0, days: int = 1, progress: bool = T
                 acc, acc_cap, t0 = _simulate_day(day, scn, seed, pop, places, hseed, radio, find, place_mask,
                                                  counts, bar, T, t0, acc_cap)
                 peak_acc = max(peak_acc, acc.nbytes)
-                gt = acc.ground_truth(day, sub_s)
+                gt = acc.ground_truth(day, sub_s, release=True)       # its map freed: not needed below
                 t0 = T.add("aggregation", t0)
                 gt_writer.submit(_write_sliced, gt_out, gt)
                 counts["ground_truth"] += len(gt)

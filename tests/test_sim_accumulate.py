@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from ble.schema import N_ATT_BUCKETS
-from sim.scanning.accumulate import (EMPTY, GROWTH, LOAD_MAX, N_SHARDS, DayAccumulator, _contains_kernel,
-                                     _shard_order_kernel)
+from sim.scanning.accumulate import (EMPTY, GROWTH, GROWTH_LARGE, LOAD_MAX, N_SHARDS, DayAccumulator,
+                                     _contains_kernel, _shard_order_kernel)
 
 
 def _partial(keys, n, rsum, s0):
@@ -88,3 +88,45 @@ def test_caps_carry_both_maps_to_the_next_day():
     assert nxt.caps == acc.caps and (nxt.gt.keys == EMPTY).all()
     g = acc.ground_truth(0, 60.0)
     assert np.array_equal(g["i"], i) and np.array_equal(g["j"], i + 1) and not g["detected"].any()
+
+
+def test_large_maps_grow_by_the_smaller_factor(monkeypatch):
+    from sim.scanning import accumulate
+    keys = np.arange(1, 30_001, dtype=np.uint64) << np.uint64(32)
+    caps = {}
+    for large in (1 << 40, 1):                              # never / always "large"
+        monkeypatch.setattr(accumulate, "LARGE_BYTES", large)
+        acc = DayAccumulator(40)
+        seen = [acc.win.cap]
+        for lo in range(0, len(keys), 500):
+            k = keys[lo:lo + 500]
+            acc.add_partial(*_partial(k, np.ones(len(k)), np.full(len(k), -70.0, np.float32),
+                                      np.zeros(len(k), np.uint16)))
+            seen.append(acc.win.cap)
+        steps = [b / a for a, b in zip(seen, seen[1:]) if b != a]
+        caps[large] = steps
+        assert _contains(acc, keys).all()
+    assert np.median(caps[1 << 40]) == pytest.approx(GROWTH, abs=0.02)         # (integer capacities)
+    assert np.median(caps[1]) == pytest.approx(GROWTH_LARGE, abs=0.02)
+    assert len(caps[1]) > len(caps[1 << 40])               # more, smaller steps: a tighter final load
+
+
+def test_ground_truth_release_frees_the_map_and_changes_nothing():
+    rng = np.random.default_rng(4)
+    out = []
+    for release in (False, True):
+        acc = DayAccumulator(64)
+        i = rng.integers(0, 1000, 5000)
+        j = i + 1 + rng.integers(0, 50, 5000)
+        acc.add_close(i, j, np.ones(5000, np.int32), rng.uniform(0, 2, 5000).astype(np.float32))
+        ki = np.unique((i.astype(np.uint64) << np.uint64(32)) | j.astype(np.uint64))[::3]
+        acc.add_partial(*_partial(ki, np.ones(len(ki)), np.full(len(ki), -70.0, np.float32),
+                                  np.zeros(len(ki), np.uint16)))
+        caps = acc.caps
+        out.append(acc.ground_truth(1, 30.0, release=release))
+        assert (acc.gt.cap == 1) == release and caps[1] >= 64
+        rng = np.random.default_rng(4)
+    a, b = out
+    assert a.tobytes() == b.tobytes() and a["detected"].mean() == pytest.approx(1 / 3, abs=0.02)
+    assert np.all(np.diff(a["i"] * 2000 + a["j"]) > 0)                          # sorted by (i, j), unique
+    assert np.allclose(a["minutes_close"] * 2, np.round(a["minutes_close"] * 2))

@@ -30,7 +30,7 @@ from ble.ids import sim_rids, slot_of
 from ble.schema import GROUND_TRUTH_DTYPE, N_ATT_BUCKETS, WINDOW_DTYPE
 from sim.rng import mix64
 
-__all__ = ["N_SHARDS", "EMPTY", "WIN_SLOT", "GT_SLOT", "LOAD_MAX", "GROWTH", "DayAccumulator"]
+__all__ = ["N_SHARDS", "EMPTY", "WIN_SLOT", "GT_SLOT", "LOAD_MAX", "GROWTH", "GROWTH_LARGE", "DayAccumulator"]
 
 N_SHARDS = 64
 _SHARD_SHIFT = np.uint64(58)            # top 6 bits of the key hash choose the shard
@@ -43,6 +43,10 @@ LOAD_MAX = 0.85
 #: a growing map's capacity factor (at least; a large batch may need more): the final load of a day
 #: lies in [LOAD_MAX / GROWTH, LOAD_MAX], and re-inserting costs ~1 / (GROWTH - 1) x the keys in all
 GROWTH = 1.3
+#: the factor once the map holds more than ``LARGE_BYTES``: the last growths of a large day decide its
+#: peak memory (10^6 agents: 63 M windows ended at a load of 0.69 with 1.3, 4.2 GB of slots)
+GROWTH_LARGE = 1.15
+LARGE_BYTES = 1 << 29
 #: regions re-inserted per batch while growing (the transient: this many regions' old slots)
 _REHASH_BATCH = 4
 
@@ -411,7 +415,8 @@ class _ShardedMap:
             _absent_kernel(self.keys, self.cap, start, order, keys, absent)
             need = int((self.counts + absent).max())
         if need > LOAD_MAX * self.cap:
-            self.grow(max(int(self.cap * GROWTH), int(need / LOAD_MAX) + 1))
+            factor = GROWTH if self.nbytes < LARGE_BYTES else GROWTH_LARGE
+            self.grow(max(int(self.cap * factor), int(need / LOAD_MAX) + 1))
 
     def grow(self, cap: int) -> None:
         """Re-insert every key into regions of ``cap`` (> current) slots, in place: regions from the
@@ -529,22 +534,30 @@ class DayAccumulator:
                                 w["att_secs"])
         return w
 
-    def ground_truth(self, day: int, sub_s: float) -> np.ndarray:
+    def ground_truth(self, day: int, sub_s: float, release: bool = False) -> np.ndarray:
         """The day's ground truth (``GROUND_TRUTH_DTYPE``) sorted by (i, j); ``sub_s`` seconds per
-        close (sub)step; ``detected`` = a window exists in either direction."""
+        close (sub)step; ``detected`` = a window exists in either direction. ``release``: free the
+        close-pair map once read (the windows' extraction does not need it; :attr:`caps` then reports
+        an empty map, so take it before). Temporaries: one 8-byte array of the rows at a time besides
+        the keys and the result (at 10^6 agents ~20 M rows)."""
         keys, c, _ = self.gt.items()
-        keys_sorted = np.argsort(keys, kind="stable")
-        keys, n, dmin = keys[keys_sorted], c["n"][keys_sorted], c["dmin"][keys_sorted]
-        i = (keys >> np.uint64(32)).astype(np.int64)
-        j = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
-        fwd = np.empty(len(keys), np.bool_)
-        rev = np.empty(len(keys), np.bool_)
-        _contains_kernel(self.win.keys, self.win.cap, keys, fwd)
-        _contains_kernel(self.win.keys, self.win.cap,
-                         (j.astype(np.uint64) << np.uint64(32)) | i.astype(np.uint64), rev)
+        if release:
+            self.gt = _ShardedMap(GT_SLOT, 1)
+        order = np.argsort(keys, kind="stable")
+        keys = keys[order]
+        c = c[order]
+        del order
         g = np.zeros(len(keys), GROUND_TRUTH_DTYPE)
-        g["i"], g["j"], g["day"] = i, j, day
-        g["minutes_close"] = n * (sub_s / 60.0)
-        g["min_dist"] = dmin
+        g["i"] = keys >> np.uint64(32)
+        g["j"] = keys & np.uint64(0xFFFFFFFF)
+        g["day"] = day
+        g["minutes_close"] = c["n"] * (sub_s / 60.0)
+        g["min_dist"] = c["dmin"]
+        del c
+        fwd = np.empty(len(keys), np.bool_)
+        _contains_kernel(self.win.keys, self.win.cap, keys, fwd)
+        keys = (keys << np.uint64(32)) | (keys >> np.uint64(32))        # (j, i): the reverse direction
+        rev = np.empty(len(keys), np.bool_)
+        _contains_kernel(self.win.keys, self.win.cap, keys, rev)
         g["detected"] = fwd | rev
         return g

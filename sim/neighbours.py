@@ -43,8 +43,8 @@ Algorithm (see ``../shared/DESIGN.md``, Performance rules), a sorted cell list (
 ``pairs_within_groups`` runs the same code with the group in the key; the distances are computed from
 the points' own coordinates (groups may overlap in space).
 
-Inputs below 20,000 points run on one thread (waking the worker pool costs more than the work), and so
-do inputs from 100,000 points while other tasks occupy every core (:func:`_n_threads`).
+Inputs below 20,000 points run on one thread (waking the worker pool costs more than the work); from
+100,000 points on at most as many threads as there are cores no other task occupies (:func:`_n_threads`).
 """
 from __future__ import annotations
 
@@ -151,15 +151,16 @@ def _runnable_elsewhere() -> int:
 
 
 def _n_threads(n: int) -> int:
-    """Threads for n points: one below _PARALLEL_MIN, and one when other tasks already occupy every
-    core this process may use (each parallel region then waits for a descheduled worker: at 10^6
-    points and load 6 on 2 cores, 1 thread took 232 ms and 2 threads 356 ms); else numba's setting.
-    The output is the same for any number of threads."""
+    """Threads for n points: one below _PARALLEL_MIN; from _LOAD_CHECK_MIN points at most the cores
+    that no other task occupies right now (at least one): a parallel region waits for its slowest
+    worker, and a worker sharing a core with another task is descheduled for whole time slices (at load
+    ~4 on 2 cores, 10^5 points took 25 ms on 1 thread and 112 ms on 2; at 10^6 points and load ~6,
+    232 vs 356 ms); else numba's setting.  The output is the same for any number of threads."""
     k = numba.get_num_threads()
     if n < _PARALLEL_MIN:
         return 1
-    if k > 1 and n >= _LOAD_CHECK_MIN and _runnable_elsewhere() >= len(os.sched_getaffinity(0)):
-        return 1
+    if k > 1 and n >= _LOAD_CHECK_MIN:
+        k = max(1, min(k, len(os.sched_getaffinity(0)) - _runnable_elsewhere()))
     return k
 
 

@@ -218,12 +218,15 @@ def test_workspace_reuse_grow_and_release():
     assert_same(pairs_within(big, 1.0), want_big)
 
 
-def test_thread_choice_small_inputs_and_saturated_machine(monkeypatch):
+def test_thread_choice_small_inputs_and_busy_cores(monkeypatch):
     k = numba.get_num_threads()
+    cores = len(os.sched_getaffinity(0))
     monkeypatch.setattr(neighbours, "_runnable_elsewhere", lambda: 0)
-    assert neighbours._n_threads(1000) == 1 and neighbours._n_threads(10**6) == k
-    monkeypatch.setattr(neighbours, "_runnable_elsewhere", lambda: 10**6)   # every core taken by others
+    assert neighbours._n_threads(1000) == 1 and neighbours._n_threads(10**6) == min(k, cores)
+    monkeypatch.setattr(neighbours, "_runnable_elsewhere", lambda: cores - 1)     # one core left
     assert neighbours._n_threads(10**6) == 1 and neighbours._n_threads(50_000) == k
+    monkeypatch.setattr(neighbours, "_runnable_elsewhere", lambda: 10**6)       # every core taken
+    assert neighbours._n_threads(10**6) == 1
     xy = np.random.default_rng(12).random((120_000, 2)) * 400
     assert_same(pairs_within(xy, 1.0), ref_pairs(xy, 1.0))             # the one-thread path
     assert numba.get_num_threads() == k                                 # restored

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tracing.core.matching import _BLOCK, _HITS_CAP, match_hits, match_ids, match_mask
+from tracing.core.matching import _BLOCK, _HITS_CAP, _build, _filter_pos, match_hits, match_ids, match_mask
 
 ROOT = Path(__file__).resolve().parents[1]
 U64MAX = np.iinfo(np.uint64).max
@@ -187,3 +187,24 @@ def test_hits_empty_and_invalid():
         match_hits(x.astype(np.int64), x)
     with pytest.raises(ValueError, match="published_rids"):
         match_hits(x, x.reshape(3, 1))
+
+
+def test_hits_block_with_exactly_cap_hits_then_a_false_positive():
+    """A block whose first pass keeps exactly _HITS_CAP hits and then meets a filter false positive
+    (a candidate that is no hit): the kept hits stay intact."""
+    rng = np.random.default_rng(22)
+    pub = rng.integers(0, U64MAX, 3000, dtype=np.uint64, endpoint=True)
+    table, filt, bits, fbits = _build(pub)
+    fshift = np.uint64(64 - fbits)
+    published = set(pub.tolist())
+    fp = None
+    while fp is None:                  # a key that passes the filter but was not published
+        key = np.uint64(rng.integers(0, U64MAX, dtype=np.uint64, endpoint=True))
+        w, m = _filter_pos(key, fshift)
+        if (int(filt[w]) & int(m)) == int(m) and int(key) not in published:
+            fp = key
+    log = rng.integers(0, U64MAX, 3 * _BLOCK, dtype=np.uint64, endpoint=True)
+    log[:_HITS_CAP] = pub[:_HITS_CAP]
+    log[_HITS_CAP] = fp
+    idx = check(log, pub)
+    assert (idx[:_HITS_CAP] == np.arange(_HITS_CAP)).all() and idx[_HITS_CAP] == -1

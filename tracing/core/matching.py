@@ -287,11 +287,17 @@ def _build(published: np.ndarray):
         raise ValueError(f"at most 2**32 - 2 published IDs are supported, got {published.shape[0]}")
     bits = _table_bits(published.shape[0])
     fbits = _filter_bits(published.shape[0])
-    table, filt = _build_table_kernel(published, bits, fbits)
+    old = numba.get_num_threads()
+    if published.shape[0] < _PARALLEL_MIN:
+        numba.set_num_threads(1)   # waking the worker pool would cost more than the work
+    try:
+        table, filt = _build_table_kernel(published, bits, fbits)
+    finally:
+        numba.set_num_threads(old)
     return table, filt, bits, fbits
 
 
-_PARALLEL_MIN = 100_000    # below this many log records the probe runs on one thread
+_PARALLEL_MIN = 100_000    # below this many log records (published IDs: the build) one thread runs it
 
 
 def _probe(kernel, log, pub, out):

@@ -1,5 +1,5 @@
 """The sorted cell list behind :func:`sim.neighbours.pairs_within` and ``pairs_within_groups`` (steps 2-5
-of :mod:`sim.neighbours`' docstring), and the row sorts the simulator shares (heapsort, insertion sort).
+of :mod:`sim.neighbours`' docstring).
 
 Every point gets the key ``(group * (nx + 1) + cx) * nyl + ly``: its column ``cx`` (width ``h >= r``)
 and its level ``ly`` (height ``h / q``) in that column.  The points are sorted by key (one parallel
@@ -18,7 +18,7 @@ from numba import njit, prange
 
 __all__ = ["pairs_sorted", "release_workspace"]
 
-_INSERTION_MAX = 48                # rows longer than this are heap-sorted
+_INSERTION_MAX = 48                # buckets up to this size are insertion-sorted
 _MSD_BITS = 8                      # first radix pass of points and pairs: at most 2**8 buckets
 _LOCAL_BITS = 8                    # digit of the radix passes inside a bucket
 _Q_MAX = 8                         # levels per column width (a taller stencil of shorter cells)
@@ -26,54 +26,6 @@ _BLOCK = 16384                     # points per parallel block (about)
 _MAX_BLOCKS = 64
 _ROOM = 4                          # first scan round: room for this many hits per point (allocated, not
 _ROOM_SLACK = 64                   # initialised) and this many more per block
-
-
-# ----------------------------------------------------------------------------------------------
-# row sorts (also used by the simulator)
-# ----------------------------------------------------------------------------------------------
-@njit(cache=True)
-def _heap_sort(a, lo, hi):
-    """Sort a[lo:hi] in place, O(m log m) (heapsort: a few lines for numba to compile, where
-    ``np.sort`` pulls in its generic quicksort)."""
-    m = hi - lo
-    for root in range(m // 2 - 1, -1, -1):
-        _sift_down(a, lo, root, m)
-    for end in range(m - 1, 0, -1):
-        v = a[lo]
-        a[lo] = a[lo + end]
-        a[lo + end] = v
-        _sift_down(a, lo, 0, end)
-
-
-@njit(cache=True, inline="always")
-def _sift_down(a, lo, root, m):
-    v = a[lo + root]
-    while True:
-        c = 2 * root + 1
-        if c >= m:
-            break
-        if c + 1 < m and a[lo + c + 1] > a[lo + c]:
-            c += 1
-        if not a[lo + c] > v:
-            break
-        a[lo + root] = a[lo + c]
-        root = c
-    a[lo + root] = v
-
-
-@njit(cache=True, inline="always")
-def _sort_row(a, lo, hi):
-    """Sort a[lo:hi] in place (insertion sort for short rows, heapsort for long ones)."""
-    if hi - lo > _INSERTION_MAX:
-        _heap_sort(a, lo, hi)
-        return
-    for k in range(lo + 1, hi):
-        v = a[k]
-        m = k - 1
-        while m >= lo and a[m] > v:
-            a[m + 1] = a[m]
-            m -= 1
-        a[m + 1] = v
 
 
 # ----------------------------------------------------------------------------------------------
@@ -138,8 +90,14 @@ def _sort_packed(v, tmp, ib, digit):
     """Sort v (uint64, m) by ``v >> ib`` in place, stably (tmp: scratch of the same size): insertion
     sort for short rows, else LSD radix passes of <= ``digit`` bits over the keys' own span."""
     m = v.shape[0]
-    if m <= _INSERTION_MAX:
-        _sort_row(v, 0, m)                           # the low bits (p) make the order stable
+    if m <= _INSERTION_MAX:                          # insertion sort of the whole values: the low
+        for t in range(1, m):                        # bits (row, j) make the order stable
+            x = v[t]
+            u = t - 1
+            while u >= 0 and v[u] > x:
+                v[u + 1] = v[u]
+                u -= 1
+            v[u + 1] = x
         return
     sh0 = np.uint64(ib)
     kmin = v[0] >> sh0
@@ -159,7 +117,8 @@ def _sort_packed(v, tmp, ib, digit):
     src, dst = v, tmp
     for ps in range(passes):
         sh = np.uint64(ps * width)
-        cnt[:] = 0
+        for d in range(cnt.shape[0]):
+            cnt[d] = 0
         for t in range(m):
             cnt[np.int64(((src[t] >> sh0) - kmin) >> sh & mask) + 1] += 1
         for d in range(1 << width):
@@ -170,7 +129,8 @@ def _sort_packed(v, tmp, ib, digit):
             cnt[d] += 1
         src, dst = dst, src
     if passes % 2 == 1:
-        v[:] = tmp
+        for t in range(m):
+            v[t] = tmp[t]
 
 
 @njit(cache=True, parallel=True)
@@ -230,13 +190,25 @@ def _advance(skey, k, q, nyl, h0, l2, h2):
 
 
 @njit(cache=True, inline="always")
+def _first_above(skey, v):
+    """First index t with skey[t] > v (binary search; skey sorted, ending with a sentinel > v)."""
+    lo = 0
+    hi = skey.shape[0] - 1
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if skey[mid] > v:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@njit(cache=True, inline="always")
 def _start(skey, p, q, nyl):
-    """The stencil pointers of sorted point p by binary search (the start of a block)."""
+    """The stencil pointers of sorted point p by binary search (the start of a block; a few lines
+    instead of ``np.searchsorted``, which compiles slowly)."""
     k = skey[p]
-    h0 = np.searchsorted(skey, k + q, side="right")
-    l2 = np.searchsorted(skey, k + nyl - q, side="left")
-    h2 = np.searchsorted(skey, k + nyl + q, side="right")
-    return h0, l2, h2
+    return _first_above(skey, k + q), _first_above(skey, k + nyl - q - 1), _first_above(skey, k + nyl + q)
 
 
 @njit(cache=True, parallel=True)

@@ -1,25 +1,29 @@
-"""Compile-light sorts of the simulator (first-run compilation): the heapsort of long neighbour rows
-and the stable merge sort of an observer's windows give exactly numpy's orders; the hashed cell
+"""Compile-light sorts of the simulator (first-run compilation): the sorted cell list's in-bucket sort
+and the stable merge sort of an observer's windows give exactly numpy's orders; the sorted cell
 list's kernels are compiled once each (one type signature for pairs_within and pairs_within_groups)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from sim.cell_list import _heap_sort
 from sim import cell_list
 from sim.neighbours import pairs_within, pairs_within_groups
 from sim.scanning.accumulate import _merge_sort_rows
 
 
-@pytest.mark.parametrize("m", [0, 1, 2, 3, 49, 100, 1000])
-@pytest.mark.parametrize("dtype", [np.int32, np.uint64])
-def test_heap_sort_sorts_the_slice_only(m, dtype):
-    a = np.random.default_rng(m).integers(0, 50, m + 10).astype(dtype)      # many ties
-    b = a.copy()
-    _heap_sort(b, 5, 5 + m)
-    assert np.array_equal(b[5:5 + m], np.sort(a[5:5 + m]))
-    assert np.array_equal(b[:5], a[:5]) and np.array_equal(b[5 + m:], a[5 + m:])
+@pytest.mark.parametrize("m", [0, 1, 2, 48, 49, 300, 5000])
+@pytest.mark.parametrize("ib, digit, span", [(20, 8, 2**15), (13, 11, 2**30), (13, 8, 1), (0, 11, 2**40)])
+def test_sort_packed_is_numpys_order(m, ib, digit, span):
+    # values key << ib | row with rows increasing (as the stable scatter leaves them): sorting by the
+    # key stably is numpy's sort of the values; many ties when span is small
+    rng = np.random.default_rng(m + ib)
+    key = rng.integers(7, 7 + span, m).astype(np.uint64)
+    v = (key << np.uint64(ib)) | (np.arange(m, dtype=np.uint64) & np.uint64((1 << ib) - 1 if ib else 0))
+    if ib == 0:
+        v = key
+    got = v.copy()
+    cell_list._sort_packed(got, np.empty(m, np.uint64), ib, digit)
+    assert np.array_equal(got, np.sort(v))
 
 
 @pytest.mark.parametrize("m", [0, 1, 65, 300, 1999])

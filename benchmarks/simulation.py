@@ -7,8 +7,9 @@ is deleted afterwards.  Throughput = ``n_agents x 288`` agent-steps over the wal
 whole ``simulate`` call (world building, all steps, writing the run folder).
 
 Each row carries ``details``: the per-stage seconds and shares that ``run.json["timings"]`` records
-(schedules, positions, neighbours, radio, aggregation, writing), the simulator's own agent-steps/s and
-its peak RSS, and counts (phone pairs evaluated, windows, ground-truth rows).
+(schedules, positions, neighbours, radio, aggregation, writing), the simulator's own agent-steps/s, its
+peak RSS and the day's peak accumulator (window and close-pair maps), counts (phone pairs evaluated,
+windows, ground-truth rows) and the bytes of the Parquet files written (windows, ground truth).
 
 Baseline: none.  There is no natural external baseline for a whole agent simulation (and the previous
 version of the simulator is not kept alongside), so only the throughput is reported.  One repetition
@@ -38,13 +39,17 @@ def scenario(n_agents: int, step_s: int = 300):
 
 
 def simulate_once(scn, days: int = DAYS, seed: int = 0) -> dict:
-    """Simulate into a temporary folder; return its run.json (the folder is removed)."""
+    """Simulate into a temporary folder; return its run.json plus ``files_bytes`` (sizes of the
+    windows' and the ground truth's Parquet files); the folder is removed."""
     from sim.run import simulate
 
     tmp = Path(tempfile.mkdtemp(prefix="proxitrace-bench-sim-"))
     try:
         out = simulate(scn, tmp / "run", seed=seed, days=days, progress=False)
-        return json.loads((out / "run.json").read_text(encoding="utf-8"))
+        run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+        run["files_bytes"] = {"windows": sum(p.stat().st_size for p in (out / "windows").glob("*.parquet")),
+                              "ground_truth": (out / "ground_truth.parquet").stat().st_size}
+        return run
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -57,7 +62,7 @@ def details(run: dict) -> dict:
             "agent_steps_per_s": t["agent_steps_per_s"], "peak_rss_mb": t["peak_rss_mb"],
             "peak_accumulator_mb": t.get("peak_accumulator_mb"),
             "phone_pairs_evaluated": c.get("phone_pairs_evaluated"), "windows": c.get("windows"),
-            "ground_truth_rows": c.get("ground_truth")}
+            "ground_truth_rows": c.get("ground_truth"), "files_bytes": run.get("files_bytes")}
 
 
 def warmup() -> None:

@@ -32,7 +32,7 @@ from numba import njit, prange
 from sim.rng import (SALT_BUS_SEAT, SALT_JITTER, SALT_MOVE, SALT_TABLE_SEAT, SALT_WAYPOINT_PHASE, STEP_STRIDE,
                      hash4, mix64, normal2, u01)
 
-__all__ = ["positions"]
+__all__ = ["positions", "seated_xy"]
 
 @njit(cache=True, inline="always")
 def _waypoint(seed, agent, inst, t, leg, w, h):
@@ -50,6 +50,21 @@ def _waypoint(seed, agent, inst, t, leg, w, h):
     if g > 1.0:
         g = 1.0
     return x0 + g * (x1 - x0), y0 + g * (y1 - y0)
+
+
+@njit(cache=True, inline="always")
+def seated_xy(seed, day, step, i, kind, sx, sy, w, h, move, jitter):
+    """Position (m) of agent ``i`` seated in its primary instance at a (non-static) ``step`` of ``day``:
+    its seat (``sx``, ``sy``) plus Gaussian fidgeting of ``jitter`` m; an own-spot agent (``kind`` 0)
+    is instead uniformly elsewhere in the ``w`` x ``h`` room with probability ``move`` (kind 2, the
+    night spot, never moves). Counter-based: the same (seed, day, step, i) always gives the same spot
+    (:mod:`sim.scanning.stays` evaluates whole stays from it)."""
+    if kind == 0:
+        hm = hash4(seed, day * STEP_STRIDE + step, i, SALT_MOVE)
+        if u01(hm) < move:
+            return u01(mix64(hm)) * w, u01(mix64(hm + np.uint64(1))) * h
+    z1, z2 = normal2(hash4(seed, day * STEP_STRIDE + step, i, SALT_JITTER))
+    return sx + jitter * z1, sy + jitter * z2
 
 
 @njit(cache=True, inline="always")
@@ -91,21 +106,10 @@ def _positions_kernel(seed, day, step, t, static, seg_start, seg_end, seg_inst, 
         ty = inst_type[inst]
         w = inst_w[inst]
         hgt = inst_h[inst]
-        if static or kind == 2:
+        if static:
             x, y = seat_x[i], seat_y[i]
-            if not static:
-                hj = hash4(seed, day * STEP_STRIDE + step, i, SALT_JITTER)
-                z1, z2 = normal2(hj)
-                x += jitter * z1
-                y += jitter * z2
-        elif kind == 0:                    # own spot
-            hm = hash4(seed, day * STEP_STRIDE + step, i, SALT_MOVE)
-            if u01(hm) < type_move[ty]:
-                x, y = u01(mix64(hm)) * w, u01(mix64(hm + np.uint64(1))) * hgt
-            else:
-                z1, z2 = normal2(hash4(seed, day * STEP_STRIDE + step, i, SALT_JITTER))
-                x = seat_x[i] + jitter * z1
-                y = seat_y[i] + jitter * z2
+        elif kind == 2 or kind == 0:       # seated: night spot, or own spot (moves with type_move)
+            x, y = seated_xy(seed, day, step, i, kind, seat_x[i], seat_y[i], w, hgt, type_move[ty], jitter)
         else:                              # visitor
             if lay == 2:                   # tables of 4
                 s = np.int64(u01(hash4(seed, day, i, SALT_TABLE_SEAT + slot)) * inst_cap[inst])

@@ -70,7 +70,7 @@ from sim.population import ROLES, make_population
 from sim.positions import positions
 from sim.rng import STAGE_DEVICE_KEYS, STAGE_HASH_SEED, STAGE_PLACES, STAGE_POPULATION, STAGE_SCHEDULE
 from sim.scanning import (CloseRuns, DayAccumulator, PairRuns, Radio, cutoff_report, eval_close, eval_scan_rssi,
-                          eval_static, radio_params, scan_p_seen)
+                          eval_static, eval_stays, radio_params, scan_p_seen, seated_stays)
 from sim.schedule import make_day
 
 WINDOW_BLOCK = 4_000_000      #: windows per extraction block
@@ -274,9 +274,11 @@ class _PairFinder:
             at_home &= ~hosted[self.household]
         return at_home
 
-    def streams(self, g, x, y, radius, phones_only, at_home=None):
+    def streams(self, g, x, y, radius, phones_only, at_home=None, seated=None):
         """((home i, home j), (away i, away j)): each sorted by (i, j); ``at_home``: :meth:`at_home` of
-        ``g`` if already known."""
+        ``g`` if already known. ``seated`` (bool per agent, :meth:`sim.scanning.Stays.seated_at`): pairs
+        of two seated agents are left out (evaluated per stay), and so are, from the search, the seated
+        agents of instances where nobody else (of the stream) is."""
         if at_home is None:
             at_home = self.at_home(g)
         hi, hj = self.hh_phone if phones_only else self.hh_all
@@ -284,7 +286,14 @@ class _PairFinder:
         away = ~at_home
         if phones_only:
             away &= self.has_phone
+        if seated is not None:
+            mixed = np.zeros(int(g.max(initial=0)) + 1, bool)
+            mixed[g[away & ~seated]] = True
+            away &= ~seated | mixed[g]
         oi, oj = _pairs_subset(np.flatnonzero(away), x, y, g, radius)
+        if seated is not None:
+            keep = ~(seated[oi] & seated[oj])
+            oi, oj = oi[keep], oj[keep]
         return (hi[k], hj[k]), (oi, oj)
 
     def __call__(self, g, x, y, radius, phones_only):
@@ -292,10 +301,12 @@ class _PairFinder:
         return np.concatenate([hi, oi]), np.concatenate([hj, oj])
 
 
-def _simulate_day(day, scn, seed, pop, places, hseed, radio, find, place_mask, counts, bar, T, t0, acc_cap):
-    """All steps of ``day``: the static night at once, then step by step (module docstring). Returns
-    (the day's :class:`DayAccumulator`, its capacity for the next day, the timer's clock); updates
-    ``place_mask`` and ``counts``."""
+def _simulate_day(day, scn, seed, pop, places, hseed, radio, find, place_mask, counts, bar, T, t0, acc_cap,
+                  per_stay=True):
+    """All steps of ``day``: the static night at once, the seated stays once per stay, then the rest step
+    by step (module docstring). Returns (the day's :class:`DayAccumulator`, its capacity for the next
+    day, the timer's clock); updates ``place_mask`` and ``counts``. ``per_stay=False``: the seated stays
+    step by step too (the reference the per-stay evaluation equals, ``tests/test_sim_stays.py``)."""
     sim = scn.sim
     step_s, sub = int(sim["step_s"]), int(sim["gt_substeps"])
     sub_s = step_s / sub
@@ -328,14 +339,29 @@ def _simulate_day(day, scn, seed, pop, places, hseed, radio, find, place_mask, c
         counts["static_steps"] += len(static_steps)
         if bar is not None:
             bar.update(len(static_steps))
+    # seated stays: pairs of agents seated in the same instance, once per stay overlap
+    stays = None
+    if per_stay and sched.static_hi > sched.static_lo:
+        stays = seated_stays(sched, pop.n_households, sched.static_lo, sched.static_hi)
+        t0 = T.add("schedules", t0)
+        for part, cl, n_eval in eval_stays(radio, stays, day, places, pop.has_phone, sim["jitter_m"], R, close, sub):
+            counts["scans_logged"] += int(part[2].sum())
+            counts["phone_pairs_evaluated"] += n_eval
+            counts["stay_pair_steps"] = counts.get("stay_pair_steps", 0) + n_eval
+            t0 = T.add("radio", t0)
+            acc.add_partial(*part)
+            acc.add_close(*cl)
+            del part, cl
+            t0 = T.add("aggregation", t0)
     for step in range(sched.static_lo, sched.static_hi):
+        seated = stays.seated_at(step) if stays is not None else None
         for k in range(sub):
             t = day * 86400.0 + step * step_s + k * sub_s
             g, x, y = positions(hseed, sched, pop, places, step, t, False, sim["jitter_m"], out=buf)
             t0 = T.add("positions", t0)
             home = find.at_home(g)
             if k == 0:
-                streams = find.streams(g, x, y, R, True, home)
+                streams = find.streams(g, x, y, R, True, home, seated)
                 t0 = T.add("neighbours", t0)
                 for (pi, pj), run in zip(streams, runs):
                     rssi = eval_scan_rssi(radio, day, step, pi, pj, x, y, R)
@@ -344,7 +370,7 @@ def _simulate_day(day, scn, seed, pop, places, hseed, radio, find, place_mask, c
                     t0 = T.add("radio", t0)
                     acc.add_partial(*run.update(pi, pj, rssi, step, radio.tx_power))
                     t0 = T.add("aggregation", t0)
-            cstreams = find.streams(g, x, y, close, False, home)
+            cstreams = find.streams(g, x, y, close, False, home, seated)
             t0 = T.add("neighbours", t0)
             for (ci, cj), crun in zip(cstreams, cruns):
                 cl = eval_close(ci, cj, x, y, close)

@@ -36,8 +36,10 @@ from __future__ import annotations
 
 from sim.scanning.accumulate import DayAccumulator
 from sim.scanning.runs import CloseRuns, PairRuns
+from sim.scanning.stays import Stays, eval_stays, seated_stays
 from sim.scanning.step import (Radio, cutoff_report, device_table, eval_close, eval_scan_rssi, eval_scan_step,
                                eval_static, radio_params, scan_p_seen)
 
 __all__ = ["CloseRuns", "DayAccumulator", "PairRuns", "Radio", "cutoff_report", "device_table", "eval_close",
-           "eval_scan_rssi", "eval_scan_step", "eval_static", "radio_params", "scan_p_seen"]
+           "eval_scan_rssi", "eval_scan_step", "eval_static", "eval_stays", "radio_params", "scan_p_seen",
+           "seated_stays", "Stays"]

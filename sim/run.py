@@ -24,15 +24,31 @@ over the static scans drawing exactly the random numbers that a step-by-step eva
 rounding of RSSI sums; ``tests/test_sim_scanning.py`` checks it), only without repeating positions and
 neighbour searches (~27 % of the steps of a day).
 
+Seated stays
+------------
+Between the static night's ends, an agent at its own spot in its primary instance (class, office,
+factory floor, ward, stall, counter, bus driver's seat: segment kinds ``OWN`` and ``NIGHT``) is in a
+**seated stay** until a later segment overrides it or the segment ends; its position at each step is a
+pure function of (seed, day, step, agent) (seat + fidgeting, or elsewhere in the room with the type's
+``move_prob``: :func:`sim.positions.seated_xy`). Every pair of agents with overlapping stays in one
+instance — ~70-78 % of a weekday's phone-pair evaluations at 10^5 agents — is evaluated once per stay
+overlap (:mod:`sim.scanning.stays`): an inner loop over the overlap's steps recomputes both positions,
+applies the same distance tests and draws the same counter-based numbers as the per-step path, and
+aggregates in place; the day's hash map gets one partial row per ordered pair and overlap. The per-step
+path leaves those pairs out (and the instances with nobody else present out of the neighbour search);
+pairs of a seated agent and anyone else (visitors, customers, patients' visitors) stay per step. Same
+windows and ground truth as evaluating every step (RSSI sums up to float32 rounding;
+``tests/test_sim_stays.py``).
+
 Pairs per step
 --------------
 Members of one household who are both at home are paired directly from a precomputed list (households
 are small, so no search is needed); everyone away from home goes through one call of
 ``sim.neighbours.pairs_within_groups`` (group = place instance) — radius ``radio_range_m`` among phone
-owners for the radio, ``close_m`` among everyone for the ground truth. Scans of pairs that persist from
-step to step are summed by :class:`sim.scanning.PairRuns` and reach the day's hash map once per run;
-the same for close pairs of the ground truth (:class:`sim.scanning.CloseRuns`: close (sub)steps and
-minimum distance).
+owners for the radio, ``close_m`` among everyone for the ground truth — except pairs of two agents in a
+seated stay (above). Scans of pairs that persist from step to step are summed by
+:class:`sim.scanning.PairRuns` and reach the day's hash map once per run; the same for close pairs of
+the ground truth (:class:`sim.scanning.CloseRuns`: close (sub)steps and minimum distance).
 
 Writing
 -------
@@ -90,6 +106,7 @@ RUN_KERNELS = {
                       "_scan_cells_kernel"),
     "sim.scanning.step": ("_close_kernel", "_eval_static_kernel", "_eval_step_kernel", "_phases"),
     "sim.scanning.runs": ("_close_runs_kernel", "_runs_merge_kernel"),
+    "sim.scanning.stays": ("_candidates_kernel", "_eval_stays_kernel", "_pair_steps", "_stays_kernel"),
     "sim.scanning.accumulate": ("_contains_kernel", "_gt_insert_kernel", "_shard_order_kernel",
                                 "_used_slots_kernel", "_win_insert_kernel", "_window_fill_kernel",
                                 "_window_heads_kernel", "_window_order_kernel"),

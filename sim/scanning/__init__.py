@@ -30,7 +30,9 @@ close (sub)steps and the minimum distance.
 
 Modules: :mod:`sim.scanning.step` (radio per scan, :class:`Radio`, the scenario's radio parameters),
 :mod:`sim.scanning.accumulate` (the sharded hash maps, :class:`DayAccumulator`),
-:mod:`sim.scanning.runs` (run-length merge, :class:`PairRuns`, :class:`CloseRuns`).
+:mod:`sim.scanning.runs` (run-length merge, :class:`PairRuns`, :class:`CloseRuns`),
+:mod:`sim.scanning.stays` (pairs of agents seated in one instance, evaluated once per stay overlap with the
+same draws: :func:`seated_stays`, :func:`eval_stays`).
 """
 from __future__ import annotations
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -172,11 +173,12 @@ def _stay_xy(lo, hi, agent, kind, inst, a, b, seed, day, seat_x, seat_y, inst_ty
 
 
 @njit(cache=True)
-def _pair_steps(s0, s1, qi, qj, xs, ys, i, j, ph, g, p, seed, day, range2, close2, sub, p_seen, off_ij, off_ji,
+def _pair_steps(s0, s1, qi, qj, xs, ys, i, j, ph, g, p, sseed, range2, close2, sub, p_seen, off_ij, off_ji,
                 ref, expo, sigma, dmin, floor, ceil, edges, tx_power, gn, gd, n_out, rsum, rmax, sfirst, slast, bc):
     """One stay pair (i < j, phones if ``ph``) over steps ``s0..s1`` (positions at ``xs/ys[qi + s - s0]``
-    and ``[qj + s - s0]``): close (sub)steps and minimum distance into ground-truth row ``g``, logged
-    scans into radio rows ``2p`` (j seen by i) and ``2p + 1``; returns the phone pair-steps in range."""
+    and ``[qj + s - s0]``; ``sseed``: the steps' stream seeds, :func:`sim.rng.step_seed`): close
+    (sub)steps and minimum distance into ground-truth row ``g``, logged scans into radio rows ``2p`` (j
+    seen by i) and ``2p + 1``; returns the phone pair-steps in range."""
     ne = 0
     for s in range(s0, s1):
         dx = xs[qi + s - s0] - xs[qj + s - s0]
@@ -189,7 +191,7 @@ def _pair_steps(s0, s1, qi, qj, xs, ys, i, j, ph, g, p, seed, day, range2, close
             continue
         ne += 1
         d = math.sqrt(d2)
-        r_ij, r_ji = _pair_draw(step_seed(seed, day, s), i, j, p_seen, math.log10(d if d > dmin else dmin),
+        r_ij, r_ji = _pair_draw(sseed[s], i, j, p_seen, math.log10(d if d > dmin else dmin),
                                 off_ij, off_ji, ref, expo, sigma, floor, ceil)
         if r_ij == r_ij:
             _add_scan(2 * p, r_ij, s, j, tx_power, edges, n_out, rsum, rmax, sfirst, slast, bc)
@@ -207,8 +209,12 @@ def _eval_stays_kernel(c_lo, c_hi, blocks, agent, kind, inst, a, b, phone, gt_of
     of its overlap, exactly as step by step (:func:`_pair_steps`). Ground-truth row ``gt_off[c] -
     gt_off[c_lo] + k`` of the instance's k-th pair: (i ``gi``, j ``gj``, close (sub)steps ``gn``, min
     distance ``gd`` m, float32); radio rows ``2 p`` (observer ``ro`` i, advertiser ``ra`` j) and ``2 p +
-    1`` (j, i) of its k'-th phone pair (p = ``ph_off[c] - ph_off[c_lo] + k'``): scans (u2), RSSI sum and max (dBm, f4), first and last step (u2), bucket
-    counts (u2, (rows, N_ATT_BUCKETS)); ``n_eval[c]``: phone pair-steps within range."""
+    1`` (j, i) of its k'-th phone pair (p = ``ph_off[c] - ph_off[c_lo] + k'``): scans (u2), RSSI sum
+    and max (dBm, f4), first and last step (u2), bucket counts (u2, (rows, N_ATT_BUCKETS)); ``n_eval[c]``:
+    phone pair-steps within range."""
+    sseed = np.empty(b.max() + 1 if b.shape[0] else 1, np.uint64)    # each step's stream seed, once
+    for s in range(sseed.shape[0]):
+        sseed[s] = step_seed(seed, day, s)
     for c in prange(c_lo, c_hi):
         lo, hi = blocks[c], blocks[c + 1]
         xs, ys, off = _stay_xy(lo, hi, agent, kind, inst, a, b, seed, day, seat_x, seat_y, inst_type, inst_w,
@@ -231,7 +237,7 @@ def _eval_stays_kernel(c_lo, c_hi, blocks, agent, kind, inst, a, b, phone, gt_of
                     _start_run(2 * p, n_out, rsum, rmax, sfirst, slast, bc)
                     _start_run(2 * p + 1, n_out, rsum, rmax, sfirst, slast, bc)
                 ne += _pair_steps(s0, s1, off[uu - lo] + s0 - a[uu], off[vv - lo] + s0 - a[vv], xs, ys, i, j, ph,
-                                  g, p, seed, day, range2, close2, sub, p_seen, off_ij, off_ji, ref, expo, sigma,
+                                  g, p, sseed, range2, close2, sub, p_seen, off_ij, off_ji, ref, expo, sigma,
                                   dmin, floor, ceil, edges, tx_power, gn, gd, n_out, rsum, rmax, sfirst, slast, bc)
                 g += 1
                 p += np.int64(ph)
@@ -266,12 +272,13 @@ def eval_stays(radio, stays: Stays, day: int, places, phone, jitter_m: float, ra
         rsum, rmax = np.empty(2 * P, np.float32), np.empty(2 * P, np.float32)
         bc = np.empty((2 * P, N_ATT_BUCKETS), np.uint16)
         n_eval = np.zeros(nb, np.int64)
-        _eval_stays_kernel(c, c_hi, stays.blocks, stays.agent, stays.kind, stays.inst, stays.a, stays.b, phone,
-                           gt_off, ph_off, radio.seed, np.int64(day), places.seat_x, places.seat_y, places.inst_type,
-                           places.inst_w, places.inst_h, places.type_move, float(jitter_m), float(range_m) ** 2,
-                           float(close_m) ** 2, np.int64(sub), p_seen, car, plat, txo, rxo, cdb, pdb, ref, expo, sig,
-                           dmin, floor, ceil, _EDGES, radio.tx_power, gi, gj, gn, gd, ro, ra, n, rsum, rmax, s0,
-                           s1, bc, n_eval)
+        with numba.parallel_chunksize(4):      # dynamic chunks: instance sizes vary (offices 12, factories 80)
+            _eval_stays_kernel(c, c_hi, stays.blocks, stays.agent, stays.kind, stays.inst, stays.a, stays.b,
+                               phone, gt_off, ph_off, radio.seed, np.int64(day), places.seat_x, places.seat_y,
+                               places.inst_type, places.inst_w, places.inst_h, places.type_move, float(jitter_m),
+                               float(range_m) ** 2, float(close_m) ** 2, np.int64(sub), p_seen, car, plat, txo, rxo,
+                               cdb, pdb, ref, expo, sig, dmin, floor, ceil, _EDGES, radio.tx_power, gi, gj, gn, gd,
+                               ro, ra, n, rsum, rmax, s0, s1, bc, n_eval)
         k = np.flatnonzero(n > 0)
         g = np.flatnonzero(gn > 0)
         yield ((ro[k], ra[k], n[k], rsum[k], rmax[k], s0[k], s1[k], bc[k]), (gi[g], gj[g], gn[g], gd[g]),

@@ -106,7 +106,7 @@ RUN_KERNELS = {
                       "_scan_cells_kernel"),
     "sim.scanning.step": ("_close_kernel", "_eval_static_kernel", "_eval_step_kernel", "_phases"),
     "sim.scanning.runs": ("_close_runs_kernel", "_runs_merge_kernel"),
-    "sim.scanning.stays": ("_candidates_kernel", "_eval_stays_kernel", "_pair_steps", "_stays_kernel"),
+    "sim.scanning.stays": ("_candidates_kernel", "_eval_stays_kernel", "_stays_kernel"),
     "sim.scanning.accumulate": ("_contains_kernel", "_gt_insert_kernel", "_shard_order_kernel",
                                 "_used_slots_kernel", "_win_insert_kernel", "_window_fill_kernel",
                                 "_window_heads_kernel", "_window_order_kernel"),

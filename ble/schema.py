@@ -26,7 +26,8 @@ import pyarrow.parquet as pq
 __all__ = ["SCHEMA_VERSION", "ATT_EDGES", "N_ATT_BUCKETS", "SIGHTING_DTYPE", "WINDOW_DTYPE",
            "GROUND_TRUTH_DTYPE", "CONTACT_DTYPE", "CHECKIN_DTYPE", "SCHEMAS", "RecordError", "empty", "validate", "to_table",
            "from_table", "atomic_path", "write_atomic_bytes", "write_text_atomic", "write_parquet",
-           "read_parquet", "read_meta", "ParquetAppender", "shown", "check_out_path"]
+           "read_parquet", "read_meta", "ParquetAppender", "PARQUET_ENCODING", "parquet_options", "shown",
+           "check_out_path"]
 
 SCHEMA_VERSION = 1
 
@@ -116,6 +117,49 @@ _NAN_OK = {"rssi", "tx_power", "rssi_mean", "rssi_max", "att_typical", "att_min"
 _NAN_OK_BY_KIND = {"contacts": _NAN_OK | {"duration_s"}}
 
 
+#: Parquet column encodings per record kind (issue 16: the simulator writes ~63 M windows per 10^6
+#: agent-days, and encoding them was a quarter of a simulated day). The data read back is the same
+#: whatever the options; the bytes differ from pyarrow's defaults (dictionary encoding and statistics
+#: for every column) only for the kinds listed here:
+#:
+#: - ``"dict"``: columns worth a dictionary (few distinct values per row group: observers, rolling IDs —
+#:   many observers log the same ID —, scan counts, durations, TX powers, bucket seconds, days; Parquet
+#:   never dictionary-encodes booleans).
+#:   Every other column is written without one: a dictionary of floats that hardly repeat (mean RSSI,
+#:   attenuations, distances, start/end times) cost 5-10x the column's zstd time and came out larger.
+#: - ``"split"``: float columns written ``BYTE_STREAM_SPLIT`` (exponent and mantissa bytes apart: ~10%
+#:   smaller under zstd for such noisy float32s, no slower).
+#: - ``"stats"``: the columns with min/max statistics (what readers filter or sort by: ``RunFolder``
+#:   reads a day of the ground truth with a ``day`` filter); value columns go without (~10% of the time).
+#:
+#: Kinds not listed (sightings, contacts) keep pyarrow's defaults. Compression: zstd at pyarrow's
+#: default level for all kinds.
+PARQUET_ENCODING = {
+    "windows": {"dict": ("observer", "rid", "n_scans", "duration_s", "tx_power", "att_secs"),
+                "split": ("rssi_mean", "rssi_max", "att_typical", "att_min"),
+                "stats": ("observer", "rid", "t_start", "t_end")},
+    "ground_truth": {"dict": ("day", "minutes_close"),
+                     "split": ("min_dist",),
+                     "stats": ("i", "j", "day")},
+}
+
+
+def parquet_options(kind: str) -> dict:
+    """Keyword arguments of ``pyarrow.parquet.ParquetWriter`` / ``write_table`` for a file of ``kind``
+    records (:data:`PARQUET_ENCODING`); the same for :func:`write_parquet` and :class:`ParquetAppender`,
+    so that either writes the same bytes for the same records."""
+    opts = {"compression": "zstd"}
+    enc = PARQUET_ENCODING.get(kind)
+    if enc is not None:
+        dtype = SCHEMAS[kind]
+        # pyarrow names a fixed-size-list column's values by their leaf path
+        leaf = {n: f"{n}.list.element" if dtype[n].shape else n for n in dtype.names}
+        opts["use_dictionary"] = [leaf[c] for c in enc["dict"]]
+        opts["column_encoding"] = {leaf[c]: "BYTE_STREAM_SPLIT" for c in enc["split"]}
+        opts["write_statistics"] = [leaf[c] for c in enc["stats"]]
+    return opts
+
+
 class RecordError(ValueError):
     """A record file or array that does not satisfy its schema; the message names file and row."""
 
@@ -161,22 +205,49 @@ def check_out_path(name: str, path, kind: str = "folder") -> Path:
     return p
 
 
-def validate(arr: np.ndarray, kind: str, source: str = "<array>", row_offset: int = 0) -> np.ndarray:
+def _all_valid(col2: np.ndarray, name: str, kind: str) -> bool:
+    """Fast path of :func:`validate` for one column (rows x values): True when its minimum and maximum
+    show every value finite (or NaN where allowed) and in range; False sends the column through the
+    row-by-row checks, which name the first bad row (a NaN minimum or maximum always does)."""
+    if col2.size == 0:
+        return True
+    lo, hi = _RANGES.get(name, (None, None))
+    if col2.dtype.kind == "f":
+        if name in _NAN_OK_BY_KIND.get(kind, _NAN_OK):
+            mn, mx = np.fmin.reduce(col2, axis=None), np.fmax.reduce(col2, axis=None)   # NaN skipped
+        else:
+            mn, mx = col2.min(), col2.max()                                             # NaN propagates
+        if not (np.isfinite(mn) and np.isfinite(mx)):
+            return False
+    elif lo is None:
+        return True
+    else:
+        mn, mx = col2.min(), col2.max()
+    return lo is None or bool(lo <= mn and mx <= hi)
+
+
+def validate(arr: np.ndarray, kind: str, source: str = "<array>", row_offset: int = 0, *,
+             columns: dict | None = None) -> np.ndarray:
     """Check dtype, finiteness and ranges of a record array; raise :class:`RecordError` naming the row.
 
-    ``row_offset`` is added to reported row numbers (for chunked reads). Returns ``arr`` unchanged.
+    ``row_offset`` is added to reported row numbers (for chunked reads). ``columns``: contiguous copies
+    of ``arr``'s fields by name (:class:`ParquetAppender` makes them for the table anyway; checking them
+    is several times faster than checking the strided fields). Returns ``arr`` unchanged.
     """
     dtype = SCHEMAS[kind]
     if arr.dtype != dtype:
         missing = [n for n in dtype.names if arr.dtype.names is None or n not in arr.dtype.names]
         raise RecordError(f"{source}: not a {kind} array (missing fields {missing or '?'}; "
                           f"dtype {arr.dtype})")
+    cols = columns if columns is not None else arr
     for name in dtype.names:
-        col = arr[name]
+        col = cols[name]
         if col.ndim > 1:
             col2 = col.reshape(len(col), int(np.prod(col.shape[1:])))  # -1 fails on 0 rows
         else:
             col2 = col.reshape(len(col), 1)
+        if _all_valid(col2, name, kind):
+            continue
         if col2.dtype.kind == "f":
             bad = ~np.isfinite(col2)
             if name in _NAN_OK_BY_KIND.get(kind, _NAN_OK):
@@ -196,22 +267,23 @@ def validate(arr: np.ndarray, kind: str, source: str = "<array>", row_offset: in
                 raise RecordError(f"{source}: row {r + row_offset}: column {name!r} value {shown(col[r])} "
                                   f"outside [{lo}, {hi}]")
     if kind == "windows" and len(arr):
-        rows = np.flatnonzero(arr["t_end"] < arr["t_start"])
+        rows = np.flatnonzero(cols["t_end"] < cols["t_start"])
         if rows.size:
             raise RecordError(f"{source}: row {rows[0] + row_offset}: t_end before t_start")
     if kind in ("ground_truth",) and len(arr):
-        rows = np.flatnonzero(arr["i"] >= arr["j"])
+        rows = np.flatnonzero(cols["i"] >= cols["j"])
         if rows.size:
             raise RecordError(f"{source}: row {rows[0] + row_offset}: expected i < j")
     return arr
 
 
-def to_table(arr: np.ndarray, kind: str, meta: dict | None = None) -> pa.Table:
-    """Structured array -> pyarrow Table with schema metadata (kind, version, extra ``meta`` as JSON)."""
+def to_table(arr: np.ndarray, kind: str, meta: dict | None = None, *, columns: dict | None = None) -> pa.Table:
+    """Structured array -> pyarrow Table with schema metadata (kind, version, extra ``meta`` as JSON);
+    ``columns``: contiguous copies of its fields by name, used as they are (see :func:`validate`)."""
     dtype = SCHEMAS[kind]
     cols, names = [], []
     for name in dtype.names:
-        col = np.ascontiguousarray(arr[name])
+        col = columns[name] if columns is not None else np.ascontiguousarray(arr[name])
         if col.ndim == 2:
             flat = pa.array(col.reshape(-1))
             cols.append(pa.FixedSizeListArray.from_arrays(flat, col.shape[1]))
@@ -293,11 +365,12 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 
 def write_parquet(path: str | os.PathLike, arr: np.ndarray, kind: str, meta: dict | None = None) -> None:
-    """Validate ``arr`` and write it atomically as Parquet (zstd), deterministic bytes for equal input."""
+    """Validate ``arr`` and write it atomically as Parquet (zstd, :func:`parquet_options`), deterministic
+    bytes for equal input."""
     validate(arr, kind, str(path))
     table = to_table(arr, kind, meta)
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, **parquet_options(kind))
 
 
 def read_parquet(path: str | os.PathLike, kind: str | None = None) -> np.ndarray:
@@ -340,13 +413,16 @@ class ParquetAppender:
         self._ctx = atomic_path(self.path)
         self._tmp = self._ctx.__enter__()
         self._writer = pq.ParquetWriter(self._tmp, to_table(empty(kind), kind, meta).schema,
-                                        compression="zstd")
+                                        **parquet_options(kind))
         self.rows = 0
 
     def write(self, arr: np.ndarray) -> None:
-        validate(arr, self.kind, str(self.path), row_offset=self.rows)
+        if arr.dtype != SCHEMAS[self.kind]:
+            validate(arr, self.kind, str(self.path), row_offset=self.rows)     # names what is missing
+        cols = {name: np.ascontiguousarray(arr[name]) for name in SCHEMAS[self.kind].names}
+        validate(arr, self.kind, str(self.path), row_offset=self.rows, columns=cols)
         if len(arr):
-            self._writer.write_table(to_table(arr, self.kind, self.meta))
+            self._writer.write_table(to_table(arr, self.kind, self.meta, columns=cols))
             self.rows += len(arr)
 
     def close(self, exc_type=None) -> None:

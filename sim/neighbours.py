@@ -6,45 +6,49 @@ returns, as two int64 arrays ``(i, j)`` with ``i < j``, sorted by ``(i, j)``.
 group id (e.g. the same place at the same time step), so the simulator can search all places of a step in
 one call even though every place has its own local coordinates.
 
-Algorithm (see ``../shared/DESIGN.md``, Performance rules):
+Algorithm (see ``../shared/DESIGN.md``, Performance rules), a sorted cell list (:mod:`sim.cell_list`):
 
-1. Cell size ``h >= radius``: every pair within ``radius`` lies in the same or in adjacent cells.
+1. Column width ``h >= radius``: every pair within ``radius`` lies in the same or in adjacent columns.
    ``h`` is ``radius`` enlarged by a relative ``2**-16`` (so float rounding in the cell index can never
    put two points at distance exactly ``radius`` two cells apart) and never smaller than
    ``max(extent, |coordinate|) * 2**-30`` (so cell indices fit in 31 bits and the rounding error of
-   ``x - xmin`` stays far below one cell even for huge coordinates).
+   ``x - xmin`` stays far below one cell even for huge coordinates).  Each column is cut into levels of
+   height ``h / q`` (``q = 8``, a power of two, so ``floor((y - ymin) / h * q)`` inherits the rounding
+   argument: a pair within ``radius`` is at most ``q`` levels apart).
+2. Every point gets the key ``(group * (nx + 1) + cx) * nyl + ly`` with ``nyl = q (ny + 1)`` levels per
+   column (q empty levels on top, one empty column after each group's ``nx``: no stencil range wraps into
+   another column or group).  ``q`` is halved, then ``h`` doubled, while the packed keys of step 3 would
+   not fit in 64 bits (huge extents only; any ``h >= radius`` finds every pair).  Group ids that are
+   negative or ``>= 2**31`` are replaced by their ranks (``np.unique``).
+3. Points sorted by key: one parallel radix pass scatters ``(key mod 2**shift) << bits(n) | row``
+   (uint64) into <= 256 buckets of the key's top bits (per-block histograms and prefix sums: stable,
+   the same for any number of threads), each bucket (cache-resident) is radix-sorted over its own key
+   span, and the coordinates are gathered in key order (locality for the scan).  Memory is O(n)
+   whatever the extent: no array over the cells.
+4. One scan with a *half stencil*: sorted point p tests the later points of its own column up to ``q``
+   levels above (one contiguous range ``p + 1 ..``) and the ``2q + 1`` levels of column ``cx + 1``
+   around its own (one contiguous range), so every pair is tested from exactly one end: at 10^6 uniform
+   points with ~3 neighbours 3.0 M candidates for 1.5 M pairs (square cells of side ``radius`` with
+   a 3 x 3 stencil test ~9 M).  The range ends are three pointers swept monotonically over the sorted
+   keys (a merge: no search, no hash).  Hits (``dx*dx + dy*dy <= radius*radius``, the comparison
+   cKDTree makes for p=2: squared Euclidean distance against the squared radius) are written
+   branch-free as keys ``min(row) << 32 | max(row)``, compacted per block of points, into room for 4
+   hits per point; a block that runs out of room stops and a second round scans its rest with the
+   exact room (its candidates counted first).
+5. One radix sort of the pair keys to ``(i, j)`` order: pass 1 scatters them into <= 256 buckets by the
+   top bits of ``i`` (per-block histograms counted during the scan, prefix sums); pass 2 (``prange``
+   over buckets, each cache-resident) radix-sorts every bucket by ``(i, j)`` and writes ``i`` and
+   ``j``.  The output is identical whatever the number of threads.
 
-``pairs_within`` (no groups) -- a sorted cell list (:mod:`sim.cell_list`):
+``pairs_within_groups`` runs the same code with the group in the key; the distances are computed from
+the points' own coordinates (groups may overlap in space).
 
-2. Every point gets the cell key ``cx * ny + cy`` (< 2**62).  Dense grid (``nx * ny <= 2 n + 1024``):
-   one counting-sort pass over all cells; the three stencil columns ``(cx-1..cx+1, cy-1..cy+1)`` of a
-   cell are three contiguous ranges found by index.  Otherwise (clustered points over a large area,
-   e.g. 10^6 points in 20 M cells): a stable LSD radix sort of the keys (11-bit digits) and the list
-   of occupied cells; the same three column ranges of every occupied cell are found by a merge sweep
-   (their key bounds only grow with the cell's key: six pointers, no search, no hash, no filtering of
-   foreign cells).  Memory is O(n) whatever the extent.
-3. Coordinates are gathered in cell order (locality).  One scan, ``prange`` over cells, with a *half
-   stencil*: point p (sorted position) tests only the later points of its own column range (the rest
-   of its cell and the cell above: one contiguous range ``p + 1 ..``) and the three cells of column
-   ``cx + 1``, so every pair is tested from exactly one end (half the candidates of a full 3 x 3
-   stencil).  Hits (``dx*dx + dy*dy <= radius*radius``, the comparison cKDTree makes for p=2: squared
-   Euclidean distance against the squared radius) are written as keys
-   ``min(orig) << 32 | max(orig)`` into a row with room for every candidate (no counting pass),
-   branch-free.
-4. One radix sort of the keys to ``(i, j)`` order: pass 1 scatters the keys into ~2048 buckets by the
-   top bits of ``i`` (sequential reads, few write streams); pass 2 (``prange`` over buckets, each
-   cache-resident) counting-sorts each bucket by the low bits of ``i`` and sorts every (short) run of
-   equal ``i`` by ``j``.  The output is identical whatever the number of threads.
-
-``pairs_within_groups`` -- the same sorted cell list with the group in the cell key (the simulator's
-path): key ``(group * (nx + 1) + cx) * ny + cy``, so every group is a block of ``nx`` cell columns
-followed by one empty column and no stencil reaches into another group; the distances are computed from
-the points' own coordinates (groups may overlap in space).  Group ids that are negative or too large
-for the key (``>= 2**62`` with the cells) are replaced by their ranks (``np.unique``).
-
-Inputs below 20,000 points run on one thread (waking the worker pool costs more than the work).
+Inputs below 20,000 points run on one thread (waking the worker pool costs more than the work); from
+100,000 points on at most as many threads as there are cores no other task occupies (:func:`_n_threads`).
 """
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import numba
@@ -55,7 +59,7 @@ from sim.cell_list import pairs_sorted
 __all__ = ["pairs_within", "pairs_within_groups"]
 
 _CELL_BITS = 30                    # cell indices per axis < 2**30
-_KEY_LIMIT = 2**62                 # cell keys (with the group) stay below this
+_GROUP_LIMIT = 2**31               # group ids at or above this (or negative) are replaced by ranks
 _H_INFLATE = 1.0 + 2.0 ** -16      # cell size slightly above the radius (see module docstring)
 
 
@@ -127,14 +131,41 @@ class _threads:
         numba.set_num_threads(self.old)
 
 
-def _n_cells(extent: float, h: float) -> int:
-    """Cells along an axis: the kernels' own ``floor(d / h)`` of the largest offset, plus one (Python's
-    ``//`` on floats can be one less than ``floor(d / h)`` when ``d / h`` rounds up to an integer)."""
-    return int(np.floor(extent / h)) + 1
+_LOAD_CHECK_MIN = 100_000  # from this many points a saturated machine is checked for (~0.1 ms)
+
+
+def _runnable_elsewhere() -> int:
+    """Tasks runnable on the machine right now that are not threads of this process (/proc/loadavg's
+    running count less this process's threads in state R; 0 where /proc cannot be read)."""
+    try:
+        with open("/proc/loadavg") as f:
+            running = int(f.read().split()[3].split("/")[0])
+        own = 0
+        for t in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{t}/stat") as f:
+                st = f.read()
+            own += st[st.rindex(")") + 2] == "R"
+        return max(running - own, 0)            # two snapshots: never below 0
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _n_threads(n: int) -> int:
+    """Threads for n points: one below _PARALLEL_MIN; from _LOAD_CHECK_MIN points at most the cores
+    that no other task occupies right now (at least one): a parallel region waits for its slowest
+    worker, and a worker sharing a core with another task is descheduled for whole time slices (at load
+    ~4 on 2 cores, 10^5 points took 25 ms on 1 thread and 112 ms on 2; at 10^6 points and load ~6,
+    232 vs 356 ms); else numba's setting.  The output is the same for any number of threads."""
+    k = numba.get_num_threads()
+    if n < _PARALLEL_MIN:
+        return 1
+    if k > 1 and n >= _LOAD_CHECK_MIN:
+        k = max(1, min(k, len(os.sched_getaffinity(0)) - _runnable_elsewhere()))
+    return k
 
 
 def _pairs(a: np.ndarray, group, r: float):
-    with _threads(1 if a.shape[0] < _PARALLEL_MIN else numba.get_num_threads()):
+    with _threads(_n_threads(a.shape[0])):
         return _pairs_impl(a, group, r)
 
 
@@ -151,17 +182,10 @@ def _pairs_impl(a: np.ndarray, group, r: float):
         return _EMPTY.copy(), _EMPTY.copy()
     big = max(x1 - x0, y1 - y0, abs(x0), abs(x1), abs(y0), abs(y1))
     h = max(r, big * 2.0 ** -_CELL_BITS) * _H_INFLATE
-    nx, ny = _n_cells(x1 - x0, h), _n_cells(y1 - y0, h)
-    if group is None:
-        return pairs_sorted(a, r, x0, y0, h, nx, ny)
-    g0, g1 = int(group.min()), int(group.max())
-    if g0 < 0 or (g1 + 1) * (nx + 1) * ny >= _KEY_LIMIT:      # ids too large for the cell key: ranks
-        _, inv = np.unique(group, return_inverse=True)
-        group, g1 = inv.astype(np.int64).reshape(-1), int(inv.max())
-    while (g1 + 1) * (nx + 1) * ny >= _KEY_LIMIT:   # huge extent and many groups: coarser cells (any h >= r
-        h *= 2.0                                     # finds every pair; only the candidates grow)
-        nx, ny = _n_cells(x1 - x0, h), _n_cells(y1 - y0, h)
-    return pairs_sorted(a, r, x0, y0, h, nx, ny, group)
+    if group is not None and (int(group.min()) < 0 or int(group.max()) >= _GROUP_LIMIT):
+        _, inv = np.unique(group, return_inverse=True)     # ids outside the cell key's range: ranks
+        group = inv.astype(np.int64).reshape(-1)
+    return pairs_sorted(a, r, x0, y0, x1 - x0, y1 - y0, h, group)
 
 
 def pairs_within(xy, radius):

@@ -30,7 +30,7 @@ Between the static night's ends, an agent at its own spot in its primary instanc
 factory floor, ward, stall, counter, bus driver's seat: segment kinds ``OWN`` and ``NIGHT``) is in a
 **seated stay** until a later segment overrides it or the segment ends; its position at each step is a
 pure function of (seed, day, step, agent) (seat + fidgeting, or elsewhere in the room with the type's
-``move_prob``: :func:`sim.positions.seated_xy`). Every pair of agents with overlapping stays in one
+``move_prob``: :func:`sim.positions.seat_position`). Every pair of agents with overlapping stays in one
 instance (74 % of the phone-pair evaluations of a Monday of 10^5 agents of Lạng Sơn) is evaluated once
 per stay overlap (:mod:`sim.scanning.stays`): an inner loop over the overlap's steps recomputes both
 positions, applies the same distance tests and draws the same counter-based numbers as the per-step
@@ -103,9 +103,8 @@ STAGES = ("schedules", "positions", "neighbours", "radio", "aggregation", "writi
 RUN_KERNELS = {
     "sim.positions": ("_positions_kernel",),
     "sim.neighbours": ("_bounds_kernel",),
-    "sim.cell_list": ("_bucket_rows_kernel", "_bound_offsets_kernel", "_cells_kernel", "_finish_rows_kernel",
-                      "_gather_sorted_kernel", "_group_cell_keys_kernel", "_radix_sort_points_kernel",
-                      "_scan_cells_kernel"),
+    "sim.cell_list": ("_bucket_sort_kernel", "_finish_rows_kernel", "_gather_kernel", "_hist_kernel",
+                      "_pair_scatter_kernel", "_scan_kernel", "_scatter_kernel"),
     "sim.scanning.step": ("_close_kernel", "_eval_static_kernel", "_eval_step_kernel", "_phases"),
     "sim.scanning.runs": ("_close_runs_kernel", "_runs_merge_kernel"),
     "sim.scanning.stays": ("_candidates_kernel", "_eval_stays_kernel", "_stays_kernel"),
@@ -402,7 +401,7 @@ def _simulate_day(day, scn, seed, pop, places, hseed, radio, find, place_mask, c
         acc.add_partial(*run.flush_all(radio.tx_power))
     for crun in cruns:
         acc.add_close(*crun.flush_all())
-    return acc, max(acc.win.cap, acc.gt.cap), t0
+    return acc, acc.caps, t0
 
 
 def simulate(scenario, out_dir, seed: int = 0, days: int = 1, progress: bool = True) -> Path:
@@ -463,7 +462,7 @@ def simulate(scenario, out_dir, seed: int = 0, days: int = 1, progress: bool = T
                 acc, acc_cap, t0 = _simulate_day(day, scn, seed, pop, places, hseed, radio, find, place_mask,
                                                  counts, bar, T, t0, acc_cap)
                 peak_acc = max(peak_acc, acc.nbytes)
-                gt = acc.ground_truth(day, sub_s)
+                gt = acc.ground_truth(day, sub_s, release=True)       # its map freed: not needed below
                 t0 = T.add("aggregation", t0)
                 gt_writer.submit(_write_sliced, gt_out, gt)
                 counts["ground_truth"] += len(gt)

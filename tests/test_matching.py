@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tracing.core.matching import match_ids, match_mask
+from tracing.core.matching import _BLOCK, _HITS_CAP, _build, _filter_pos, match_hits, match_ids, match_mask
 
 ROOT = Path(__file__).resolve().parents[1]
 U64MAX = np.iinfo(np.uint64).max
@@ -27,6 +27,10 @@ def check(log, pub):
     mask = match_mask(log, pub)
     assert mask.dtype == np.bool_
     np.testing.assert_array_equal(mask, np.isin(log, pub))
+    rec, hidx = match_hits(log, pub)
+    assert rec.dtype == np.int64 and hidx.dtype == np.int64
+    np.testing.assert_array_equal(rec, np.flatnonzero(idx >= 0))
+    np.testing.assert_array_equal(hidx, idx[rec])
     return idx
 
 
@@ -111,13 +115,14 @@ def test_non_contiguous_input():
 
 _DET = """
 import numpy as np, hashlib
-from tracing.core.matching import match_ids, match_mask
+from tracing.core.matching import match_hits, match_ids, match_mask
 rng = np.random.default_rng(12)
 pub = rng.integers(0, 2**64 - 1, 50000, dtype=np.uint64, endpoint=True)
 pub = np.concatenate([pub, pub[:1000]])
 log = rng.integers(0, 2**64 - 1, 300000, dtype=np.uint64, endpoint=True)
 log[::7] = pub[rng.integers(0, pub.size, log[::7].size)]
-h = hashlib.sha256(match_ids(log, pub).tobytes() + match_mask(log, pub).tobytes())
+h = hashlib.sha256(match_ids(log, pub).tobytes() + match_mask(log, pub).tobytes()
+                   + b"".join(a.tobytes() for a in match_hits(log, pub)))
 print(h.hexdigest())
 """
 
@@ -154,3 +159,52 @@ def test_out_buffer_is_reused_and_validated():
             match_ids(log, pub, out=bad)
     with pytest.raises(ValueError, match="out"):
         match_mask(log, pub, out=np.empty(log.size, np.int64))
+
+
+@pytest.mark.parametrize("frac", [0.0, 0.02, 0.5, 1.0])
+def test_hits_none_some_most_all_match(frac):
+    """match_hits keeps up to _HITS_CAP hits per block in its first pass and redoes fuller blocks:
+    no matches, a few, most and all (every block overflows), with duplicated published IDs, over a
+    log long enough for the parallel path."""
+    rng = np.random.default_rng(21)
+    pub = rng.integers(0, U64MAX, 3000, dtype=np.uint64, endpoint=True)
+    pub = np.concatenate([pub, pub[:300], pub[::7]])           # duplicates: the first occurrence wins
+    log = rng.integers(0, U64MAX, 150_000, dtype=np.uint64, endpoint=True)
+    hit = rng.random(log.size) < frac
+    log[hit] = pub[rng.integers(0, pub.size, hit.sum())]
+    idx = check(log, pub)
+    per_block = np.bincount(np.flatnonzero(idx >= 0) // _BLOCK, minlength=1)
+    assert (per_block.max() > _HITS_CAP) == (frac >= 0.5)       # both passes are exercised
+
+
+def test_hits_empty_and_invalid():
+    e = np.empty(0, np.uint64)
+    x = np.array([1, 2, 3], np.uint64)
+    for a, b in ((e, x), (x, e), (e, e)):
+        rec, idx = match_hits(a, b)
+        assert rec.shape == idx.shape == (0,) and rec.dtype == idx.dtype == np.int64
+    with pytest.raises(ValueError, match="log_rids"):
+        match_hits(x.astype(np.int64), x)
+    with pytest.raises(ValueError, match="published_rids"):
+        match_hits(x, x.reshape(3, 1))
+
+
+def test_hits_block_with_exactly_cap_hits_then_a_false_positive():
+    """A block whose first pass keeps exactly _HITS_CAP hits and then meets a filter false positive
+    (a candidate that is no hit): the kept hits stay intact."""
+    rng = np.random.default_rng(22)
+    pub = rng.integers(0, U64MAX, 3000, dtype=np.uint64, endpoint=True)
+    table, filt, bits, fbits = _build(pub)
+    fshift = np.uint64(64 - fbits)
+    published = set(pub.tolist())
+    fp = None
+    while fp is None:                  # a key that passes the filter but was not published
+        key = np.uint64(rng.integers(0, U64MAX, dtype=np.uint64, endpoint=True))
+        w, m = _filter_pos(key, fshift)
+        if (int(filt[w]) & int(m)) == int(m) and int(key) not in published:
+            fp = key
+    log = rng.integers(0, U64MAX, 3 * _BLOCK, dtype=np.uint64, endpoint=True)
+    log[:_HITS_CAP] = pub[:_HITS_CAP]
+    log[_HITS_CAP] = fp
+    idx = check(log, pub)
+    assert (idx[:_HITS_CAP] == np.arange(_HITS_CAP)).all() and idx[_HITS_CAP] == -1

@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from sim.neighbours import pairs_within, pairs_within_groups
+import numba
+
+from sim import cell_list, neighbours
+from sim.neighbours import _H_INFLATE, pairs_within, pairs_within_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -144,12 +147,105 @@ def test_groups_match_per_group_ckdtree():
     assert_same(pairs_within_groups(xy, g64, 1.0), ref_groups(xy, group, 1.0))
 
 
+def test_points_on_column_and_level_boundaries():
+    # coordinates exactly on the column (h) and level (h / 8) boundaries, and pairs at exactly r on them
+    r = 1.0
+    h = r * _H_INFLATE
+    gx = np.arange(0, 12) * h
+    gy = np.arange(0, 40) * (h / 8)
+    xy = np.stack(np.meshgrid(gx, gy), -1).reshape(-1, 2)
+    xy = np.concatenate([xy, xy + [r, 0.0], xy + [0.0, r], xy[:50] + [0.6, 0.8]])
+    assert_same(pairs_within(xy, r), ref_pairs(xy, r))
+
+
+def test_all_points_in_one_cell_and_identical_points():
+    rng = np.random.default_rng(7)
+    xy = rng.random((200, 2)) * 0.1 + 5.0                    # one cell, one bucket, > 48 points
+    assert_same(pairs_within(xy, 1.0), ref_pairs(xy, 1.0))
+    same = np.full((130, 2), 3.25)                          # one key: the in-bucket sort has nothing to do
+    i, j = pairs_within(same, 0.5)
+    assert len(i) == 130 * 129 // 2
+    assert_same((i, j), ref_pairs(same, 0.5))
+
+
+@pytest.mark.parametrize("room", [0, 1, 1000])
+def test_scan_rounds_room(monkeypatch, room):
+    # room 0: every block runs out at once and the second round (exact room) scans everything;
+    # room 1: blocks stop midway; room 1000: one round
+    monkeypatch.setattr(cell_list, "_ROOM", room)
+    monkeypatch.setattr(cell_list, "_BLOCK", 512)          # many blocks even for a small input
+    rng = np.random.default_rng(8)
+    xy = rng.random((6000, 2)) * 40                          # ~11 neighbours within r = 1
+    assert_same(pairs_within(xy, 1.0), ref_pairs(xy, 1.0))
+    group = rng.integers(0, 5, 6000)
+    assert_same(pairs_within_groups(xy, group, 1.0), ref_groups(xy, group, 1.0))
+
+
+def test_large_group_ids_and_many_groups():
+    rng = np.random.default_rng(9)
+    n = 5000
+    xy = rng.random((n, 2)) * 6
+    group = rng.integers(0, 300, n)
+    assert_same(pairs_within_groups(xy, group, 0.7), ref_groups(xy, group, 0.7))
+    big = group.astype(np.int64) * 2**33 + 5                 # >= 2**31: ranked, same pairs
+    assert_same(pairs_within_groups(xy, big, 0.7), ref_groups(xy, group, 0.7))
+
+
+def test_layout_fits_and_coarsens_only_when_needed():
+    h, nx, ny, q, bits = cell_list._layout(10**6, 1, 2000.0, 2000.0, 2.0)
+    assert (h, q) == (2.0, 8) and nx == ny == 1001                  # the ordinary case: q = 8, h kept
+    assert bits == int(1 * (nx + 1) * q * (ny + 1) - 1).bit_length()
+    for n, groups, w in ((150, 1, 1.5e12), (10**6, 2**31 - 1, 5e4), (2**31 - 2, 2**31 - 1, 1e9)):
+        h, nx, ny, q, bits = cell_list._layout(n, groups, w, w, 1.0)
+        assert bits - min(cell_list._MSD_BITS, bits) + int(n - 1).bit_length() <= 63
+        assert bits == int(groups * (nx + 1) * q * (ny + 1) - 1).bit_length()
+        if q < 8:                                                   # q only drops when 2q would not fit
+            b2 = int(groups * (nx + 1) * 2 * q * (ny + 1) - 1).bit_length()
+            assert b2 - min(cell_list._MSD_BITS, b2) + int(n - 1).bit_length() > 63
+
+
+def test_workspace_reuse_grow_and_release():
+    rng = np.random.default_rng(10)
+    big, small = rng.random((30000, 2)) * 100, rng.random((700, 2)) * 15
+    want_big, want_small = ref_pairs(big, 1.0), ref_pairs(small, 1.0)
+    cell_list.release_workspace()
+    for xy, want in ((small, want_small), (big, want_big), (small, want_small), (big, want_big)):
+        got = pairs_within(xy, 1.0)
+        assert_same(got, want)
+        assert not any(np.shares_memory(g, b) for g in got for b in cell_list._WORKSPACE.bufs.values())
+    cell_list.release_workspace()
+    assert cell_list._WORKSPACE.bufs == {}
+    assert_same(pairs_within(big, 1.0), want_big)
+
+
+def test_thread_choice_small_inputs_and_busy_cores(monkeypatch):
+    k = numba.get_num_threads()
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.setattr(neighbours, "_runnable_elsewhere", lambda: 0)
+    assert neighbours._n_threads(1000) == 1 and neighbours._n_threads(10**6) == min(k, cores)
+    monkeypatch.setattr(neighbours, "_runnable_elsewhere", lambda: cores - 1)     # one core left
+    assert neighbours._n_threads(10**6) == 1 and neighbours._n_threads(50_000) == k
+    monkeypatch.setattr(neighbours, "_runnable_elsewhere", lambda: 10**6)       # every core taken
+    assert neighbours._n_threads(10**6) == 1
+    xy = np.random.default_rng(12).random((120_000, 2)) * 400
+    assert_same(pairs_within(xy, 1.0), ref_pairs(xy, 1.0))             # the one-thread path
+    assert numba.get_num_threads() == k                                 # restored
+
+
+def test_runnable_elsewhere_reads_proc():
+    v = neighbours._runnable_elsewhere()
+    assert isinstance(v, int) and v >= 0 or not os.path.exists("/proc/loadavg")
+
+
 _DET = """
 import numpy as np, hashlib
-from sim.neighbours import pairs_within, pairs_within_groups
+import numba
+
+from sim import cell_list, neighbours
+from sim.neighbours import _H_INFLATE, pairs_within, pairs_within_groups
 rng = np.random.default_rng(11)
-xy = rng.random((30000, 2)) * 170
-g = rng.integers(0, 9, 30000)
+xy = rng.random((70000, 2)) * 280                      # 4 blocks of points
+g = rng.integers(0, 9, 70000)
 h = hashlib.sha256()
 for a in (*pairs_within(xy, 1.0), *pairs_within_groups(xy, g, 1.0)):
     h.update(a.tobytes())
@@ -159,7 +255,7 @@ print(h.hexdigest())
 
 def test_deterministic_across_thread_counts():
     outs = []
-    for t in ("1", "2"):
+    for t in ("1", "2", "3"):                           # odd thread counts: blocks split unevenly
         env = dict(os.environ, NUMBA_NUM_THREADS=t)
         r = subprocess.run([sys.executable, "-c", _DET], capture_output=True, text=True, env=env,
                            cwd=ROOT, timeout=300)

@@ -1,13 +1,13 @@
 """Compile-light sorts of the simulator (first-run compilation): the heapsort of long neighbour rows
 and the stable merge sort of an observer's windows give exactly numpy's orders; the hashed cell
-list's scan kernel is compiled once (one type signature for pairs_within and pairs_within_groups)."""
+list's kernels are compiled once each (one type signature for pairs_within and pairs_within_groups)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from sim.cell_list import _heap_sort
-from sim.cell_list import _scan_cells_kernel
+from sim import cell_list
 from sim.neighbours import pairs_within, pairs_within_groups
 from sim.scanning.accumulate import _merge_sort_rows
 
@@ -44,4 +44,6 @@ def test_sorted_scan_kernel_has_one_specialisation():
     assert len(i) > 0
     xy = rng.random((500, 2)) * 2000                 # sparse: the occupied-cells scan without groups too
     assert len(pairs_within(xy, 2.0)[0]) >= 0
-    assert len(_scan_cells_kernel.signatures) == 1
+    for name in ("_hist_kernel", "_scatter_kernel", "_bucket_sort_kernel", "_gather_kernel", "_scan_kernel",
+                 "_pair_scatter_kernel", "_finish_rows_kernel"):
+        assert len(getattr(cell_list, name).signatures) == 1, name

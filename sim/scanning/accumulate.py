@@ -1,12 +1,27 @@
 """The day's accumulators: open-addressing hash maps sharded by key into 64 regions so that each thread
 owns whole regions (deterministic at any thread count).
 
+Memory (issue 16): a region holds ``cap`` slots, any count (not a power of two): a key's home slot is
+the multiply-shift range reduction ``(h * cap) >> 32`` of 32 bits of its hash ``h`` (below the shard
+bits), probing linearly and wrapping at ``cap``. A map grows to ``GROWTH`` x its capacity (or more,
+for a large batch) before any region would pass a load of ``LOAD_MAX``, and it grows **in place**: its
+arrays are views on anonymous mappings that reserve address space without committing memory
+(``MAP_NORESERVE``; pages count only once touched), so a larger capacity is a longer view of the same
+memory, and the regions are re-inserted from the last to the first, a batch of ``_REHASH_BATCH`` at a
+time through a copy of just that batch (a region's new place never overlaps an unmoved region). The
+transient of growing is that batch, not the old plus the new table (at 10^6 agents the former doubling
+held 3 + 6 GB at once). Slot order never reaches an output: windows and ground truth are sorted.
+
 Windows are keyed by (observer, advertiser) and hold the number of scans, RSSI sum and max, first and
 last scan step and scans per attenuation bucket (``ble.schema.ATT_EDGES``, attenuation = advertiser's
 TX power − RSSI); ground truth is keyed by (i, j), i < j, and holds the number of close (sub)steps and
 the minimum distance.
 """
 from __future__ import annotations
+
+import mmap
+import os
+import sys
 
 import numpy as np
 from numba import njit, prange
@@ -15,11 +30,25 @@ from ble.ids import sim_rids, slot_of
 from ble.schema import GROUND_TRUTH_DTYPE, N_ATT_BUCKETS, WINDOW_DTYPE
 from sim.rng import mix64
 
-__all__ = ["N_SHARDS", "EMPTY", "WIN_SLOT", "GT_SLOT", "DayAccumulator"]
+__all__ = ["N_SHARDS", "EMPTY", "WIN_SLOT", "GT_SLOT", "LOAD_MAX", "GROWTH", "GROWTH_LARGE", "DayAccumulator"]
 
 N_SHARDS = 64
 _SHARD_SHIFT = np.uint64(58)            # top 6 bits of the key hash choose the shard
+_HOME_SHIFT = np.uint64(26)             # the 32 bits below them choose the home slot in the shard
+_LOW32 = np.uint64(0xFFFFFFFF)
 EMPTY = np.uint64(0xFFFFFFFFFFFFFFFF)
+#: a map grows before an insert could push any region above this load (linear probing: ~3.8 probes
+#: per hit, ~22 per miss at 0.85)
+LOAD_MAX = 0.85
+#: a growing map's capacity factor (at least; a large batch may need more): the final load of a day
+#: lies in [LOAD_MAX / GROWTH, LOAD_MAX], and re-inserting costs ~1 / (GROWTH - 1) x the keys in all
+GROWTH = 1.3
+#: the factor once the map holds more than ``LARGE_BYTES``: the last growths of a large day decide its
+#: peak memory (10^6 agents: 63 M windows ended at a load of 0.69 with 1.3, 4.2 GB of slots)
+GROWTH_LARGE = 1.15
+LARGE_BYTES = 1 << 29
+#: regions re-inserted per batch while growing (the transient: this many regions' old slots)
+_REHASH_BATCH = 4
 
 
 # ------------------------------------------------------------------------------------------------
@@ -52,21 +81,25 @@ def _shard_order_kernel(keys, n_shards):
 
 
 @njit(cache=True, inline="always")
-def _find(tkeys, base, mask, key):
-    """Slot of ``key`` in the shard region at ``base`` (capacity mask+1): existing or first empty."""
-    pos = np.int64(mix64(key) & np.uint64(mask))
+def _find(tkeys, base, cap, key):
+    """Slot of ``key`` in the shard region at ``base`` of ``cap`` slots (any count < 2^32): existing or
+    first empty, probing linearly from ``(h * cap) >> 32`` (h: 32 hash bits below the shard's)."""
+    h = (mix64(key) >> _HOME_SHIFT) & _LOW32
+    pos = np.int64((h * np.uint64(cap)) >> np.uint64(32))
     while True:
         k = tkeys[base + pos]
         if k == key or k == EMPTY:
             return base + pos
-        pos = (pos + 1) & mask
+        pos += 1
+        if pos == cap:
+            pos = 0
 
 
 @njit(cache=True, inline="always")
-def _claim(tkeys, counts, s, base, mask, key):
+def _claim(tkeys, counts, s, base, cap, key):
     """Slot of ``key`` in shard ``s`` (region at ``base``), inserted if absent (``counts[s]`` + 1):
     (slot, True if the key is new)."""
-    slot = _find(tkeys, base, mask, key)
+    slot = _find(tkeys, base, cap, key)
     new = tkeys[slot] == EMPTY
     if new:
         tkeys[slot] = key
@@ -86,12 +119,11 @@ def _win_insert_kernel(tkeys, tvals, tbc, counts, cap, start, order, keys, n_in,
                        bc_in, bucket_in, single):
     """Merge records into the window map; ``single``: each record is one scan in bucket ``bucket_in``
     (``bc_in`` unused), else a partial aggregate with bucket counts ``bc_in``."""
-    mask = cap - 1
     for s in prange(start.shape[0] - 1):
         base = s * cap
         for q in range(start[s], start[s + 1]):
             r = order[q]
-            slot, new = _claim(tkeys, counts, s, base, mask, keys[r])
+            slot, new = _claim(tkeys, counts, s, base, cap, keys[r])
             v = tvals[slot]
             if new:
                 v.n = 0
@@ -118,12 +150,11 @@ def _win_insert_kernel(tkeys, tvals, tbc, counts, cap, start, order, keys, n_in,
 
 @njit(cache=True, parallel=True)
 def _gt_insert_kernel(tkeys, tvals, counts, cap, start, order, keys, n_in, d_in):
-    mask = cap - 1
     for s in prange(start.shape[0] - 1):
         base = s * cap
         for q in range(start[s], start[s + 1]):
             r = order[q]
-            slot, new = _claim(tkeys, counts, s, base, mask, keys[r])
+            slot, new = _claim(tkeys, counts, s, base, cap, keys[r])
             v = tvals[slot]
             if new:
                 v.n = 0
@@ -134,41 +165,44 @@ def _gt_insert_kernel(tkeys, tvals, counts, cap, start, order, keys, n_in, d_in)
 
 
 @njit(cache=True, parallel=True)
-def _rehash_kernel(old_keys, old_vals, old_bc, old_cap, new_keys, new_vals, new_bc, new_cap):
-    """Re-insert every key of the old table into the new one (in each shard in old slot order), moving its
-    value bytes (``*_vals``: the packed slots viewed as (slots, itemsize) bytes) and bucket counts."""
-    for s in prange(old_keys.shape[0] // old_cap):
-        for q in range(s * old_cap, (s + 1) * old_cap):
+def _regrow_kernel(keys, vals, bc, old_keys, old_vals, old_bc, lo, hi, old_cap, cap):
+    """Shards ``lo <= s < hi`` re-inserted into their regions of ``cap`` slots (at ``s * cap``) from a
+    copy of their old regions (``old_*``: slots ``[lo * old_cap, hi * old_cap)``, in old slot order);
+    ``*vals``: the packed slots viewed as (slots, itemsize) bytes. The caller goes from the last shards
+    to the first: a new region never overlaps an old region not yet copied."""
+    for s in prange(lo, hi):
+        base = s * cap
+        for q in range(base, base + cap):
+            keys[q] = EMPTY
+        for q in range((s - lo) * old_cap, (s - lo + 1) * old_cap):
             k = old_keys[q]
             if k != EMPTY:
-                slot = _find(new_keys, s * new_cap, new_cap - 1, k)
-                new_keys[slot] = k
+                slot = _find(keys, base, cap, k)
+                keys[slot] = k
                 for b in range(old_vals.shape[1]):
-                    new_vals[slot, b] = old_vals[q, b]
+                    vals[slot, b] = old_vals[q, b]
                 for b in range(old_bc.shape[1]):
-                    new_bc[slot, b] = old_bc[q, b]
+                    bc[slot, b] = old_bc[q, b]
 
 
 @njit(cache=True, parallel=True)
 def _absent_kernel(tkeys, cap, start, order, keys, absent):
     """Per shard s, ``absent[s]`` = the incoming records ``order[start[s]:start[s + 1]]`` whose key is
     not in the map yet (an upper bound on the keys they add)."""
-    mask = cap - 1
     for s in prange(start.shape[0] - 1):
         c = 0
         for q in range(start[s], start[s + 1]):
             key = keys[order[q]]
-            c += np.int64(tkeys[_find(tkeys, s * cap, mask, key)] != key)
+            c += np.int64(tkeys[_find(tkeys, s * cap, cap, key)] != key)
         absent[s] = c
 
 
 @njit(cache=True, parallel=True)
 def _contains_kernel(tkeys, cap, keys, out):
-    mask = cap - 1
     for r in prange(keys.shape[0]):
         key = keys[r]
         s = _shard(key)
-        slot = _find(tkeys, s * cap, mask, key)
+        slot = _find(tkeys, s * cap, cap, key)
         out[r] = tkeys[slot] == key
 
 
@@ -301,46 +335,105 @@ def _merge_sort_rows(order, a, b, rid, t0):
         order[a + k] = src[k]
 
 
+def _phys_bytes() -> int:
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - no sysconf
+        return 1 << 34
+
+
+#: address space reserved per growable array: this machine's memory (no map outgrows it), at least twice
+#: the first request; nothing is committed until touched
+_RESERVE_BYTES = _phys_bytes()
+_MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000 if sys.platform.startswith("linux") else 0)
+
+
+class _Growable:
+    """A byte buffer whose prefix views grow without moving: an anonymous private mapping of
+    ``_RESERVE_BYTES`` (Linux: ``MAP_NORESERVE``, so only touched pages use memory); elsewhere, or if
+    the mapping fails or is outgrown, a plain allocation that is copied when it grows."""
+
+    def __init__(self):
+        self._buf = None
+        self._size = 0
+
+    def view(self, nbytes: int) -> np.ndarray:
+        """The first ``nbytes`` bytes (``uint8``), keeping the bytes already there."""
+        nbytes = max(int(nbytes), 1)
+        if nbytes > self._size:
+            old, old_size = self._buf, self._size
+            self._buf, self._size = self._allocate(nbytes)
+            if old is not None:          # outgrown (or no mapping): copy, the transient is old + new
+                np.frombuffer(self._buf, np.uint8, old_size)[:] = np.frombuffer(old, np.uint8, old_size)
+        return np.frombuffer(self._buf, np.uint8, nbytes)
+
+    @staticmethod
+    def _allocate(nbytes: int):
+        if _MAP_NORESERVE:
+            size = max(_RESERVE_BYTES, 2 * nbytes)
+            try:
+                m = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE)
+                if hasattr(mmap, "MADV_HUGEPAGE"):
+                    m.madvise(mmap.MADV_HUGEPAGE)
+                return m, size
+            except (OSError, ValueError, OverflowError):  # pragma: no cover - e.g. an address-space limit
+                pass
+        return bytearray(nbytes), nbytes  # pragma: no cover - not Linux
+
+
 class _ShardedMap:
-    """Open-addressing hash map over ``uint64`` keys in :data:`N_SHARDS` regions of ``cap`` slots;
-    values in one packed record array (``slot_dtype``). Grows (doubling ``cap``) before an insert could
-    push any region above a load of 0.9 (:meth:`reserve`: incoming keys already present are not
-    counted once the worst-case bound is reached)."""
+    """Open-addressing hash map over ``uint64`` keys in :data:`N_SHARDS` regions of ``cap`` slots (any
+    count); values in one packed record array (``slot_dtype``) and ``n_buckets`` ``uint16`` counts per
+    slot. Grows in place (module docstring) before an insert could push any region above a load of
+    :data:`LOAD_MAX` (:meth:`reserve`: incoming keys already present are not counted once the
+    worst-case bound is reached)."""
 
     def __init__(self, slot_dtype: np.dtype, cap: int = 1024, n_buckets: int = 0):
-        self.dtype = slot_dtype
-        self.cap = cap
+        self.dtype = np.dtype(slot_dtype)
         self.nb = n_buckets
-        self.keys = np.full(N_SHARDS * cap, EMPTY, np.uint64)
-        self.vals = np.zeros(N_SHARDS * cap, slot_dtype)
-        self.bc = np.zeros((N_SHARDS * cap, n_buckets), np.uint16)
+        self._mem = (_Growable(), _Growable(), _Growable())
         self.counts = np.zeros(N_SHARDS, np.int64)
+        self._views(int(cap))
+        self.keys[:] = EMPTY
+
+    def _views(self, cap: int) -> None:
+        n = N_SHARDS * cap
+        self.keys = self._mem[0].view(8 * n).view(np.uint64)
+        self.vals = self._mem[1].view(self.dtype.itemsize * n)[:self.dtype.itemsize * n].view(self.dtype)
+        self.bc = self._mem[2].view(2 * self.nb * n)[:2 * self.nb * n].view(np.uint16).reshape(n, self.nb)
+        self.cap = cap
 
     def reserve(self, start: np.ndarray, order: np.ndarray, keys: np.ndarray) -> None:
         """Room for the incoming records (``keys[order[start[s]:start[s + 1]]]`` into shard s): grows
-        when a shard could exceed a load of 0.9 — first assuming every record is a new key, and if that
-        bound is exceeded, counting the records whose key is absent (so a nearly full map is not doubled
-        for keys it already holds: at 10^6 agents one doubling is gigabytes)."""
+        when a shard could exceed a load of :data:`LOAD_MAX` — first assuming every record is a new
+        key, and if that bound is exceeded, counting the records whose key is absent (so a nearly full
+        map does not grow for keys it already holds)."""
         incoming = np.diff(start)
         need = int((self.counts + incoming).max()) if len(incoming) else 0
-        if need > 0.9 * self.cap:
+        if need > LOAD_MAX * self.cap:
             absent = np.zeros(len(incoming), np.int64)
             _absent_kernel(self.keys, self.cap, start, order, keys, absent)
             need = int((self.counts + absent).max())
-        cap = self.cap
-        while need > 0.9 * cap:
-            cap *= 2
-        if cap != self.cap:
-            # values move inside the kernel: the transient is the old plus the new table, no index or
-            # gather temporaries (at 1M agents the last doubling was the day's memory peak)
-            new_keys = np.full(N_SHARDS * cap, EMPTY, np.uint64)
-            vals = np.zeros(N_SHARDS * cap, self.dtype)
-            bc = np.zeros((N_SHARDS * cap, self.nb), np.uint16)
-            isz = self.dtype.itemsize
-            _rehash_kernel(self.keys, self.vals.view(np.uint8).reshape(-1, isz), self.bc, self.cap, new_keys,
-                           vals.view(np.uint8).reshape(-1, isz), bc, cap)
-            self.keys = self.vals = self.bc = None
-            self.keys, self.vals, self.bc, self.cap = new_keys, vals, bc, cap
+        if need > LOAD_MAX * self.cap:
+            factor = GROWTH if self.nbytes < LARGE_BYTES else GROWTH_LARGE
+            self.grow(max(int(self.cap * factor), int(need / LOAD_MAX) + 1))
+
+    def grow(self, cap: int) -> None:
+        """Re-insert every key into regions of ``cap`` (> current) slots, in place: regions from the
+        last to the first, :data:`_REHASH_BATCH` at a time through a copy of their old slots."""
+        old = self.cap
+        if cap <= old:
+            raise ValueError(f"grow: capacity must increase, got {cap} <= {old}")
+        if N_SHARDS * cap >= 1 << 32 or cap >= 1 << 32:
+            raise ValueError(f"grow: capacity {cap} per shard is beyond this map's 32-bit slot hashing")
+        isz = self.dtype.itemsize
+        self._views(cap)
+        vals = self.vals.view(np.uint8).reshape(-1, isz)
+        for hi in range(N_SHARDS, 0, -_REHASH_BATCH):
+            lo = max(hi - _REHASH_BATCH, 0)
+            sl = slice(lo * old, hi * old)
+            _regrow_kernel(self.keys, vals, self.bc, self.keys[sl].copy(), vals[sl].copy(), self.bc[sl].copy(),
+                           lo, hi, old, cap)
 
     def items(self, lo: int = 0, hi: int | None = None):
         """(keys, values, bucket counts) of the used slots, optionally only keys with ``lo <= key >> 32
@@ -361,9 +454,12 @@ class _ShardedMap:
 class DayAccumulator:
     """Windows and ground truth of one day, fed step by step (or by static episodes)."""
 
-    def __init__(self, cap: int = 1024):
-        self.win = _ShardedMap(WIN_SLOT, cap, N_ATT_BUCKETS)
-        self.gt = _ShardedMap(GT_SLOT, cap)
+    def __init__(self, cap=1024):
+        """``cap``: slots per shard of both maps, or (windows', ground truth's) — a previous day's
+        :attr:`caps`, so that a day like it does not grow them."""
+        win_cap, gt_cap = (cap, cap) if np.ndim(cap) == 0 else cap
+        self.win = _ShardedMap(WIN_SLOT, int(win_cap), N_ATT_BUCKETS)
+        self.gt = _ShardedMap(GT_SLOT, int(gt_cap))
         self._empty_bc = np.zeros((0, N_ATT_BUCKETS), np.uint16)
         self._empty_b = np.zeros(0, np.int8)
 
@@ -402,6 +498,11 @@ class DayAccumulator:
         return self.win.nbytes + self.gt.nbytes
 
     @property
+    def caps(self) -> tuple:
+        """(windows' capacity, ground truth's capacity) per shard: the next day's ``cap``."""
+        return self.win.cap, self.gt.cap
+
+    @property
     def n_windows(self) -> int:
         return int(self.win.counts.sum())
 
@@ -433,22 +534,30 @@ class DayAccumulator:
                                 w["att_secs"])
         return w
 
-    def ground_truth(self, day: int, sub_s: float) -> np.ndarray:
+    def ground_truth(self, day: int, sub_s: float, release: bool = False) -> np.ndarray:
         """The day's ground truth (``GROUND_TRUTH_DTYPE``) sorted by (i, j); ``sub_s`` seconds per
-        close (sub)step; ``detected`` = a window exists in either direction."""
+        close (sub)step; ``detected`` = a window exists in either direction. ``release``: free the
+        close-pair map once read (the windows' extraction does not need it; :attr:`caps` then reports
+        an empty map, so take it before). Temporaries: one 8-byte array of the rows at a time besides
+        the keys and the result (at 10^6 agents ~20 M rows)."""
         keys, c, _ = self.gt.items()
-        keys_sorted = np.argsort(keys, kind="stable")
-        keys, n, dmin = keys[keys_sorted], c["n"][keys_sorted], c["dmin"][keys_sorted]
-        i = (keys >> np.uint64(32)).astype(np.int64)
-        j = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
-        fwd = np.empty(len(keys), np.bool_)
-        rev = np.empty(len(keys), np.bool_)
-        _contains_kernel(self.win.keys, self.win.cap, keys, fwd)
-        _contains_kernel(self.win.keys, self.win.cap,
-                         (j.astype(np.uint64) << np.uint64(32)) | i.astype(np.uint64), rev)
+        if release:
+            self.gt = _ShardedMap(GT_SLOT, 1)
+        order = np.argsort(keys, kind="stable")
+        keys = keys[order]
+        c = c[order]
+        del order
         g = np.zeros(len(keys), GROUND_TRUTH_DTYPE)
-        g["i"], g["j"], g["day"] = i, j, day
-        g["minutes_close"] = n * (sub_s / 60.0)
-        g["min_dist"] = dmin
+        g["i"] = keys >> np.uint64(32)
+        g["j"] = keys & np.uint64(0xFFFFFFFF)
+        g["day"] = day
+        g["minutes_close"] = c["n"] * (sub_s / 60.0)
+        g["min_dist"] = c["dmin"]
+        del c
+        fwd = np.empty(len(keys), np.bool_)
+        _contains_kernel(self.win.keys, self.win.cap, keys, fwd)
+        keys = (keys << np.uint64(32)) | (keys >> np.uint64(32))        # (j, i): the reverse direction
+        rev = np.empty(len(keys), np.bool_)
+        _contains_kernel(self.win.keys, self.win.cap, keys, rev)
         g["detected"] = fwd | rev
         return g

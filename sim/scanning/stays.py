@@ -4,7 +4,7 @@ A **seated stay** is a maximal run of (non-static) steps ``[a, b)`` during which
 spot in its primary instance: a schedule segment of kind ``OWN`` (0) or ``NIGHT`` (2) at a non-home
 instance, minus the steps where a later segment of the agent overrides it (:mod:`sim.schedule`: the
 last covering segment wins). During a stay the agent's position at each step is a pure function of
-(seed, day, step, agent) (:func:`sim.positions.seated_xy`: seat + fidgeting, or elsewhere in the room
+(seed, day, step, agent) (:func:`sim.positions.seat_position`: seat + fidgeting, or elsewhere in the room
 with the type's ``move_prob``), so two agents with stays in the same instance form a pair for the whole
 overlap of their stays: one kernel call per instance recomputes both positions per step, tests
 ``dx*dx + dy*dy <= R*R`` exactly as the neighbour search and :func:`sim.scanning.step._eval_step_kernel`
@@ -29,7 +29,7 @@ import numpy as np
 from numba import njit, prange
 
 from ble.schema import N_ATT_BUCKETS
-from sim.positions import seated_xy
+from sim.positions import seat_position
 from sim.rng import step_seed
 from sim.scanning.runs import _add_scan, _start_run
 from sim.scanning.step import _EDGES, _offset, _pair_draw
@@ -167,8 +167,8 @@ def _stay_xy(lo, hi, agent, kind, inst, a, b, seed, day, seat_x, seat_y, inst_ty
         c = inst[u]
         for s in range(a[u], b[u]):
             q = off[u - lo] + s - a[u]
-            xs[q], ys[q] = seated_xy(seed, day, s, agent[u], kind[u], seat_x[agent[u]], seat_y[agent[u]],
-                                     inst_w[c], inst_h[c], type_move[inst_type[c]], jitter)
+            xs[q], ys[q] = seat_position(seed, day, s, agent[u], seat_x[agent[u]], seat_y[agent[u]], kind[u],
+                                         type_move[inst_type[c]], inst_w[c], inst_h[c], jitter)
     return xs, ys, off
 
 

@@ -1,0 +1,132 @@
+"""The day's window map (sim.scanning.accumulate): capacities that are not powers of two, growth in
+place (issue 16: no old + new table at once), every key found and every value kept after growth."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from ble.schema import N_ATT_BUCKETS
+from sim.scanning.accumulate import (EMPTY, GROWTH, GROWTH_LARGE, LOAD_MAX, N_SHARDS, DayAccumulator,
+                                     _contains_kernel, _shard_order_kernel)
+
+
+def _partial(keys, n, rsum, s0):
+    """add_partial's arguments for records ``keys`` (observer << 32 | advertiser)."""
+    m = len(keys)
+    bc = np.zeros((m, N_ATT_BUCKETS), np.uint16)
+    bc[np.arange(m), (keys % np.uint64(N_ATT_BUCKETS)).astype(np.int64)] = n
+    return ((keys >> np.uint64(32)).astype(np.int64), (keys & np.uint64(0xFFFFFFFF)).astype(np.int64),
+            n.astype(np.int32), rsum, rsum, s0, s0 + np.uint16(1), bc)
+
+
+def _contains(acc, keys):
+    out = np.empty(len(keys), np.bool_)
+    _contains_kernel(acc.win.keys, acc.win.cap, keys, out)
+    return out
+
+
+def test_odd_capacity_grows_in_place_and_keeps_every_key():
+    rng = np.random.default_rng(11)
+    acc = DayAccumulator(37)                                 # not a power of two
+    assert acc.win.cap == 37 and acc.win.keys.shape == (N_SHARDS * 37,)
+    address = acc.win.keys.__array_interface__["data"][0]
+    keys = np.unique((rng.integers(0, 3000, 60_000).astype(np.uint64) << np.uint64(32)) |
+                     rng.integers(0, 3000, 60_000).astype(np.uint64))
+    rng.shuffle(keys)
+    caps = []
+    for lo in range(0, len(keys), 7_000):                  # batches: several growths
+        k = keys[lo:lo + 7_000]
+        acc.add_partial(*_partial(k, np.full(len(k), 2), np.full(len(k), -140.0, np.float32),
+                                  np.full(len(k), 5, np.uint16)))
+        caps.append(acc.win.cap)
+    assert len(set(caps)) >= 3 and all(c & (c - 1) for c in set(caps))      # grew; never a power of two
+    assert all(b >= a * GROWTH - 1 or b == a for a, b in zip(caps, caps[1:]))
+    # in place: the same memory, only a longer view of it (Linux: the anonymous mapping)
+    if sys.platform.startswith("linux"):
+        assert acc.win.keys.__array_interface__["data"][0] == address
+    # every key is found where the probe sequence expects it; loads stay below LOAD_MAX
+    assert _contains(acc, keys).all()
+    absent = keys + np.uint64(1 << 44)
+    assert not _contains(acc, absent).any()
+    start, _ = _shard_order_kernel(keys, N_SHARDS)
+    assert np.diff(start).max() <= LOAD_MAX * acc.win.cap
+    assert acc.n_windows == len(keys) and int((acc.win.keys != EMPTY).sum()) == len(keys)
+    # every value survived the re-insertions, and merging into a grown map still adds up
+    acc.add_partial(*_partial(keys, np.ones(len(keys)), np.full(len(keys), -60.0, np.float32),
+                              np.full(len(keys), 3, np.uint16)))
+    got_k, vals, bc = acc.win.items()
+    o = np.argsort(got_k)
+    assert np.array_equal(got_k[o], np.sort(keys))
+    assert np.all(vals["n"] == 3) and np.all(vals["s0"] == 3) and np.all(vals["s1"] == 6)
+    assert np.allclose(vals["rsum"], -200.0) and np.all(vals["rmax"] == -60.0)
+    assert np.array_equal(bc.sum(axis=1), vals["n"].astype(np.int64))
+    assert np.array_equal(bc[o].argmax(axis=1), (np.sort(keys) % np.uint64(N_ATT_BUCKETS)).astype(np.int64))
+
+
+def test_grow_checks_and_a_large_batch_grows_once_to_fit():
+    acc = DayAccumulator(16)
+    with pytest.raises(ValueError, match="capacity must increase"):
+        acc.win.grow(16)
+    keys = np.arange(1, 20_001, dtype=np.uint64) << np.uint64(32)
+    acc.add_partial(*_partial(keys, np.ones(len(keys)), np.full(len(keys), -70.0, np.float32),
+                              np.zeros(len(keys), np.uint16)))
+    start, _ = _shard_order_kernel(keys, N_SHARDS)
+    biggest = int(np.diff(start).max())
+    assert acc.win.cap == int(biggest / LOAD_MAX) + 1      # straight to the need, not by repeated factors
+    assert _contains(acc, keys).all()
+
+
+def test_caps_carry_both_maps_to_the_next_day():
+    acc = DayAccumulator((50, 20))
+    assert acc.caps == (50, 20) and acc.gt.keys.shape == (N_SHARDS * 20,)
+    i = np.arange(0, 3000, dtype=np.int64)
+    acc.add_close(i, i + 1, np.ones(3000, np.int32), np.ones(3000, np.float32))
+    assert acc.caps[0] == 50 and acc.caps[1] > 20
+    nxt = DayAccumulator(acc.caps)
+    assert nxt.caps == acc.caps and (nxt.gt.keys == EMPTY).all()
+    g = acc.ground_truth(0, 60.0)
+    assert np.array_equal(g["i"], i) and np.array_equal(g["j"], i + 1) and not g["detected"].any()
+
+
+def test_large_maps_grow_by_the_smaller_factor(monkeypatch):
+    from sim.scanning import accumulate
+    keys = np.arange(1, 30_001, dtype=np.uint64) << np.uint64(32)
+    caps = {}
+    for large in (1 << 40, 1):                              # never / always "large"
+        monkeypatch.setattr(accumulate, "LARGE_BYTES", large)
+        acc = DayAccumulator(40)
+        seen = [acc.win.cap]
+        for lo in range(0, len(keys), 500):
+            k = keys[lo:lo + 500]
+            acc.add_partial(*_partial(k, np.ones(len(k)), np.full(len(k), -70.0, np.float32),
+                                      np.zeros(len(k), np.uint16)))
+            seen.append(acc.win.cap)
+        steps = [b / a for a, b in zip(seen, seen[1:]) if b != a]
+        caps[large] = steps
+        assert _contains(acc, keys).all()
+    assert np.median(caps[1 << 40]) == pytest.approx(GROWTH, abs=0.02)         # (integer capacities)
+    assert np.median(caps[1]) == pytest.approx(GROWTH_LARGE, abs=0.02)
+    assert len(caps[1]) > len(caps[1 << 40])               # more, smaller steps: a tighter final load
+
+
+def test_ground_truth_release_frees_the_map_and_changes_nothing():
+    rng = np.random.default_rng(4)
+    out = []
+    for release in (False, True):
+        acc = DayAccumulator(64)
+        i = rng.integers(0, 1000, 5000)
+        j = i + 1 + rng.integers(0, 50, 5000)
+        acc.add_close(i, j, np.ones(5000, np.int32), rng.uniform(0, 2, 5000).astype(np.float32))
+        ki = np.unique((i.astype(np.uint64) << np.uint64(32)) | j.astype(np.uint64))[::3]
+        acc.add_partial(*_partial(ki, np.ones(len(ki)), np.full(len(ki), -70.0, np.float32),
+                                  np.zeros(len(ki), np.uint16)))
+        caps = acc.caps
+        out.append(acc.ground_truth(1, 30.0, release=release))
+        assert (acc.gt.cap == 1) == release and caps[1] >= 64
+        rng = np.random.default_rng(4)
+    a, b = out
+    assert a.tobytes() == b.tobytes() and a["detected"].mean() == pytest.approx(1 / 3, abs=0.02)
+    assert np.all(np.diff(a["i"] * 2000 + a["j"]) > 0)                          # sorted by (i, j), unique
+    assert np.allclose(a["minutes_close"] * 2, np.round(a["minutes_close"] * 2))

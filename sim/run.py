@@ -24,15 +24,33 @@ over the static scans drawing exactly the random numbers that a step-by-step eva
 rounding of RSSI sums; ``tests/test_sim_scanning.py`` checks it), only without repeating positions and
 neighbour searches (~27 % of the steps of a day).
 
+Seated stays
+------------
+Between the static night's ends, an agent at its own spot in its primary instance (class, office,
+factory floor, ward, stall, counter, bus driver's seat: segment kinds ``OWN`` and ``NIGHT``) is in a
+**seated stay** until a later segment overrides it or the segment ends; its position at each step is a
+pure function of (seed, day, step, agent) (seat + fidgeting, or elsewhere in the room with the type's
+``move_prob``: :func:`sim.positions.seat_position`). Every pair of agents with overlapping stays in one
+instance (74 % of the phone-pair evaluations of a Monday of 10^5 agents of Lạng Sơn) is evaluated once
+per stay overlap (:mod:`sim.scanning.stays`): an inner loop over the overlap's steps recomputes both
+positions, applies the same distance tests and draws the same counter-based numbers as the per-step
+path, and aggregates in place; the day's hash map gets one partial row per ordered pair and overlap.
+The per-step path leaves those pairs out (and the instances with nobody else present out of the
+neighbour search); pairs of a seated agent and anyone else (visitors, customers, patients' visitors)
+stay per step. Same windows and ground truth as evaluating every step, except that RSSI sums are added
+in another order (one float32 sum per overlap instead of one per run of steps in range, inserted before
+the per-step runs): ``rssi_mean`` and ``att_typical`` of ~6 % of windows differ in the last float32 bits
+(≤ 6e-5 dB; ``tests/test_sim_stays.py``).
+
 Pairs per step
 --------------
 Members of one household who are both at home are paired directly from a precomputed list (households
 are small, so no search is needed); everyone away from home goes through one call of
 ``sim.neighbours.pairs_within_groups`` (group = place instance) — radius ``radio_range_m`` among phone
-owners for the radio, ``close_m`` among everyone for the ground truth. Scans of pairs that persist from
-step to step are summed by :class:`sim.scanning.PairRuns` and reach the day's hash map once per run;
-the same for close pairs of the ground truth (:class:`sim.scanning.CloseRuns`: close (sub)steps and
-minimum distance).
+owners for the radio, ``close_m`` among everyone for the ground truth — except pairs of two agents in a
+seated stay (above). Scans of pairs that persist from step to step are summed by
+:class:`sim.scanning.PairRuns` and reach the day's hash map once per run; the same for close pairs of
+the ground truth (:class:`sim.scanning.CloseRuns`: close (sub)steps and minimum distance).
 
 Writing
 -------
@@ -70,7 +88,7 @@ from sim.population import ROLES, make_population
 from sim.positions import positions
 from sim.rng import STAGE_DEVICE_KEYS, STAGE_HASH_SEED, STAGE_PLACES, STAGE_POPULATION, STAGE_SCHEDULE
 from sim.scanning import (CloseRuns, DayAccumulator, PairRuns, Radio, cutoff_report, eval_close, eval_scan_rssi,
-                          eval_static, radio_params, scan_p_seen)
+                          eval_static, eval_stays, radio_params, scan_p_seen, seated_stays)
 from sim.schedule import make_day
 
 WINDOW_BLOCK = 4_000_000      #: windows per extraction block
@@ -89,6 +107,7 @@ RUN_KERNELS = {
                       "_pair_scatter_kernel", "_scan_kernel", "_scatter_kernel"),
     "sim.scanning.step": ("_close_kernel", "_eval_static_kernel", "_eval_step_kernel", "_phases"),
     "sim.scanning.runs": ("_close_runs_kernel", "_runs_merge_kernel"),
+    "sim.scanning.stays": ("_candidates_kernel", "_eval_stays_kernel", "_stays_kernel"),
     "sim.scanning.accumulate": ("_contains_kernel", "_gt_insert_kernel", "_shard_order_kernel",
                                 "_used_slots_kernel", "_win_insert_kernel", "_window_fill_kernel",
                                 "_window_heads_kernel", "_window_order_kernel"),
@@ -273,9 +292,11 @@ class _PairFinder:
             at_home &= ~hosted[self.household]
         return at_home
 
-    def streams(self, g, x, y, radius, phones_only, at_home=None):
+    def streams(self, g, x, y, radius, phones_only, at_home=None, seated=None):
         """((home i, home j), (away i, away j)): each sorted by (i, j); ``at_home``: :meth:`at_home` of
-        ``g`` if already known."""
+        ``g`` if already known. ``seated`` (bool per agent, :meth:`sim.scanning.Stays.seated_at`): pairs
+        of two seated agents are left out (evaluated per stay), and so are, from the search, the seated
+        agents of instances where nobody else (of the stream) is."""
         if at_home is None:
             at_home = self.at_home(g)
         hi, hj = self.hh_phone if phones_only else self.hh_all
@@ -283,7 +304,14 @@ class _PairFinder:
         away = ~at_home
         if phones_only:
             away &= self.has_phone
+        if seated is not None:
+            mixed = np.zeros(int(g.max(initial=0)) + 1, bool)
+            mixed[g[away & ~seated]] = True
+            away &= ~seated | mixed[g]
         oi, oj = _pairs_subset(np.flatnonzero(away), x, y, g, radius)
+        if seated is not None:
+            keep = ~(seated[oi] & seated[oj])
+            oi, oj = oi[keep], oj[keep]
         return (hi[k], hj[k]), (oi, oj)
 
     def __call__(self, g, x, y, radius, phones_only):
@@ -291,10 +319,12 @@ class _PairFinder:
         return np.concatenate([hi, oi]), np.concatenate([hj, oj])
 
 
-def _simulate_day(day, scn, seed, pop, places, hseed, radio, find, place_mask, counts, bar, T, t0, acc_cap):
-    """All steps of ``day``: the static night at once, then step by step (module docstring). Returns
-    (the day's :class:`DayAccumulator`, its capacity for the next day, the timer's clock); updates
-    ``place_mask`` and ``counts``."""
+def _simulate_day(day, scn, seed, pop, places, hseed, radio, find, place_mask, counts, bar, T, t0, acc_cap,
+                  per_stay=True):
+    """All steps of ``day``: the static night at once, the seated stays once per stay, then the rest step
+    by step (module docstring). Returns (the day's :class:`DayAccumulator`, its capacity for the next
+    day, the timer's clock); updates ``place_mask`` and ``counts``. ``per_stay=False``: the seated stays
+    step by step too (the reference the per-stay evaluation equals, ``tests/test_sim_stays.py``)."""
     sim = scn.sim
     step_s, sub = int(sim["step_s"]), int(sim["gt_substeps"])
     sub_s = step_s / sub
@@ -327,14 +357,29 @@ def _simulate_day(day, scn, seed, pop, places, hseed, radio, find, place_mask, c
         counts["static_steps"] += len(static_steps)
         if bar is not None:
             bar.update(len(static_steps))
+    # seated stays: pairs of agents seated in the same instance, once per stay overlap
+    stays = None
+    if per_stay and sched.static_hi > sched.static_lo:
+        stays = seated_stays(sched, pop.n_households, sched.static_lo, sched.static_hi)
+        t0 = T.add("schedules", t0)
+        for part, cl, n_eval in eval_stays(radio, stays, day, places, pop.has_phone, sim["jitter_m"], R, close, sub):
+            counts["scans_logged"] += int(part[2].sum())
+            counts["phone_pairs_evaluated"] += n_eval
+            counts["stay_pair_steps"] = counts.get("stay_pair_steps", 0) + n_eval
+            t0 = T.add("radio", t0)
+            acc.add_partial(*part)
+            acc.add_close(*cl)
+            del part, cl
+            t0 = T.add("aggregation", t0)
     for step in range(sched.static_lo, sched.static_hi):
+        seated = stays.seated_at(step) if stays is not None else None
         for k in range(sub):
             t = day * 86400.0 + step * step_s + k * sub_s
             g, x, y = positions(hseed, sched, pop, places, step, t, False, sim["jitter_m"], out=buf)
             t0 = T.add("positions", t0)
             home = find.at_home(g)
             if k == 0:
-                streams = find.streams(g, x, y, R, True, home)
+                streams = find.streams(g, x, y, R, True, home, seated)
                 t0 = T.add("neighbours", t0)
                 for (pi, pj), run in zip(streams, runs):
                     rssi = eval_scan_rssi(radio, day, step, pi, pj, x, y, R)
@@ -343,7 +388,7 @@ def _simulate_day(day, scn, seed, pop, places, hseed, radio, find, place_mask, c
                     t0 = T.add("radio", t0)
                     acc.add_partial(*run.update(pi, pj, rssi, step, radio.tx_power))
                     t0 = T.add("aggregation", t0)
-            cstreams = find.streams(g, x, y, close, False, home)
+            cstreams = find.streams(g, x, y, close, False, home, seated)
             t0 = T.add("neighbours", t0)
             for (ci, cj), crun in zip(cstreams, cruns):
                 cl = eval_close(ci, cj, x, y, close)

@@ -30,14 +30,18 @@ close (sub)steps and the minimum distance.
 
 Modules: :mod:`sim.scanning.step` (radio per scan, :class:`Radio`, the scenario's radio parameters),
 :mod:`sim.scanning.accumulate` (the sharded hash maps, :class:`DayAccumulator`),
-:mod:`sim.scanning.runs` (run-length merge, :class:`PairRuns`, :class:`CloseRuns`).
+:mod:`sim.scanning.runs` (run-length merge, :class:`PairRuns`, :class:`CloseRuns`),
+:mod:`sim.scanning.stays` (pairs of agents seated in one instance, evaluated once per stay overlap with the
+same draws: :func:`seated_stays`, :func:`eval_stays`).
 """
 from __future__ import annotations
 
 from sim.scanning.accumulate import DayAccumulator
 from sim.scanning.runs import CloseRuns, PairRuns
+from sim.scanning.stays import Stays, eval_stays, seated_stays
 from sim.scanning.step import (Radio, cutoff_report, device_table, eval_close, eval_scan_rssi, eval_scan_step,
                                eval_static, radio_params, scan_p_seen)
 
 __all__ = ["CloseRuns", "DayAccumulator", "PairRuns", "Radio", "cutoff_report", "device_table", "eval_close",
-           "eval_scan_rssi", "eval_scan_step", "eval_static", "radio_params", "scan_p_seen"]
+           "eval_scan_rssi", "eval_scan_step", "eval_static", "eval_stays", "radio_params", "scan_p_seen",
+           "seated_stays", "Stays"]

@@ -4,7 +4,7 @@ Steps, day by day (memory bounded by one day of windows plus one chunk of regene
 
 1. **Matching** (what the health service and the phones do): every phone's 96 rolling IDs of the day
    are regenerated from ``keys.parquet`` (:func:`ble.ids.sim_rids`, one ID per 900 s slot) and
-   hash-joined with the windows' rolling IDs (:func:`tracing.matching.match_ids`); a matched window
+   hash-joined with the windows' rolling IDs (:func:`tracing.core.matching.match_hits`); a matched window
    gets its advertiser device as ``source``. Unmatched windows are counted and reported (a warning
    and the ``stats`` dict), never silently dropped.
 2. **Daily sums** per (observer, source, day) (:func:`tracing.rules.daily_sums`) and the close-contact
@@ -31,7 +31,7 @@ from ble.schema import GROUND_TRUTH_DTYPE, WINDOW_DTYPE
 from sim.runfolder import RunFolder
 from tracing.core.checks import quiet_nan
 from tracing.core.coverage import compact_pairs
-from tracing.core.matching import match_ids
+from tracing.core.matching import match_hits
 from tracing.core.pairs import PAIR_DTYPE
 from tracing.core.rules import DAY_S, Rule, daily_sums, evaluate, load_rule
 
@@ -74,11 +74,10 @@ def resolve_sources(rids, agent, key, day: int, chunk_ids: int = CHUNK_IDS
         todo = np.flatnonzero(source < 0)
         if todo.size == 0:
             break
-        idx = np.asarray(match_ids(rids[todo], published), dtype=np.int64)
-        hit = idx >= 0
-        h = todo[hit]
-        source[h] = agent[lo + idx[hit] // BLUEZONE_IDS_PER_DAY]
-        slot[h] = slots[idx[hit] % BLUEZONE_IDS_PER_DAY]
+        rec, idx = match_hits(rids[todo], published)
+        h = todo[rec]
+        source[h] = agent[lo + idx // BLUEZONE_IDS_PER_DAY]
+        slot[h] = slots[idx % BLUEZONE_IDS_PER_DAY]
     return source, slot
 
 

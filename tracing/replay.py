@@ -53,7 +53,7 @@ from ble.schema import atomic_path, write_text_atomic
 from ble.windows import aggregate, cadence_params
 from tracing.core import rules as R
 from tracing.core.checks import check_out_path, check_positive
-from tracing.core.matching import match_ids
+from tracing.core.matching import match_hits, match_ids
 from tracing.pipeline import pairs_from_daily
 from tracing.report.staging import StagedOutputs
 from tracing.report.tables import write_csv
@@ -177,9 +177,7 @@ def sources_from_keys(windows, keys) -> np.ndarray:
     if not rids or not len(windows):
         return out
     rid, start, src = np.concatenate(rids), np.concatenate(starts), np.concatenate(srcs)
-    idx = match_ids(windows["rid"], rid)                  # the tracing core's ID matching
-    hit = np.flatnonzero(idx >= 0)
-    k = idx[hit]
+    hit, k = match_hits(windows["rid"], rid)              # the tracing core's ID matching
     t = windows["t_start"][hit]
     ok = (t >= start[k] - KEY_CLOCK_TOLERANCE_S) & (t < start[k] + BLUEZONE_SLOT_S + KEY_CLOCK_TOLERANCE_S)
     out[hit[ok]] = src[k[ok]]

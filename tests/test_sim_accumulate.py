@@ -130,3 +130,24 @@ def test_ground_truth_release_frees_the_map_and_changes_nothing():
     assert a.tobytes() == b.tobytes() and a["detected"].mean() == pytest.approx(1 / 3, abs=0.02)
     assert np.all(np.diff(a["i"] * 2000 + a["j"]) > 0)                          # sorted by (i, j), unique
     assert np.allclose(a["minutes_close"] * 2, np.round(a["minutes_close"] * 2))
+
+
+def test_chunked_merges_equal_one_pass(monkeypatch):
+    """add_partial / add_close in chunks of ADD_CHUNK records give the very sums of one pass (each
+    shard merges its records in input order either way)."""
+    from sim.scanning import accumulate
+    rng = np.random.default_rng(8)
+    keys = (rng.integers(0, 300, 40_000).astype(np.uint64) << np.uint64(32)) | \
+        rng.integers(0, 300, 40_000).astype(np.uint64)
+    args = _partial(keys, rng.integers(1, 5, len(keys)), rng.uniform(-300, -100, len(keys)).astype(np.float32),
+                    rng.integers(0, 200, len(keys)).astype(np.uint16))
+    out = []
+    for chunk in (1 << 22, 997):
+        monkeypatch.setattr(accumulate, "ADD_CHUNK", chunk)
+        acc = DayAccumulator(64)
+        acc.add_partial(*args)
+        acc.add_close(args[0], args[1] + 300, args[2], -args[3] / 100)
+        k, v, b = acc.win.items()
+        o = np.argsort(k)
+        out.append((k[o].tobytes(), v[o].tobytes(), b[o].tobytes(), acc.ground_truth(0, 60.0).tobytes()))
+    assert out[0] == out[1]

@@ -49,6 +49,8 @@ GROWTH_LARGE = 1.15
 LARGE_BYTES = 1 << 29
 #: regions re-inserted per batch while growing (the transient: this many regions' old slots)
 _REHASH_BATCH = 4
+#: records merged per call of the insert kernels (DayAccumulator.add_partial / add_close)
+ADD_CHUNK = 1 << 22
 
 
 # ------------------------------------------------------------------------------------------------
@@ -474,24 +476,28 @@ class DayAccumulator:
                            bucket, True)
 
     def add_partial(self, obs, adv, n, rsum, rmax, t0, t1, bc):
-        """Aggregates of several scans of one ordered pair (static episodes)."""
-        if len(obs) == 0:
-            return
-        keys = (obs.astype(np.uint64) << np.uint64(32)) | adv.astype(np.uint64)
-        start, order = _shard_order_kernel(keys, N_SHARDS)
-        self.win.reserve(start, order, keys)
-        _win_insert_kernel(self.win.keys, self.win.vals, self.win.bc, self.win.counts, self.win.cap, start, order, keys,
-                           n.astype(np.uint16), rsum, rmax, t0, t1, bc, self._empty_b, False)
+        """Aggregates of several scans of one ordered pair (static episodes). Merged :data:`ADD_CHUNK`
+        records at a time (the day's last flush is tens of millions of records at 10^6 agents: keys and
+        shard order are 24 bytes a record); each shard still merges its records in input order, so
+        the sums are those of one pass."""
+        for lo in range(0, len(obs), ADD_CHUNK):
+            sl = slice(lo, lo + ADD_CHUNK)
+            keys = (obs[sl].astype(np.uint64) << np.uint64(32)) | adv[sl].astype(np.uint64)
+            start, order = _shard_order_kernel(keys, N_SHARDS)
+            self.win.reserve(start, order, keys)
+            _win_insert_kernel(self.win.keys, self.win.vals, self.win.bc, self.win.counts, self.win.cap, start, order,
+                               keys, n[sl].astype(np.uint16), rsum[sl], rmax[sl], t0[sl], t1[sl], bc[sl],
+                               self._empty_b, False)
 
     def add_close(self, i, j, n, d):
         """Close (sub)steps of pairs i < j: ``n`` close (sub)steps at distance ``d`` (m)."""
-        if len(i) == 0:
-            return
-        keys = (i.astype(np.uint64) << np.uint64(32)) | j.astype(np.uint64)
-        start, order = _shard_order_kernel(keys, N_SHARDS)
-        self.gt.reserve(start, order, keys)
-        _gt_insert_kernel(self.gt.keys, self.gt.vals, self.gt.counts, self.gt.cap, start, order, keys,
-                          n.astype(np.int32), d.astype(np.float32))
+        for lo in range(0, len(i), ADD_CHUNK):                   # in chunks, as add_partial
+            sl = slice(lo, lo + ADD_CHUNK)
+            keys = (i[sl].astype(np.uint64) << np.uint64(32)) | j[sl].astype(np.uint64)
+            start, order = _shard_order_kernel(keys, N_SHARDS)
+            self.gt.reserve(start, order, keys)
+            _gt_insert_kernel(self.gt.keys, self.gt.vals, self.gt.counts, self.gt.cap, start, order, keys,
+                              n[sl].astype(np.int32), d[sl].astype(np.float32))
 
     @property
     def nbytes(self) -> int:

@@ -11,22 +11,29 @@ Constants (2-core reference machine, numba 0.68, Lạng Sơn settings), re-measu
 10^6-agent day takes 380 s (596 CPU-s) and peaks at 7.8 GB resident (12.4 GB measured just before the
 window map stopped doubling for keys it already held); a 10^5-agent day takes 36 s and peaks at 1.8 GB.
 Re-measured on the calibrated province (issue 13: 61 windows per agent-day instead of ~45), quiet (load
-1.0-1.6): a 10^6-agent day takes 434 s (~620 CPU-s) and peaks at 12.8 GB, because its window map (63 M
-windows) crosses the next power of two (6.4 GB of slots); a 10^5-agent day 38 s, 1.9 GB.  The memory is a
-step function of the windows per day; the constant below takes the 10^6 measurement, so estimates err
-on the safe side between steps (a refusal, never an out-of-memory kill).
+1.0-1.6): a 10^6-agent day took 434 s (~620 CPU-s) and peaked at 12.8 GB, because its window map (63 M
+windows) crossed the next power of two (6.4 GB of slots, doubled with old and new alive); a 10^5-agent
+day 38 s, 1.9 GB. Re-measured after the window map stopped doubling (issue 16: any capacity, grown by
+1.3x / 1.15x in place, ``sim/scanning/accumulate.py``), the Parquet encodings were chosen per column
+(``ble.schema.PARQUET_ENCODING``) and stays were evaluated once (``sim.run``), load 1.0-2.0: a
+10^6-agent day takes 280 s (449 CPU-s) and peaks at 7.08 GiB = 7.6 GB (window and close-pair maps 3.9 GiB, the
+rest the day's last flush of pair runs, the ground truth and the window blocks being written); a
+10^5-agent day 26 s, 1.79 GiB. The memory is no longer a step function of the windows per day (the map
+ends at a load of 0.74-0.85); the constant below takes the 10^6 measurement.
 """
 from __future__ import annotations
+
+import math
 
 __all__ = ["BYTES_PER_AGENT", "BASE_BYTES", "SECONDS_PER_AGENT_DAY", "available_bytes", "estimate",
            "check_fits", "describe"]
 
-#: peak resident bytes per agent of one simulated day (12.8 GB at 10^6 agents, less the fixed part)
-BYTES_PER_AGENT = 12_500
+#: peak resident bytes per agent of one simulated day (7.08 GiB at 10^6 agents, less the fixed part)
+BYTES_PER_AGENT = 7_300
 #: fixed resident bytes (interpreter, numpy/pyarrow/numba, compiled kernels)
 BASE_BYTES = 300 * 2**20
-#: wall seconds per agent-day on the reference machine at load ~1.2 (434 s for 10^6 agents x 1 day)
-SECONDS_PER_AGENT_DAY = 4.35e-4
+#: wall seconds per agent-day on the reference machine at load 1-2 (280 s for 10^6 agents x 1 day)
+SECONDS_PER_AGENT_DAY = 2.8e-4
 #: head-room kept free when deciding whether a run fits (the page cache of the Parquet writes, others)
 HEADROOM = 0.9
 
@@ -75,6 +82,9 @@ def check_fits(name: str, scale: float, est: dict, available: int | None) -> Non
         return
     room = HEADROOM * available - BASE_BYTES
     fit = max(room, 0) / BYTES_PER_AGENT / max(est["n_agents"], 1) * scale
+    if fit > 0:                          # rounded down to the 3 digits shown: the advised scale fits
+        step = 10.0 ** (math.floor(math.log10(fit)) - 2)
+        fit = math.floor(fit / step) * step
     raise ValueError(f"{name} x{scale:g} does not fit this machine: {describe(est, available)}; "
                      f"the largest scale that fits is ~{fit:.3g} (or free memory)")
 

@@ -20,13 +20,21 @@ day 38 s, 1.9 GB. Re-measured after the window map stopped doubling (issue 16: a
 rest the day's last flush of pair runs, the ground truth and the window blocks being written); a
 10^5-agent day 26 s, 1.79 GiB. The memory is no longer a step function of the windows per day (the map
 ends at a load of 0.74-0.85); the constant below takes the 10^6 measurement.
+
+A sweep (``proxitrace sweep``) also builds each day's pair table, which holds that day's windows whole
+(``tracing.pipeline.pairs_from_run``): measured on Lạng Sơn x0.128 (100,000 agents), one day, one
+replicate, in-process, load 1.4: the pairs unit took 29.3 s and the sweep peaked at 4.68 GB resident
+(the simulation alone at 1.8 GB); the 1:1 province (781,655 agents) was killed by the kernel at 24.4 GB
+in its pairs unit after its simulated day had finished (215 s). :func:`estimate_sweep` takes the larger
+of the two peaks, so such a sweep is refused before it starts.
 """
 from __future__ import annotations
 
 import math
 
-__all__ = ["BYTES_PER_AGENT", "BASE_BYTES", "SECONDS_PER_AGENT_DAY", "available_bytes", "estimate",
-           "check_fits", "describe"]
+__all__ = ["BYTES_PER_AGENT", "BASE_BYTES", "SECONDS_PER_AGENT_DAY", "ANALYSIS_BYTES_PER_AGENT",
+           "ANALYSIS_SECONDS_PER_AGENT_DAY", "available_bytes", "estimate", "estimate_sweep", "check_fits",
+           "describe"]
 
 #: peak resident bytes per agent of one simulated day (7.08 GiB at 10^6 agents, less the fixed part)
 BYTES_PER_AGENT = 7_300
@@ -34,6 +42,11 @@ BYTES_PER_AGENT = 7_300
 BASE_BYTES = 300 * 2**20
 #: wall seconds per agent-day on the reference machine at load 1-2 (280 s for 10^6 agents x 1 day)
 SECONDS_PER_AGENT_DAY = 2.8e-4
+#: peak resident bytes per agent of a sweep's pair-table unit of one day (4.68 GB at 10^5 agents, less the
+#: fixed part): it reads the day's windows whole
+ANALYSIS_BYTES_PER_AGENT = 45_000
+#: wall seconds per agent-day of a sweep's pair-table units (29.3 s for 10^5 agents x 1 day)
+ANALYSIS_SECONDS_PER_AGENT_DAY = 2.9e-4
 #: head-room kept free when deciding whether a run fits (the page cache of the Parquet writes, others)
 HEADROOM = 0.9
 
@@ -65,6 +78,18 @@ def estimate(n_agents: int, days: int) -> dict:
             "seconds": SECONDS_PER_AGENT_DAY * n * d}
 
 
+def estimate_sweep(n_agents: int, days: int) -> dict:
+    """:func:`estimate` of a sweep replicate: the simulation then the day's pair tables (one at a time);
+    ``peak_bytes`` the larger of the two stages' peaks, ``seconds`` their sum (curves are seconds), and
+    ``bytes_per_agent`` the per-agent constant of the stage that sets the peak."""
+    n, d = int(n_agents), int(days)
+    est = estimate(n, d)
+    per_agent = max(BYTES_PER_AGENT, ANALYSIS_BYTES_PER_AGENT)
+    est.update(peak_bytes=BASE_BYTES + per_agent * n, bytes_per_agent=per_agent,
+               seconds=est["seconds"] + ANALYSIS_SECONDS_PER_AGENT_DAY * n * d)
+    return est
+
+
 def describe(est: dict, available: int | None) -> str:
     """One line: ``781,655 agents x 14 days: ~79 min on an idle 2-core machine, peak ~10.1 GB (24.8 GB available)``."""
     s = est["seconds"]
@@ -81,7 +106,7 @@ def check_fits(name: str, scale: float, est: dict, available: int | None) -> Non
     if available is None or est["peak_bytes"] <= HEADROOM * available:
         return
     room = HEADROOM * available - BASE_BYTES
-    fit = max(room, 0) / BYTES_PER_AGENT / max(est["n_agents"], 1) * scale
+    fit = max(room, 0) / est.get("bytes_per_agent", BYTES_PER_AGENT) / max(est["n_agents"], 1) * scale
     if fit > 0:                          # rounded down to the 3 digits shown: the advised scale fits
         step = 10.0 ** (math.floor(math.log10(fit)) - 2)
         fit = math.floor(fit / step) * step

@@ -365,7 +365,7 @@ def _simulate_day(day, scn, seed, pop, places, hseed, radio, find, place_mask, c
         for part, cl, n_eval in eval_stays(radio, stays, day, places, pop.has_phone, sim["jitter_m"], R, close, sub):
             counts["scans_logged"] += int(part[2].sum())
             counts["phone_pairs_evaluated"] += n_eval
-            counts["stay_pair_steps"] = counts.get("stay_pair_steps", 0) + n_eval
+            counts["stay_pair_steps"] += n_eval
             t0 = T.add("radio", t0)
             acc.add_partial(*part)
             acc.add_close(*cl)
@@ -445,7 +445,7 @@ def simulate(scenario, out_dir, seed: int = 0, days: int = 1, progress: bool = T
     place_mask = np.zeros(pop.n, np.int32)
     S = 86400 // step_s
     counts = {"windows": 0, "ground_truth": 0, "scans_logged": 0, "agent_steps": 0, "phone_pairs_evaluated": 0,
-              "static_steps": 0}
+              "static_steps": 0, "stay_pair_steps": 0}
     bar = None
     if progress:
         from tqdm import tqdm

@@ -45,6 +45,26 @@ def test_simulate_refuses_before_any_work(tmp_path, monkeypatch):
     assert not out.exists()
 
 
+def test_sweep_refuses_what_its_pair_tables_cannot_hold(tmp_path, monkeypatch):
+    """The 1:1 province's simulated day fits 24 GB but its pair table does not (killed at 24.4 GB): the
+    sweep's estimate takes the pair unit's peak and refuses before any work, with a scale that fits."""
+    from tracing.sweep.adoption import sweep
+    sim_only, full = budget.estimate(781_655, 1), budget.estimate_sweep(781_655, 1)
+    assert full["peak_bytes"] > 24e9 > sim_only["peak_bytes"] and full["seconds"] > sim_only["seconds"]
+    monkeypatch.setattr(budget, "available_bytes", lambda: 24 * 10**9)
+    out = tmp_path / "sweep"
+    with pytest.raises(ValueError) as e:
+        sweep(out, preset="lang-son", scale=1.0, days=1, replicates=1, progress=False)
+    msg = str(e.value)
+    assert "\n" not in msg and "sweep lang-son x1 does not fit" in msg and not out.exists()
+    fit = float(msg.split("fits is ~")[1].split()[0])
+    assert 0.3 < fit < 0.7
+    budget.check_fits("x", fit, budget.estimate_sweep(int(781_655 * fit), 1), 24 * 10**9)
+    monkeypatch.setattr(budget, "available_bytes", lambda: 40 * 10**9)
+    with pytest.raises(ValueError, match="does not fit"):       # two local workers: half each
+        sweep(out, preset="lang-son", scale=1.0, days=1, replicates=2, progress=False, dask="local")
+
+
 def test_progress_prints_the_estimate_and_one_line_per_day(tmp_path, capsys):
     simulate(preset("lang-son", 0.0005), tmp_path / "run", seed=1, days=2, progress=True)
     err = capsys.readouterr().err

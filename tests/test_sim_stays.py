@@ -55,7 +55,7 @@ def world():
 
 def _day(world, day, per_stay):
     scn, seed, pop, places, keys_all, hseed, radio = world
-    counts = {"scans_logged": 0, "phone_pairs_evaluated": 0, "static_steps": 0}
+    counts = {"scans_logged": 0, "phone_pairs_evaluated": 0, "static_steps": 0, "stay_pair_steps": 0}
     acc, _, _ = R._simulate_day(day, scn, seed, pop, places, hseed, radio, R._PairFinder(pop),
                                 np.zeros(pop.n, np.int32), counts, None, R._Timer(), time.perf_counter(), 1024,
                                 per_stay=per_stay)

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from sim import budget
 from sim.strategies import STRATEGIES, priorities
 from tracing.contacts import pairs_from_contacts, read_contacts
 from tracing.core.checks import check_fraction
@@ -166,6 +167,24 @@ def _owner_words(sc, shares, phones_only: bool) -> str:
             "of adults, fewer children; change it with --phone-owners)")
 
 
+def _check_memory(scenarios, days: int, dask, workers: int, engine) -> list:
+    """Refuse (``ValueError``, one line, :func:`sim.budget.check_fits`) a sweep whose largest replicate
+    cannot fit this machine's available memory -- times the worker processes of a local Dask cluster;
+    not checked for a remote scheduler or a given engine (their memory is elsewhere). Returns one line of
+    estimate per scenario for the log."""
+    lines = []
+    for _label, sc, display, _key, s in scenarios:
+        est = budget.estimate_sweep(sc.n_agents, days)
+        avail = budget.available_bytes()
+        if engine is None and dask in (None, "local"):
+            k = max(int(workers), 1) if dask == "local" else 1
+            if avail is not None:
+                avail //= k                 # k replicates' units may run at once
+            budget.check_fits(f"sweep {display}", s, est, avail)
+        lines.append(f"{display} x{s:g}, per replicate: {budget.describe(est, avail)}")
+    return lines
+
+
 def sweep(out_dir, *, preset=None, scenario=None, scale: float | None = None,
           days: int = 3, rule: str = "bluezone", strategy="uniform", replicates: int = 4,
           seed: int = 0, adoption: str | None = None, index_cases: int | None = None, target: float = 0.5,
@@ -223,6 +242,7 @@ def sweep(out_dir, *, preset=None, scenario=None, scale: float | None = None,
     scenarios = with_owner_shares(scenarios_of(preset, scenario, scale), parse_owner_shares(phone_owners))
     ispec = index_spec(index_cases, index_from)
     rule_spec, rule_desc = rule_desc_of(rule)
+    fits = _check_memory(scenarios, int(days), dask, workers, engine)   # one-line refusal before any work
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     store = Store(out)
@@ -242,6 +262,8 @@ def sweep(out_dir, *, preset=None, scenario=None, scale: float | None = None,
     engine = engine or make_engine(dask, workers)
     log.note(f"# sweep {time.strftime('%Y-%m-%dT%H:%M:%S')}: {len(tasks)} units, engine "
              f"{engine.name}, resume={bool(resume)}")
+    for line in fits:
+        log.note(f"# {line}")
     t0 = time.time()
     try:
         engine.run(tasks, log)

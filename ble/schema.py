@@ -298,8 +298,8 @@ def to_table(arr: np.ndarray, kind: str, meta: dict | None = None, *, columns: d
     return pa.table(cols, names=names).replace_schema_metadata(md)
 
 
-def from_table(table: pa.Table, kind: str, source: str = "<table>") -> np.ndarray:
-    """pyarrow Table -> validated structured array of ``kind``."""
+def from_table(table: pa.Table, kind: str, source: str = "<table>", row_offset: int = 0) -> np.ndarray:
+    """pyarrow Table -> validated structured array of ``kind`` (errors name rows from ``row_offset``)."""
     dtype = SCHEMAS[kind]
     missing = [n for n in dtype.names if n not in table.column_names]
     if missing:
@@ -313,7 +313,7 @@ def from_table(table: pa.Table, kind: str, source: str = "<table>") -> np.ndarra
                 out[name] = flat.reshape(table.num_rows, *dtype[name].shape)
             else:
                 if col.null_count:
-                    row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
+                    row = row_offset + int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
                     if dtype[name].kind != "f":
                         raise RecordError(f"{source}: row {row}: column {name!r} is null")
                     col = col.fill_null(float("nan"))
@@ -322,7 +322,7 @@ def from_table(table: pa.Table, kind: str, source: str = "<table>") -> np.ndarra
             raise
         except (ValueError, TypeError, pa.ArrowInvalid) as e:
             raise RecordError(f"{source}: column {name!r} cannot be read as {dtype[name]}: {e}") from e
-    return validate(out, kind, source)
+    return validate(out, kind, source, row_offset=row_offset)
 
 
 def atomic_path(path: str | os.PathLike):
@@ -392,6 +392,40 @@ def read_parquet(path: str | os.PathLike, kind: str | None = None) -> np.ndarray
     if ver > SCHEMA_VERSION:
         raise RecordError(f"{path}: schema version {ver} is newer than this proxitrace ({SCHEMA_VERSION})")
     return from_table(table, kind, str(path))
+
+
+def iter_parquet(path: str | os.PathLike, kind: str, rows: int, key: str):
+    """A proxitrace Parquet file's records of ``kind`` in blocks of about ``rows`` rows, in file order,
+    none splitting a run of equal ``key`` values (the last value's rows move to the next block), so
+    that per-key reductions of the blocks, concatenated, equal those of the whole file. Memory: about
+    one block. A file not sorted by ``key`` is yielded whole (one block). Errors name the file and row."""
+    path = Path(path)
+    try:
+        pf = pq.ParquetFile(path)
+    except (OSError, pa.ArrowInvalid) as e:
+        raise RecordError(f"{path}: not a readable Parquet file: {e}") from e
+    stored = (pf.schema_arrow.metadata or {}).get(b"proxitrace.kind", b"").decode() or None
+    if stored is not None and stored != kind:
+        raise RecordError(f"{path}: holds {stored!r} records, expected {kind!r}")
+    k = pq.read_table(path, columns=[key]).column(key).to_numpy()   # 8 bytes a row: is it sorted?
+    sorted_keys = bool(np.all(k[1:] >= k[:-1]))
+    del k
+    if not sorted_keys or pf.metadata.num_rows <= rows:
+        yield read_parquet(path, kind)
+        return
+    carry, offset = None, 0
+    for batch in pf.iter_batches(batch_size=int(rows)):
+        a = from_table(pa.Table.from_batches([batch]), kind, str(path), offset)
+        offset += len(a)
+        if carry is not None:
+            a = np.concatenate([carry, a])
+        k = a[key]
+        cut = int(np.searchsorted(k, k[-1], "left"))
+        carry = a[cut:]
+        if cut:
+            yield a[:cut]
+    if carry is not None and len(carry):
+        yield carry
 
 
 def read_meta(path: str | os.PathLike) -> dict:

@@ -24,8 +24,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ble.schema import WINDOW_DTYPE, RecordError, from_table, read_parquet
+from ble.schema import WINDOW_DTYPE, RecordError, from_table, iter_parquet, read_parquet
 from sim.qr import CHECKIN_DTYPE, QRParams, checkins_from_visits, visits_from_schedule
+
+#: windows per block of :meth:`RunFolder.window_blocks` (~150 bytes each as records, as much again in Arrow)
+WINDOW_BLOCK_ROWS = 1 << 20
 from sim.run import build_world, day_schedule
 from sim.scenario import Scenario
 
@@ -115,6 +118,25 @@ class RunFolder:
         """Exposure windows of ``day`` (``WINDOW_DTYPE``; empty when the day has no window file)."""
         f = self.window_files().get(int(day))
         return read_parquet(f, "windows") if f is not None else np.zeros(0, dtype=WINDOW_DTYPE)
+
+    def window_rids(self, day: int) -> np.ndarray:
+        """The rolling IDs (``uint64``) of ``day``'s windows in file order (8 bytes a window)."""
+        f = self.window_files().get(int(day))
+        if f is None:
+            return np.zeros(0, np.uint64)
+        try:
+            return pq.read_table(f, columns=["rid"]).column("rid").to_numpy().astype(np.uint64, copy=False)
+        except (OSError, pa.ArrowInvalid, KeyError) as e:
+            raise RecordError(f"{f}: cannot read column 'rid': {e}") from e
+
+    def window_blocks(self, day: int, rows: int | None = None):
+        """:meth:`windows` of ``day`` in blocks of about ``rows`` rows, none splitting an observer's
+        windows (``ble.schema.iter_parquet``): per-observer reductions of the blocks, concatenated,
+        equal those of the whole day, with one block in memory."""
+        f = self.window_files().get(int(day))
+        if f is None:
+            return
+        yield from iter_parquet(f, "windows", WINDOW_BLOCK_ROWS if rows is None else int(rows), "observer")
 
     @property
     def ground_truth_path(self) -> Path:

@@ -148,3 +148,28 @@ def test_ground_truth_duplicates_and_errors(run):
         pairs_from_windows(w, np.array([0, 1]), 0, None, "gaen-ch")
     with pytest.raises(ValueError, match="does not exist"):
         pairs_from_run(run["dir"] / "nope", "gaen-ch")
+
+
+def test_run_pair_table_streamed_in_observer_blocks_equals_whole_days(tmp_path, monkeypatch):
+    """pairs_from_run reads each day's windows in blocks of whole observers (memory of one block): with
+    blocks of a few hundred rows (observers split across Parquet batches, carried over) the pair table
+    and its statistics are those of reading the days whole."""
+    import sim.runfolder as rf
+    from ble.schema import iter_parquet, read_parquet
+    from sim.run import simulate
+    from sim.scenario import preset
+    out = simulate(preset("lang-son", 0.001), tmp_path / "run", seed=2, days=2, progress=False)
+    f = out / "windows" / "day-001.parquet"
+    whole = read_parquet(f, "windows")
+    blocks = list(iter_parquet(f, "windows", 300, "observer"))
+    assert len(blocks) > 3 and np.array_equal(np.concatenate(blocks), whole)
+    assert all(b["observer"][-1] < c["observer"][0] for b, c in zip(blocks, blocks[1:]))  # no observer split
+    s_block, s_whole = {}, {}
+    monkeypatch.setattr(rf, "WINDOW_BLOCK_ROWS", 257)
+    got = pairs_from_run(out, "bluezone", stats=s_block)
+    monkeypatch.setattr(rf, "WINDOW_BLOCK_ROWS", 1 << 40)
+    want = pairs_from_run(out, "bluezone", stats=s_whole)
+    assert len(want) > 100 and got.tobytes() == want.tobytes() and s_block == s_whole
+    unsorted = whole[::-1].copy()                       # not sorted by observer: read whole
+    write_parquet(tmp_path / "u.parquet", unsorted, "windows")
+    assert [len(b) for b in iter_parquet(tmp_path / "u.parquet", "windows", 300, "observer")] == [len(whole)]

@@ -33,7 +33,7 @@ from tracing.core.checks import quiet_nan
 from tracing.core.coverage import compact_pairs
 from tracing.core.matching import match_hits
 from tracing.core.pairs import PAIR_DTYPE
-from tracing.core.rules import DAY_S, Rule, daily_sums, evaluate, load_rule
+from tracing.core.rules import DAILY_DTYPE, DAY_S, Rule, daily_sums, evaluate, load_rule
 
 __all__ = ["pairs_from_run", "pairs_from_windows", "pairs_from_daily", "resolve_sources"]
 
@@ -142,7 +142,8 @@ def pairs_from_daily(daily: np.ndarray, notify, minutes, ground_truth=None,
     j = np.maximum(obs, src)
     order, starts = _group_starts(j, i, day)      # primary key day, then i, then j
     i, j, day, obs = i[order], j[order], day[order], obs[order]
-    nt, mn, d = notify[order], minutes[order], daily[order]
+    nt, mn = notify[order], minutes[order]      # only three of daily's (wide) fields: no row copy
+    d = {f: daily[f][order] for f in ("t_first", "att_mean", "duration_s")}
     det = np.zeros(starts.size, dtype=PAIR_DTYPE)
     if starts.size:
         det["i"], det["j"], det["day"] = i[starts], j[starts], day[starts]
@@ -210,7 +211,11 @@ def pairs_from_windows(windows: np.ndarray, source, day, ground_truth, rule,
     if source.shape != (len(windows),):
         raise ValueError(f"source needs one entry per window ({len(windows)}), got shape {source.shape}")
     source = np.where(source.astype(np.int64) == windows["observer"], -1, source.astype(np.int64))
-    daily = daily_sums(windows, source, day)
+    return _pairs_from_sums(daily_sums(windows, source, day), ground_truth, rule, close_minutes)
+
+
+def _pairs_from_sums(daily, ground_truth, rule: Rule, close_minutes: float) -> np.ndarray:
+    """The pair table of directed daily sums (``daily_sums``) under ``rule``."""
     notify, minutes, _ = evaluate(daily, rule)
     out = pairs_from_daily(daily, notify, minutes, ground_truth, close_minutes)
     if rule.kind == "ideal":     # the ideal rule notifies exactly the true close contacts
@@ -265,20 +270,29 @@ def pairs_from_run(run_dir, rule, days=None, progress: bool = False, close_minut
     parts = []
     n_agents = int(run.meta.get("n_agents", 0)) if compact else 0
     for d in it:                                         # loop over days (streaming), not windows
-        w = run.windows(d)
-        source, slot = resolve_sources(w["rid"], agent, key, d, chunk_ids)
-        unmatched = int(np.count_nonzero(source < 0))
-        own = int(np.count_nonzero((source >= 0) & (source == w["observer"])))
-        t_slot = np.floor(w["t_start"] / BLUEZONE_SLOT_S).astype(np.int64)
-        mismatch = int(np.count_nonzero((source >= 0) & (t_slot != slot)))
-        day_stats = dict(windows=int(w.size), matched=int(w.size - unmatched), unmatched=unmatched,
-                         own_id=own, slot_mismatch=mismatch)
+        day_stats = dict(windows=0, matched=0, unmatched=0, own_id=0, slot_mismatch=0)
+        sums, lo = [], 0
+        source_all, slot_all = resolve_sources(run.window_rids(d), agent, key, d, chunk_ids)  # IDs regenerated once
+        for w in run.window_blocks(d):               # blocks of whole observers: memory of one block
+            source, slot = source_all[lo:lo + len(w)], slot_all[lo:lo + len(w)]
+            lo += len(w)
+            unmatched = int(np.count_nonzero(source < 0))
+            own = (source >= 0) & (source == w["observer"])
+            t_slot = np.floor(w["t_start"] / BLUEZONE_SLOT_S).astype(np.int64)
+            for k, v in dict(windows=int(w.size), matched=int(w.size - unmatched), unmatched=unmatched,
+                             own_id=int(np.count_nonzero(own)),
+                             slot_mismatch=int(np.count_nonzero((source >= 0) & (t_slot != slot)))).items():
+                day_stats[k] += v
+            sums.append(daily_sums(w, np.where(own, -1, source), d))   # sorted by observer: concatenable
+            del w, source, slot, own, t_slot
         stats["per_day"][d] = day_stats
         for k, v in day_stats.items():
             stats[k] += v
+        del source_all, slot_all
         gt = run.ground_truth(d) if have_gt else None
-        part = pairs_from_windows(w, source, d, gt, rule, close_minutes)
-        del w, source, slot, gt
+        part = _pairs_from_sums(np.concatenate(sums) if sums else np.zeros(0, DAILY_DTYPE), gt, rule,
+                                close_minutes)
+        del sums, gt
         if compact:                                      # fold the day in: memory flat in days
             n_c = max(n_agents, int(part["j"].max()) + 1 if len(part) else 1,
                       int(parts[0]["j"].max()) + 1 if parts and len(parts[0]) else 1)

@@ -39,6 +39,7 @@ class Case:
     repeat: int | None = None          # default: the harness's --repeat
     params: dict = field(default_factory=dict)
     details: Callable[[Any], dict] | None = None   # extra facts from ours' output -> row["details"]
+    size_unit: str = ""                # what ``size`` counts, where it is not ``unit`` (the plot's x axis)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,7 +191,7 @@ def run_case(case: Case, repeat: int, log=print) -> list[dict]:
     base_list = active or [None]
     for b in base_list:
         row = {
-            "name": case.name, "variant": case.variant, "size": case.size, "unit": case.unit,
+            "name": case.name, "variant": case.variant, "size": case.size, "unit": case.unit, "size_unit": case.size_unit or case.unit,
             "items": case.items, "params": case.params,
             "ours_s": ours["median"], "ours_min_s": ours["min"], "ours_max_s": ours["max"],
             "ours_reps": ours["reps"],
@@ -325,7 +326,7 @@ def plot(path, rows: list[dict]) -> None:
                         marker="s", ls="--", label=b, capsize=3)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel(f"size ({rs[0]['unit']})")
+        ax.set_xlabel(f"size ({rs[0].get('size_unit') or rs[0]['unit']})")
         ax.set_ylabel("time per call (s)")
         ax.set_title(f"{name}: {variant}")
         ax.grid(True, which="both", alpha=0.3)

@@ -78,7 +78,7 @@ def cases(quick: bool) -> list[Case]:
         steps = 86400 // step_s
         out.append(Case(
             name=NAME, variant=f"{PRESET}-1day", size=n_agents, items=n_agents * steps * DAYS,
-            unit="agent-steps", setup=(lambda scn=scn: scn), ours=simulate_once, baselines=[],
+            unit="agent-steps", size_unit="agents", setup=(lambda scn=scn: scn), ours=simulate_once, baselines=[],
             agree=lambda *a: None, repeat=1, details=details,
             params={"preset": PRESET, "scale": scn.scale, "days": DAYS, "seed": 0, "step_s": step_s},
         ))

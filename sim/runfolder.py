@@ -26,11 +26,11 @@ import pyarrow.parquet as pq
 
 from ble.schema import WINDOW_DTYPE, RecordError, from_table, iter_parquet, read_parquet
 from sim.qr import CHECKIN_DTYPE, QRParams, checkins_from_visits, visits_from_schedule
+from sim.run import build_world, day_schedule
+from sim.scenario import Scenario
 
 #: windows per block of :meth:`RunFolder.window_blocks` (~150 bytes each as records, as much again in Arrow)
 WINDOW_BLOCK_ROWS = 1 << 20
-from sim.run import build_world, day_schedule
-from sim.scenario import Scenario
 
 __all__ = ["RunFolder"]
 

@@ -1,6 +1,7 @@
 """Logs -> contacts: from a simulator run folder (or in-memory windows) to the pair table.
 
-Steps, day by day (memory bounded by one day of windows plus one chunk of regenerated IDs):
+Steps, day by day (memory bounded by one block of a day's windows — whole observers, ``RunFolder.window_blocks`` —
+plus the day's rolling IDs, its directed daily sums and one chunk of regenerated IDs):
 
 1. **Matching** (what the health service and the phones do): every phone's 96 rolling IDs of the day
    are regenerated from ``keys.parquet`` (:func:`ble.ids.sim_rids`, one ID per 900 s slot) and

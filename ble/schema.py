@@ -404,9 +404,13 @@ def iter_parquet(path: str | os.PathLike, kind: str, rows: int, key: str):
         pf = pq.ParquetFile(path)
     except (OSError, pa.ArrowInvalid) as e:
         raise RecordError(f"{path}: not a readable Parquet file: {e}") from e
-    stored = (pf.schema_arrow.metadata or {}).get(b"proxitrace.kind", b"").decode() or None
+    md = pf.schema_arrow.metadata or {}
+    stored = md.get(b"proxitrace.kind", b"").decode() or None
     if stored is not None and stored != kind:
         raise RecordError(f"{path}: holds {stored!r} records, expected {kind!r}")
+    ver = int(md.get(b"proxitrace.schema_version", b"1"))
+    if ver > SCHEMA_VERSION:
+        raise RecordError(f"{path}: schema version {ver} is newer than this proxitrace ({SCHEMA_VERSION})")
     k = pq.read_table(path, columns=[key]).column(key).to_numpy()   # 8 bytes a row: is it sorted?
     sorted_keys = bool(np.all(k[1:] >= k[:-1]))
     del k

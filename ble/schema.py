@@ -380,7 +380,13 @@ def read_parquet(path: str | os.PathLike, kind: str | None = None) -> np.ndarray
         table = pq.read_table(path)
     except (OSError, pa.ArrowInvalid) as e:
         raise RecordError(f"{path}: not a readable Parquet file: {e}") from e
-    md = table.schema.metadata or {}
+    return from_table(table, _stored_kind(path, table.schema.metadata, kind), str(path))
+
+
+def _stored_kind(path: Path, md: dict | None, kind: str | None) -> str:
+    """The record kind of a file with schema metadata ``md``: the stored one, checked against ``kind``
+    and against this proxitrace's schema version (``RecordError`` naming ``path``)."""
+    md = md or {}
     stored = md.get(b"proxitrace.kind", b"").decode() or None
     if kind is None:
         if stored is None:
@@ -391,7 +397,7 @@ def read_parquet(path: str | os.PathLike, kind: str | None = None) -> np.ndarray
     ver = int(md.get(b"proxitrace.schema_version", b"1"))
     if ver > SCHEMA_VERSION:
         raise RecordError(f"{path}: schema version {ver} is newer than this proxitrace ({SCHEMA_VERSION})")
-    return from_table(table, kind, str(path))
+    return kind
 
 
 def iter_parquet(path: str | os.PathLike, kind: str, rows: int, key: str):
@@ -404,13 +410,7 @@ def iter_parquet(path: str | os.PathLike, kind: str, rows: int, key: str):
         pf = pq.ParquetFile(path)
     except (OSError, pa.ArrowInvalid) as e:
         raise RecordError(f"{path}: not a readable Parquet file: {e}") from e
-    md = pf.schema_arrow.metadata or {}
-    stored = md.get(b"proxitrace.kind", b"").decode() or None
-    if stored is not None and stored != kind:
-        raise RecordError(f"{path}: holds {stored!r} records, expected {kind!r}")
-    ver = int(md.get(b"proxitrace.schema_version", b"1"))
-    if ver > SCHEMA_VERSION:
-        raise RecordError(f"{path}: schema version {ver} is newer than this proxitrace ({SCHEMA_VERSION})")
+    _stored_kind(path, pf.schema_arrow.metadata, kind)
     k = pq.read_table(path, columns=[key]).column(key).to_numpy()   # 8 bytes a row: is it sorted?
     sorted_keys = bool(np.all(k[1:] >= k[:-1]))
     del k

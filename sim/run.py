@@ -89,6 +89,7 @@ from sim.positions import positions
 from sim.rng import STAGE_DEVICE_KEYS, STAGE_HASH_SEED, STAGE_PLACES, STAGE_POPULATION, STAGE_SCHEDULE
 from sim.scanning import (CloseRuns, DayAccumulator, PairRuns, Radio, cutoff_report, eval_close, eval_scan_rssi,
                           eval_static, eval_stays, radio_params, scan_p_seen, seated_stays)
+from sim.scanning.accumulate import initial_caps
 from sim.schedule import make_day
 
 WINDOW_BLOCK = 4_000_000      #: windows per extraction block
@@ -452,7 +453,7 @@ def simulate(scenario, out_dir, seed: int = 0, days: int = 1, progress: bool = T
         bar = tqdm(total=days * S, unit="step", desc=f"simulate {scn.name}", file=sys.stderr,
                    dynamic_ncols=True, disable=None)       # None: on terminals only, never into logs
     gt_meta = {"close_m": close, "close_minutes": sim["close_minutes"], "sub_step_s": sub_s}
-    acc_cap = 1024
+    acc_cap = initial_caps(pop.n)              # the next days: the previous day's capacities
     peak_acc = 0
     gt_writer, writer = _Writer(), _Writer()     # ground truth and windows: two files, written in parallel
     w_out = None

@@ -19,6 +19,7 @@ the minimum distance.
 """
 from __future__ import annotations
 
+import math
 import mmap
 import os
 import sys
@@ -30,7 +31,8 @@ from ble.ids import sim_rids, slot_of
 from ble.schema import GROUND_TRUTH_DTYPE, N_ATT_BUCKETS, WINDOW_DTYPE
 from sim.rng import mix64
 
-__all__ = ["N_SHARDS", "EMPTY", "WIN_SLOT", "GT_SLOT", "LOAD_MAX", "GROWTH", "GROWTH_LARGE", "DayAccumulator"]
+__all__ = ["N_SHARDS", "EMPTY", "WIN_SLOT", "GT_SLOT", "LOAD_MAX", "GROWTH", "GROWTH_LARGE", "DayAccumulator",
+           "WINDOWS_PER_AGENT_DAY", "CLOSE_PAIRS_PER_AGENT_DAY", "LOAD_START", "initial_caps"]
 
 N_SHARDS = 64
 _SHARD_SHIFT = np.uint64(58)            # top 6 bits of the key hash choose the shard
@@ -49,6 +51,15 @@ GROWTH_LARGE = 1.15
 LARGE_BYTES = 1 << 29
 #: regions re-inserted per batch while growing (the transient: this many regions' old slots)
 _REHASH_BATCH = 4
+#: expected windows and close pairs (ground-truth rows) per agent of a day, to size a run's first day's maps
+#: (:func:`initial_caps`): Lạng Sơn measured 61.2 / 19.7 at 10^5 agents and 63.1 / 19.9 at 10^6. Growing
+#: from a small map re-inserted ~2x the final keys at 10^5 agents (10^6: ~7x, at 1.15x per growth) —
+#: more work than the inserts themselves; a day with more windows than this still grows (correct, slower)
+WINDOWS_PER_AGENT_DAY = 64.0
+CLOSE_PAIRS_PER_AGENT_DAY = 20.5
+#: the load a first day's maps reach at the expected counts (below LOAD_MAX: a day slightly above the
+#: expectation does not grow)
+LOAD_START = 0.8
 #: records merged per call of the insert kernels (DayAccumulator.add_partial / add_close)
 ADD_CHUNK = 1 << 22
 
@@ -451,6 +462,15 @@ class _ShardedMap:
     @property
     def nbytes(self) -> int:
         return self.keys.nbytes + self.vals.nbytes + self.bc.nbytes
+
+
+def initial_caps(n_agents: int, min_cap: int = 1024) -> tuple:
+    """(windows', ground truth's) slots per shard for the first day of ``n_agents`` agents: the expected
+    counts (:data:`WINDOWS_PER_AGENT_DAY`, :data:`CLOSE_PAIRS_PER_AGENT_DAY`) at a load of
+    :data:`LOAD_START`, at least ``min_cap``. Only the slot order depends on it, and no output does."""
+    n = max(int(n_agents), 0)
+    return tuple(max(int(min_cap), int(math.ceil(per * n / (LOAD_START * N_SHARDS))))
+                 for per in (WINDOWS_PER_AGENT_DAY, CLOSE_PAIRS_PER_AGENT_DAY))
 
 
 class DayAccumulator:

@@ -1,5 +1,6 @@
 """tracing.core.matching: hash join vs numpy.isin and a dict, edge values, duplicates, determinism."""
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -7,7 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tracing.core.matching import _BLOCK, _HITS_CAP, _build, _filter_pos, match_hits, match_ids, match_mask
+from numba import njit
+
+from tracing.core._prefetch import prefetch
+from tracing.core.matching import (_BLOCK, _FIB, _HITS_CAP, _build, _filter_pos, _table_bits, _zeros_hugepages,
+                                   match_hits, match_ids, match_mask)
 
 ROOT = Path(__file__).resolve().parents[1]
 U64MAX = np.iinfo(np.uint64).max
@@ -208,3 +213,56 @@ def test_hits_block_with_exactly_cap_hits_then_a_false_positive():
     log[_HITS_CAP] = fp
     idx = check(log, pub)
     assert (idx[:_HITS_CAP] == np.arange(_HITS_CAP)).all() and idx[_HITS_CAP] == -1
+
+
+def _keys_with_slots(slots, bits, rng):
+    """Keys whose table home slot (top ``bits`` bits of ``key * _FIB``) is ``slots[i]``: the hash is
+    invertible (``_FIB`` is odd), so pick the hash and multiply by the inverse of ``_FIB`` mod 2**64."""
+    inv = pow(int(_FIB), -1, 2**64)
+    low = rng.integers(0, 2**(64 - bits), len(slots), dtype=np.uint64).tolist()
+    return np.array([(((int(s) << (64 - bits)) | lo) * inv) % 2**64 for s, lo in zip(slots, low)], np.uint64)
+
+
+def test_build_keys_running_past_their_region_with_duplicates():
+    """Keys crowding the last slots of a table region (and of the table: the probe wraps to slot 0)
+    overflow into the next region and are inserted after all regions; duplicated among them, and
+    among keys homed there, the first occurrence must still win."""
+    rng = np.random.default_rng(23)
+    n_rand = 3000
+    bits = _table_bits(n_rand + 200)
+    region = (1 << bits) // 256                       # 256 build regions (the filter has >= 256 words)
+    crowd = np.concatenate([np.full(60, 5 * region - 2), np.full(60, (1 << bits) - 1),
+                            np.arange(5 * region, 5 * region + 40)])   # homed where the overflow lands
+    keys = _keys_with_slots(crowd, bits, rng)
+    pub = np.concatenate([rng.integers(0, U64MAX, n_rand, dtype=np.uint64, endpoint=True), keys])
+    pub = np.concatenate([pub, keys[::3], keys[::7]])[rng.permutation(pub.size + keys[::3].size + keys[::7].size)]
+    assert _build(pub)[2] == bits
+    log = np.concatenate([pub, _keys_with_slots(crowd, bits, rng),       # absent keys probing the crowd
+                          rng.integers(0, U64MAX, 5000, dtype=np.uint64, endpoint=True)])
+    idx = check(log[rng.permutation(log.size)], pub)
+    assert (idx >= 0).sum() == pub.size
+
+
+@njit(cache=True)
+def _sum_with_prefetch(a, ahead):
+    s = np.uint64(0)
+    for i in range(a.shape[0]):
+        prefetch(a, min(i + ahead, a.shape[0] - 1))
+        s += a[i]
+    return s
+
+
+def test_prefetch_intrinsic_compiles_and_changes_no_result():
+    a = np.arange(1000, dtype=np.uint64) * np.uint64(2654435761)
+    assert _sum_with_prefetch(a, 16) == a.sum()
+    asm = _sum_with_prefetch.inspect_asm(_sum_with_prefetch.signatures[0])
+    if platform.machine() in ("x86_64", "AMD64"):
+        assert "prefetch" in asm                                 # the instruction is really emitted
+
+
+def test_zeros_hugepages():
+    small = _zeros_hugepages(1000, np.uint64)
+    assert small.dtype == np.uint64 and small.shape == (1000,) and not small.any()
+    big = _zeros_hugepages(1 << 20, np.uint32)                   # 4 MiB: cut 2 MiB-aligned
+    assert big.dtype == np.uint32 and big.shape == (1 << 20,) and not big.any()
+    assert big.ctypes.data % (1 << 21) == 0 and big.flags.c_contiguous and big.flags.writeable

@@ -22,24 +22,26 @@ Algorithm: a numba open-addressing hash join.
   the 2 MiB filter probes 2x faster than a 4 MiB one (fewer cache misses outweigh the extra false
   positives); 1 MiB was no faster and passes 7% of the records.
 * Build: the published IDs are put in order of table region (a stable counting sort by the top 8
-  bits of the slot that also copies the keys, so the inserts read them sequentially); the 256 regions
-  are then filled in parallel (``prange``): a region's keys set only that region's filter words (the
-  filter word is the top bits of the same hash) and insert into that region's slots, a key whose
-  probe would run past its region's last slot is left for a serial pass afterwards (linear probing
-  gives a valid table in any insertion order; duplicates share a home slot, so they stay in order).
-  1.3 M inserts took ~0.15 s serially on the 2-vCPU benchmark machine under load, which dominates
-  ``match_ids`` below ~10^7 log records; the regional build takes 11% less CPU (A/B at 10^7 records,
-  one thread, load 4-5) and splits between the threads.  **Duplicated published IDs: the
-  first occurrence wins** -- ``match_ids`` returns the smallest index ``k`` with
-  ``published_rids[k] == id``, like ``dict`` built with ``setdefault``.  This is deterministic.
-* Probe: ``prange`` over blocks of 2048 records.  Per block the results are first set to -1 (a plain
-  store loop), then a branch-free filter pass lists the candidates (no unpredictable branch, so the
-  out-of-order core keeps many filter loads in flight; 1.4-1.9x faster than branching per record),
-  then only the candidates probe the table.  (Blocks of 2048 and the separate -1 loop: 1.2-1.3x
-  faster than blocks of 512 storing -1 inside the filter pass, A/B on the benchmark machine at 10^7
-  and 3 x 10^7 records, load ~5.)  Every
-  output element depends only on its own record, so the result is identical for any number of
-  threads.
+  bits of the slot that also copies the keys, so the inserts read them sequentially; counted and
+  scattered in 16 fixed chunks in parallel); the 256 regions are then filled in parallel
+  (``prange``): a region's keys set only that region's filter words (the filter word is the top bits
+  of the same hash) and insert into that region's slots, a key whose probe would run past its
+  region's last slot is left for a serial pass afterwards (linear probing gives a valid table in any
+  insertion order).  Inserts do not look for duplicates: equal keys share a home slot and are
+  inserted in index order (stable sort, late keys in order), so the first occurrence holds the slot
+  a lookup reaches first (the duplicate check read ``published`` at random on every collision: 2/3
+  of the inserts' time).  Table and filter are allocated by numpy, 2 MiB-aligned, so they sit on
+  transparent huge pages where the system gives them.  **Duplicated published IDs: the first
+  occurrence wins** -- ``match_ids`` returns the smallest index ``k`` with ``published_rids[k] == id``,
+  like ``dict`` built with ``setdefault``.  This is deterministic.
+* Probe: ``prange`` over blocks of 2048 records.  Per block a branch-free filter pass lists the
+  candidates (no unpredictable branch, so the out-of-order core keeps many filter loads in flight;
+  1.4-1.9x faster than branching per record), prefetching the filter word of the record 32 ahead
+  (``tracing.core._prefetch``, LLVM's ``llvm.prefetch``).  Then only the candidates probe the table,
+  group-prefetched: all of the block's candidates' home slots are requested, then read (requesting
+  the published key each names), then compared -- their cache misses overlap instead of waiting one
+  by one behind a mispredicted branch.  Every output element depends only on its own record, so the
+  result is identical for any number of threads.
 * ``match_hits``: the same blocks, each keeping up to 64 hits (record offset, index) in a first
   pass; the rare block with more (a log that mostly matches) is redone with room for all its records,
   and the kept hits are concatenated in block order.
@@ -53,12 +55,15 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from tracing.core._prefetch import prefetch
+
 __all__ = ["match_ids", "match_mask", "match_hits"]
 
 _FIB = np.uint64(0x9E3779B97F4A7C15)      # table: Fibonacci hashing, top bits of key * 2**64/phi
 _FILT = np.uint64(0xD6E8FEB86659FD93)     # filter: another odd multiplier, top bits again
 _MAX_LOAD = 0.375          # table size 2**k with n_published / 2**k <= this (<= 0.5 as required)
 _FILTER_BITS_PER_KEY = 10  # blocked Bloom filter: >= 10 bits per published ID, 3 bits per ID
+_BUILD_CHUNKS = 16         # chunks of the published IDs counted / scattered in parallel by the build
 
 
 @njit(cache=True, inline="always")
@@ -77,62 +82,69 @@ def _filter_pos(key, fshift):
 
 
 @njit(cache=True, parallel=True)
-def _build_table_kernel(published, bits, fbits):
-    """Open-addressing table of 2**bits uint32 slots holding ``index + 1`` into ``published``
-    (0 = empty; linear probing; the key itself is read from ``published``), and a blocked Bloom
-    filter of 2**fbits 64-bit words.  Keeps the first occurrence of duplicated keys."""
+def _build_table_kernel(published, bits, fbits, table, filt):
+    """Fill ``table``, an open-addressing table of 2**bits uint32 slots holding ``index + 1`` into
+    ``published`` (0 = empty; linear probing; the key itself is read from ``published``), and ``filt``,
+    a blocked Bloom filter of 2**fbits 64-bit words; both zeros on entry.  A lookup finds the first
+    occurrence of a duplicated key."""
     size = np.int64(1) << bits
     mask = np.uint64(size - 1)
     shift = np.uint64(64 - bits)
     fshift = np.uint64(64 - fbits)
-    table = np.zeros(size, np.uint32)
-    filt = np.zeros(np.int64(1) << fbits, np.uint64)
-    # stable counting sort by region (the top rbits of the slot, and so of the filter word): each
-    # region's keys then fill that region's slots and filter words only -- the regions run in
-    # parallel, and each sweeps its slots instead of missing the cache at every insert; stability
-    # keeps the first occurrence of a duplicated key first.
+    # stable counting sort by region (the top rbits of the slot, and so of the filter word), in
+    # _BUILD_CHUNKS chunks counted and scattered in parallel: each region's keys then fill that
+    # region's slots and filter words only -- the regions run in parallel, and each sweeps its slots
+    # instead of missing the cache at every insert; stability keeps duplicated keys in order.
     n = published.shape[0]
     rbits = min(bits, fbits, 8)
+    nreg = 1 << rbits
     rshift = np.uint64(64 - rbits)
-    start = np.zeros((1 << rbits) + 1, np.int64)
-    for k in range(n):
-        start[np.int64((published[k] * _FIB) >> rshift) + 1] += 1
-    for b in range(1 << rbits):
-        start[b + 1] += start[b]
-    fill = start[:-1].copy()
+    clen = (n + _BUILD_CHUNKS - 1) // _BUILD_CHUNKS
+    at = np.zeros((_BUILD_CHUNKS, nreg), np.int64)
+    for c in prange(_BUILD_CHUNKS):
+        for k in range(c * clen, min(c * clen + clen, n)):
+            at[c, np.int64((published[k] * _FIB) >> rshift)] += 1
+    start = np.empty(nreg + 1, np.int64)
+    p = 0
+    for b in range(nreg):                # region-major, chunk-minor: stable
+        start[b] = p
+        for c in range(_BUILD_CHUNKS):
+            cnt = at[c, b]
+            at[c, b] = p
+            p += cnt
+    start[nreg] = p
     perm = np.empty(n, np.int64)
     keys = np.empty(n, np.uint64)        # the keys in region order: read sequentially below
-    for k in range(n):
-        key = published[k]
-        b = np.int64((key * _FIB) >> rshift)
-        perm[fill[b]] = k
-        keys[fill[b]] = key
-        fill[b] += 1
+    for c in prange(_BUILD_CHUNKS):
+        for k in range(c * clen, min(c * clen + clen, n)):
+            key = published[k]
+            b = np.int64((key * _FIB) >> rshift)
+            perm[at[c, b]] = k
+            keys[at[c, b]] = key
+            at[c, b] += 1
     late = np.zeros(n, np.bool_)         # keys whose probe ran past their region's last slot
-    for b in prange(1 << rbits):
+    for b in prange(nreg):
         end = (b + 1) << (bits - rbits)
         for kk in range(start[b], start[b + 1]):
             key = keys[kk]
             w, m = _filter_pos(key, fshift)
             filt[w] |= m
-            late[kk] = _insert(table, published, key, perm[kk], (key * _FIB) >> shift, end, mask)
+            late[kk] = _insert(table, perm[kk], (key * _FIB) >> shift, end, mask)
     for kk in range(n):                  # those, in order (linear probing takes any insertion order)
         if late[kk]:
-            _insert(table, published, keys[kk], perm[kk], (keys[kk] * _FIB) >> shift, -1, mask)
-    return table, filt
+            _insert(table, perm[kk], (keys[kk] * _FIB) >> shift, -1, mask)
 
 
 @njit(cache=True, inline="always")
-def _insert(table, published, key, k, s, end, mask):
-    """Insert ``key`` (``published[k]``) from slot ``s`` on unless it is there already; stop before slot
-    ``end`` (not inserted: returns True), or never (``end`` = -1: the probe wraps around)."""
+def _insert(table, k, s, end, mask):
+    """Put ``k + 1`` into the first empty slot from ``s`` on; stop before slot ``end`` (not inserted:
+    returns True), or never (``end`` = -1: the probe wraps around).  No duplicate check: equal keys
+    share a home slot and are inserted in index order, so the first occurrence takes the slot a
+    lookup reaches first."""
     while True:
         si = np.int64(s)
-        v = table[si]
-        if v == 0:
+        if table[si] == 0:
             table[si] = np.uint32(k + 1)
-            return False
-        if published[np.int64(v) - 1] == key:   # duplicate: the first occurrence stays
             return False
         if si + 1 == end:                # (the last region's end is the table size: no wrap-around)
             return True
@@ -140,34 +152,44 @@ def _insert(table, published, key, k, s, end, mask):
 
 
 _BLOCK = 2048    # records per probe block
+_AHEAD = 32      # the filter word of record r + _AHEAD is prefetched while record r is tested
 
 
 @njit(cache=True, inline="always")
-def _probe_block(log, lo, hi, published, table, filt, shift, mask, fshift, cand, res):
+def _probe_block(log, lo, hi, published, table, filt, shift, mask, fshift, cand, cres):
     """Records lo..hi: a branch-free filter pass (no unpredictable branch, so the out-of-order core
-    keeps many filter loads in flight) that lists the candidates, then the table lookups of the
-    candidates only.  res[k] = index or -1 for record lo + k; returns the number of candidates
-    (``cand[:nc]``, ascending)."""
+    keeps many filter loads in flight) that lists the candidates ``cand[:nc]`` (ascending; returns
+    ``nc``), then the table lookups of the candidates only, group-prefetched: all their home slots
+    are requested first, then read (and the published key each one names requested), then compared
+    -- the cache misses overlap instead of queueing behind mispredicted branches.  ``cres[k]``: the
+    index of record ``cand[k]``'s ID in ``published``, or -1."""
     nc = 0
+    last = log.shape[0] - 1
     for r in range(lo, hi):
-        res[r - lo] = -1
-    for r in range(lo, hi):
+        prefetch(filt, np.int64((log[min(r + _AHEAD, last)] * _FIB) >> fshift))
         key = log[r]
         w, m = _filter_pos(key, fshift)
         cand[nc] = r
         nc += np.int64((filt[w] & m) == m)
     for k in range(nc):
-        r = cand[k]
-        key = log[r]
+        prefetch(table, np.int64((log[cand[k]] * _FIB) >> shift))
+    for k in range(nc):
+        v = np.int64(table[np.int64((log[cand[k]] * _FIB) >> shift)])
+        cres[k] = v - 1
+        prefetch(published, max(v - 1, 0))
+    for k in range(nc):
+        key = log[cand[k]]
         s = (key * _FIB) >> shift
+        v = cres[k] + 1
         while True:
-            v = np.int64(table[np.int64(s)])
             if v == 0:
+                cres[k] = -1
                 break
             if published[v - 1] == key:
-                res[r - lo] = v - 1
+                cres[k] = v - 1
                 break
             s = (s + np.uint64(1)) & mask
+            v = np.int64(table[np.int64(s)])
     return nc
 
 
@@ -182,7 +204,12 @@ def _probe_idx_kernel(log, published, table, filt, bits, fbits, out):
         lo = b * _BLOCK
         hi = min(lo + _BLOCK, n)
         cand = np.empty(_BLOCK, np.int64)
-        _probe_block(log, lo, hi, published, table, filt, shift, mask, fshift, cand, out[lo:hi])
+        cres = np.empty(_BLOCK, np.int64)
+        for r in range(lo, hi):
+            out[r] = -1
+        nc = _probe_block(log, lo, hi, published, table, filt, shift, mask, fshift, cand, cres)
+        for k in range(nc):
+            out[cand[k]] = cres[k]
 
 
 @njit(cache=True, parallel=True)
@@ -196,10 +223,12 @@ def _probe_mask_kernel(log, published, table, filt, bits, fbits, out):
         lo = b * _BLOCK
         hi = min(lo + _BLOCK, n)
         cand = np.empty(_BLOCK, np.int64)
-        res = np.empty(_BLOCK, np.int64)
-        _probe_block(log, lo, hi, published, table, filt, shift, mask, fshift, cand, res)
-        for k in range(hi - lo):
-            out[lo + k] = res[k] >= 0
+        cres = np.empty(_BLOCK, np.int64)
+        for r in range(lo, hi):
+            out[r] = False
+        nc = _probe_block(log, lo, hi, published, table, filt, shift, mask, fshift, cand, cres)
+        for k in range(nc):
+            out[cand[k]] = cres[k] >= 0
 
 
 _HITS_CAP = 64   # hits kept per probe block in the first pass (a block of 2048 records at 1% has ~20)
@@ -219,15 +248,14 @@ def _probe_hits_kernel(log, published, table, filt, bits, fbits, blocks, cap, of
         lo = blocks[j] * _BLOCK
         hi = min(lo + _BLOCK, n)
         cand = np.empty(_BLOCK, np.int64)
-        res = np.empty(_BLOCK, np.int64)
-        nc = _probe_block(log, lo, hi, published, table, filt, shift, mask, fshift, cand, res)
+        cres = np.empty(_BLOCK, np.int64)
+        nc = _probe_block(log, lo, hi, published, table, filt, shift, mask, fshift, cand, cres)
         h = 0
         for k in range(nc):                # branch-free append; a miss is overwritten by what follows
-            r = cand[k] - lo
             hh = min(h, cap)               # column cap: scratch, never a kept hit
-            off[j, hh] = r
-            idx[j, hh] = res[r]
-            h += np.int64(res[r] >= 0)
+            off[j, hh] = cand[k] - lo
+            idx[j, hh] = cres[k]
+            h += np.int64(cres[k] >= 0)
         cnt[j] = h
 
 
@@ -282,6 +310,23 @@ def _filter_bits(n_published: int) -> int:
     return min(fbits, 40)
 
 
+_HUGE = 1 << 21    # bytes in a transparent huge page (x86-64)
+
+
+def _zeros_hugepages(n: int, dtype) -> np.ndarray:
+    """``np.zeros(n, dtype)`` on transparent huge pages where the system has them: numpy advises huge
+    pages (``madvise``) for allocations of >= 4 MiB, so a table or filter of >= 1 MiB is cut, 2 MiB
+    aligned, out of one of >= 4 MiB + 2 MiB (``calloc``: the unused rest is never touched, so never
+    backed by memory).  Random probes into 2-16 MiB then miss the TLB far less often than on 4 KiB
+    pages (numba's own allocations get none)."""
+    nbytes = n * np.dtype(dtype).itemsize
+    if nbytes < _HUGE // 2:
+        return np.zeros(n, dtype)
+    raw = np.zeros(max(nbytes, 2 * _HUGE) + _HUGE, np.uint8)
+    at = -raw.ctypes.data % _HUGE
+    return raw[at:at + nbytes].view(dtype)
+
+
 def _build(published: np.ndarray):
     if published.shape[0] >= 2**32 - 1:
         raise ValueError(f"at most 2**32 - 2 published IDs are supported, got {published.shape[0]}")
@@ -291,7 +336,9 @@ def _build(published: np.ndarray):
     if published.shape[0] < _PARALLEL_MIN:
         numba.set_num_threads(1)   # waking the worker pool would cost more than the work
     try:
-        table, filt = _build_table_kernel(published, bits, fbits)
+        table = _zeros_hugepages(1 << bits, np.uint32)
+        filt = _zeros_hugepages(1 << fbits, np.uint64)
+        _build_table_kernel(published, bits, fbits, table, filt)
     finally:
         numba.set_num_threads(old)
     return table, filt, bits, fbits

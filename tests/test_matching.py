@@ -243,7 +243,7 @@ def test_build_keys_running_past_their_region_with_duplicates():
     assert (idx >= 0).sum() == pub.size
 
 
-@njit(cache=True)
+@njit   # (not cached: a function loaded from the cache has no assembly to inspect)
 def _sum_with_prefetch(a, ahead):
     s = np.uint64(0)
     for i in range(a.shape[0]):

@@ -2,48 +2,48 @@
 of :mod:`sim.neighbours`' docstring).
 
 Every point gets the key ``(group * (nx + 1) + cx) * nyl + ly``: its column ``cx`` (width ``h >= r``)
-and its level ``ly`` (height ``h / q``) in that column.  The points are sorted by key (one parallel
-radix pass on the top bits, then a cache-resident sort inside every bucket), one pointer sweep over the
-sorted keys scans a half stencil (the rest of the own column up to ``q`` levels above, and ``2q + 1``
-levels of the next column), every pair within ``r`` is written once as a key ``i << 32 | j`` and one
-two-pass radix sort orders them.  All passes are parallel over fixed blocks whose results are placed
-by prefix sums, so the output does not depend on the number of threads.
+and its level ``ly`` (height ``h / q``) in that column.  The points are sorted by key (one radix pass
+on the top bits, then a cache-resident sort inside every bucket), one pointer sweep over the sorted
+keys scans a half stencil (the rest of the own column up to ``q`` levels above, and ``2q + 1`` levels
+of the next column), every pair within ``r`` is written once as a key ``i << bits(n) | j`` and one
+two-pass radix sort orders them.  Every pass works on fixed blocks (of points, ranges or buckets)
+whose results are placed by prefix sums, so the output does not depend on the number of threads.
+
+Four small serial kernels (``nogil``), each over a range of blocks: :func:`_run` hands contiguous
+ranges of blocks to ``threads`` Python threads (this one and a persistent pool).  Serial kernels
+compile in a fraction of the time of numba's ``parallel=True`` loops (each ``prange`` is outlined and
+compiled as a separate gufunc): 16 CPU s of first-run compilation before, about 4 after.
 """
 from __future__ import annotations
 
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 __all__ = ["pairs_sorted", "release_workspace"]
 
 _INSERTION_MAX = 48                # buckets up to this size are insertion-sorted
 _MSD_BITS = 8                      # first radix pass of points and pairs: at most 2**8 buckets
-_LOCAL_BITS = 8                    # digit of the radix passes inside a bucket
+_LOCAL_BITS = 8                    # digit of the radix passes inside a bucket of points
+_PAIR_BITS = 11                    # digit of the radix passes inside a bucket of pairs
 _Q_MAX = 8                         # levels per column width (a taller stencil of shorter cells)
-_BLOCK = 16384                     # points per parallel block (about)
+_BLOCK = 16384                     # points per block (about)
 _MAX_BLOCKS = 64
 _ROOM = 4                          # first scan round: room for this many hits per point (allocated, not
 _ROOM_SLACK = 64                   # initialised) and this many more per block
 
 
 # ----------------------------------------------------------------------------------------------
-# points: keys, one radix pass on the top bits, a cache-resident sort inside every bucket
+# points: keys, one radix pass on the top bits
 # ----------------------------------------------------------------------------------------------
-@njit(cache=True, inline="always")
-def _key(a, group, p, x0, y0, h, fq, cols, nyl):
-    """Key of point p: ``(group * cols + cx) * nyl + ly``, ``cx = floor((x - x0) / h)``,
-    ``ly = floor((y - y0) / h * q)`` (group: int64 (n,), or (0,) for none)."""
-    c = np.int64(np.floor((a[p, 0] - x0) / h))
-    if group.shape[0] > 0:
-        c += group[p] * cols
-    return c * nyl + np.int64(np.floor((a[p, 1] - y0) / h * fq))
-
-
-@njit(cache=True, parallel=True)
-def _hist_kernel(a, group, x0, y0, h, q, cols, nyl, shift, hist):
-    """Histogram of the keys' top bits (``key >> shift``) per block of points.
+@njit(cache=True, nogil=True)
+def _points_kernel(a, group, x0, y0, h, q, cols, nyl, shift, ib, scatter, cnt, packed, b0, b1):
+    """Count (``scatter`` False) or stably scatter (True) the points of blocks ``b0 .. b1 - 1`` by the
+    top bits of their keys ``(group * cols + cx) * nyl + ly`` (``cx = floor((x - x0) / h)``,
+    ``ly = floor((y - y0) / h * q)``).
 
     Parameters
     ----------
@@ -53,36 +53,31 @@ def _hist_kernel(a, group, x0, y0, h, q, cols, nyl, shift, hist):
         Group of every point (>= 0), or empty for none.
     q, cols, nyl : int
         Levels per ``h``, columns per group (``nx + 1``), levels per column (``q (ny + 1)``).
-    hist : int64 (n_blocks, n_buckets), out, zeroed
-        Points of block b (``b n // n_blocks ..``) in every bucket.
+    shift, ib : int
+        Bucket of a key: ``key >> shift``; the scattered value is ``(key mod 2**shift) << ib | p``.
+    cnt : int64 (n_blocks, n_buckets)
+        Counting: the points of block b (rows ``b n // n_blocks ..``) per bucket (zeroed, out).
+        Scattering: the first slot of every (block, bucket), consumed.
+    packed : uint64 (n,), out (scattering only)
     """
     n = a.shape[0]
-    nblk = hist.shape[0]
-    fq = np.float64(q)
-    for b in prange(nblk):
-        for p in range(b * n // nblk, (b + 1) * n // nblk):
-            hist[b, _key(a, group, p, x0, y0, h, fq, cols, nyl) >> shift] += 1
-
-
-@njit(cache=True, parallel=True)
-def _scatter_kernel(a, group, x0, y0, h, q, cols, nyl, shift, ib, pos, packed):
-    """Stable scatter of the points into their buckets as ``(key mod 2**shift) << ib | p`` (uint64).
-
-    pos : int64 (n_blocks, n_buckets)
-        First slot of every (block, bucket), consumed (blocks and keys as in :func:`_hist_kernel`).
-    packed : uint64 (n,), out
-    """
-    n = a.shape[0]
-    nblk = pos.shape[0]
+    nblk = cnt.shape[0]
     fq = np.float64(q)
     low = (np.int64(1) << shift) - 1
-    for b in prange(nblk):
+    grouped = group.shape[0] > 0
+    for b in range(b0, b1):
         for p in range(b * n // nblk, (b + 1) * n // nblk):
-            k = _key(a, group, p, x0, y0, h, fq, cols, nyl)
+            k = np.int64(np.floor((a[p, 0] - x0) / h))
+            if grouped:
+                k += group[p] * cols
+            k = k * nyl + np.int64(np.floor((a[p, 1] - y0) / h * fq))
             d = k >> shift
-            t = pos[b, d]
-            pos[b, d] = t + 1
-            packed[t] = np.uint64(((k & low) << ib) | p)
+            if scatter:
+                t = cnt[b, d]
+                cnt[b, d] = t + 1
+                packed[t] = np.uint64(((k & low) << ib) | p)
+            else:
+                cnt[b, d] += 1
 
 
 @njit(cache=True)
@@ -133,34 +128,47 @@ def _sort_packed(v, tmp, ib, digit):
             v[t] = tmp[t]
 
 
-@njit(cache=True, parallel=True)
-def _bucket_sort_kernel(bstart, packed, shift, ib, skey, orig):
-    """Every bucket of :func:`_scatter_kernel`'s output (``bstart``: n_buckets + 1 offsets) sorted by
-    key in place (equal keys in input order) and decoded: skey (int64, n + 1: the keys, then a
-    sentinel larger than every key), orig (int32, n: the points' input rows)."""
-    nb = bstart.shape[0] - 1
-    imask = np.uint64((1 << ib) - 1)
-    for b in prange(nb):
-        lo = bstart[b]
-        hi = bstart[b + 1]
-        if hi == lo:
+@njit(cache=True, nogil=True)
+def _buckets_kernel(v, start, shift, ib, sshift, digit, a, hi, lo, xs, ys, b0, b1):
+    """Sort the buckets ``b0 .. b1 - 1`` of v in place, stably by ``v >> sshift``, and decode them.
+
+    Parameters
+    ----------
+    v : uint64 (m,)
+        Bucket b is ``v[start[b]:start[b + 1]]`` (start: int64, n_buckets + 1); its values are
+        ``(key mod 2**shift) << ib | row`` of keys ``key >> shift == b``.
+    sshift, digit : int
+        Sort by ``v >> sshift`` (``ib``: by key, rows of equal keys kept in order; 0: by key and row)
+        in radix passes of <= ``digit`` bits.
+    a : float64 (n, 2) or (0, 2)
+        Coordinates to gather, or empty for none.
+    hi, lo : int64 (m,), out
+        ``hi[t] = key`` (``b << shift | v[t] >> ib``) and ``lo[t] = row`` (``v[t] mod 2**ib``).
+    xs, ys : float64 (m,) or (0,), out
+        ``a[lo[t]]`` (when ``a`` is not empty).
+    """
+    big = 0
+    for b in range(b0, b1):
+        big = max(big, start[b + 1] - start[b])
+    tmp = np.empty(big, np.uint64)
+    mask = np.uint64((1 << ib) - 1)
+    sh = np.uint64(ib)
+    for b in range(b0, b1):
+        s = start[b]
+        e = start[b + 1]
+        if e == s:
             continue
-        v = packed[lo:hi]
-        _sort_packed(v, np.empty(hi - lo, np.uint64), ib, _LOCAL_BITS)
+        _sort_packed(v[s:e], tmp[:e - s], sshift, digit)
         base = np.int64(b) << shift
-        for t in range(hi - lo):
-            skey[lo + t] = base | np.int64(v[t] >> np.uint64(ib))
-            orig[lo + t] = np.int32(v[t] & imask)
-    skey[skey.shape[0] - 1] = np.iinfo(np.int64).max
-
-
-@njit(cache=True, parallel=True)
-def _gather_kernel(orig, a, xs, ys):
-    """Coordinates in sorted order: xs[t], ys[t] = a[orig[t]] (one flat loop: faster than per bucket)."""
-    for t in prange(orig.shape[0]):
-        p = orig[t]
-        xs[t] = a[p, 0]
-        ys[t] = a[p, 1]
+        for t in range(s, e):
+            x = v[t]
+            hi[t] = base | np.int64(x >> sh)
+            lo[t] = np.int64(x & mask)
+    if a.shape[0] > 0:                   # one flat loop: twice as fast as per bucket (measured)
+        for t in range(start[b0], start[b1]):
+            r = lo[t]
+            xs[t] = a[r, 0]
+            ys[t] = a[r, 1]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -211,100 +219,70 @@ def _start(skey, p, q, nyl):
     return _first_above(skey, k + q), _first_above(skey, k + nyl - q - 1), _first_above(skey, k + nyl + q)
 
 
-@njit(cache=True, parallel=True)
-def _count_kernel(skey, q, nyl, plo, phi, cand):
-    """Candidates of the half stencils of the sorted points ``plo[b] .. phi[b] - 1`` of every range b
-    into cand (int64, n_ranges): the room their hits may need."""
-    for b in prange(plo.shape[0]):
-        c = 0
-        if plo[b] < phi[b]:
-            h0, l2, h2 = _start(skey, plo[b], q, nyl)
-            for p in range(plo[b], phi[b]):
-                h0, l2, h2 = _advance(skey, skey[p], q, nyl, h0, l2, h2)
-                c += h0 - p - 1 + h2 - l2
-        cand[b] = c
-
-
-@njit(cache=True, inline="always")
-def _emit(xs, ys, orig, p, qa, qb, r2, out, w, hist, b, shift):
-    """Test sorted point p against qa .. qb - 1; each hit written branch-free as
-    ``min(orig) << 32 | max(orig)`` at out[w] (w advances on a hit) and counted in hist[b, i >> shift]."""
-    xp = xs[p]
-    yp = ys[p]
-    oi = np.uint64(orig[p])
-    for t in range(qa, qb):
-        ot = np.uint64(orig[t])
-        dx = xp - xs[t]
-        dy = yp - ys[t]
-        lo = min(oi, ot)
-        out[w] = (lo << np.uint64(32)) | (oi ^ ot ^ lo)
-        hit = np.int64(dx * dx + dy * dy <= r2)
-        hist[b, np.int64(lo >> np.uint64(shift))] += hit
-        w += hit
-    return w
-
-
-@njit(cache=True, parallel=True)
-def _scan_kernel(xs, ys, orig, skey, q, nyl, r2, plo, phi, boff, shift, out, nhit, stop, hist):
+@njit(cache=True, nogil=True)
+def _scan_kernel(xs, ys, orig, skey, q, nyl, r2, plo, phi, boff, shift, ib, out, nhit, stop, cand, hist, b0, b1):
     """Every pair within r (``dx*dx + dy*dy <= r2``) once, from the earlier point of its half stencil.
 
-    Range b (sorted points ``plo[b] .. phi[b] - 1``) writes its hits into out[boff[b]:boff[b + 1]],
-    their number into nhit[b] and the histogram of ``i >> shift`` into hist[b] (zeroed); it stops
-    before the first point whose candidates might not fit: stop[b] (``phi[b]`` when it did not)."""
-    for b in prange(plo.shape[0]):
+    Range b (``b0 <= b < b1``: sorted points ``plo[b] .. phi[b] - 1``) writes its hits branch-free as
+    ``min(row) << ib | max(row)`` (uint64) into out[boff[b]:boff[b + 1]], their number into nhit[b]
+    and the histogram of ``min(row) >> shift`` into hist[b] (int64 (n_ranges, n_buckets), zeroed).
+    It stops emitting before the first point whose candidates might not fit: stop[b] (``phi[b]``
+    when it did not), and counts the candidates of the points it did not emit into cand[b] (the
+    exact room a second round needs).  xs, ys, orig: coordinates and rows of the sorted points;
+    skey (n + 1): their keys and a sentinel above every key."""
+    sib = np.uint64(ib)
+    for b in range(b0, b1):
         w = boff[b]
         p = plo[b]
+        c = 0
+        full = False
         if p < phi[b]:
             h0, l2, h2 = _start(skey, p, q, nyl)
             while p < phi[b]:
                 h0, l2, h2 = _advance(skey, skey[p], q, nyl, h0, l2, h2)
-                if w + (h0 - p - 1) + (h2 - l2) > boff[b + 1]:
-                    break
-                w = _emit(xs, ys, orig, p, p + 1, h0, r2, out, w, hist, b, shift)
-                w = _emit(xs, ys, orig, p, l2, h2, r2, out, w, hist, b, shift)
+                m = (h0 - p - 1) + (h2 - l2)
+                if not full and w + m > boff[b + 1]:
+                    full = True
+                    stop[b] = p
+                if full:
+                    c += m
+                else:
+                    xp = xs[p]
+                    yp = ys[p]
+                    oi = np.uint64(orig[p])
+                    for side in range(2):          # own column above p, then the next column
+                        qa = p + 1 if side == 0 else l2
+                        qb = h0 if side == 0 else h2
+                        for t in range(qa, qb):
+                            ot = np.uint64(orig[t])
+                            dx = xp - xs[t]
+                            dy = yp - ys[t]
+                            lo = min(oi, ot)
+                            out[w] = (lo << sib) | (oi ^ ot ^ lo)
+                            hit = np.int64(dx * dx + dy * dy <= r2)
+                            hist[b, np.int64(lo >> np.uint64(shift))] += hit
+                            w += hit
                 p += 1
+        if not full:
+            stop[b] = p
         nhit[b] = w - boff[b]
-        stop[b] = p
+        cand[b] = c
 
 
-@njit(cache=True, parallel=True)
-def _pair_scatter_kernel(out, boff, nhit, shift, pos, keys):
-    """Stable scatter of every block's hits (out[boff[b]:boff[b] + nhit[b]]) into the buckets of
-    ``i >> shift``; pos (n_blocks, n_buckets): first slot of every (block, bucket), consumed."""
-    nblk = pos.shape[0]
-    sh = np.uint64(32 + shift)
-    for b in prange(nblk):
+@njit(cache=True, nogil=True)
+def _pair_scatter_kernel(out, boff, nhit, shift, ib, pos, keys, b0, b1):
+    """Stable scatter of the hits of ranges ``b0 .. b1 - 1`` (out[boff[b]:boff[b] + nhit[b]], values
+    ``i << ib | j``) into the buckets of ``i >> shift`` as ``(i mod 2**shift) << ib | j`` (keys,
+    uint64); pos (int64 (n_ranges, n_buckets)): first slot of every (range, bucket), consumed."""
+    sh = np.uint64(ib + shift)
+    low = (np.uint64(1) << sh) - np.uint64(1)
+    for b in range(b0, b1):
         for t in range(boff[b], boff[b] + nhit[b]):
             v = out[t]
             d = np.int64(v >> sh)
             u = pos[b, d]
             pos[b, d] = u + 1
-            keys[u] = v
-
-
-@njit(cache=True, parallel=True)
-def _finish_rows_kernel(keys, start, shift, ib, out_i, out_j):
-    """Pass 2: every bucket of keys ``i << 32 | j`` (``start``: n_buckets + 1; i, j < 2**ib) copied as
-    ``(i mod 2**shift) << ib | j``, radix-sorted in cache (passes of <= 11 bits) and decoded into
-    out_i / out_j (int64; keys may be out_i's memory: a bucket is read before it is written).
-    Buckets are independent (prange): the full (i, j) order, whatever the number of threads."""
-    nb = start.shape[0] - 1
-    jmask = np.uint64((1 << ib) - 1)
-    sh = np.uint64(ib)
-    for b in prange(nb):
-        lo = start[b]
-        hi = start[b + 1]
-        if hi == lo:
-            continue
-        base = np.uint64(b << shift)
-        v = np.empty(hi - lo, np.uint64)
-        for t in range(hi - lo):
-            k = keys[lo + t]
-            v[t] = (((k >> np.uint64(32)) - base) << sh) | (k & jmask)
-        _sort_packed(v, np.empty(hi - lo, np.uint64), 0, 11)
-        for t in range(hi - lo):
-            out_i[lo + t] = np.int64((v[t] >> sh) + base)
-            out_j[lo + t] = np.int64(v[t] & jmask)
+            keys[u] = v & low
 
 
 # ----------------------------------------------------------------------------------------------
@@ -371,23 +349,75 @@ def _layout(n: int, n_groups: int, wx: float, wy: float, h: float):
         h *= 2.0
 
 
-def _scan_round(xs, ys, orig, skey, q, nyl, r, plo, phi, boff, pshift, npb, slot):
-    """One call of :func:`_scan_kernel` over the ranges ``plo .. phi`` with room ``boff``: (hits,
-    boff, hits per range, where each range stopped, pair histogram per range)."""
+_POOL: list = [None, 0]            # [ThreadPoolExecutor, the pid that made it] (a forked child makes its own)
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    with _POOL_LOCK:
+        if _POOL[0] is None or _POOL[1] != os.getpid():
+            _POOL[0], _POOL[1] = ThreadPoolExecutor(max_workers=64, thread_name_prefix="cell_list"), os.getpid()
+        return _POOL[0]
+
+
+def _run(kernel, threads: int, cuts, *args) -> None:
+    """``kernel(*args, b0, b1)`` over the blocks ``cuts[0] .. cuts[-1] - 1``: ``len(cuts) - 1`` contiguous
+    ranges ``cuts[t] .. cuts[t + 1] - 1``, the first in this thread and the others on the pool (at most
+    ``threads`` at once); the kernels release the GIL.  Every block's output has its own place, so
+    the result is the same for any split."""
+    cuts = [int(c) for c in cuts]
+    if threads <= 1 or len(cuts) <= 2:
+        kernel(*args, cuts[0], cuts[-1])
+        return
+    futs = [_pool().submit(kernel, *args, cuts[t], cuts[t + 1]) for t in range(1, len(cuts) - 1)
+            if cuts[t + 1] > cuts[t]]
+    try:
+        kernel(*args, cuts[0], cuts[1])
+    finally:
+        for f in futs:
+            f.result()
+
+
+def _even(nblk: int, threads: int) -> list:
+    """Cuts of ``nblk`` blocks into ``min(threads, nblk)`` contiguous ranges of equal count."""
+    k = max(1, min(threads, nblk))
+    return [t * nblk // k for t in range(k + 1)]
+
+
+def _weighted(start: np.ndarray, threads: int) -> list:
+    """Cuts of the buckets ``start`` (n_buckets + 1 offsets) into ``threads`` contiguous ranges of about
+    equal size (sum of their rows)."""
+    nb = start.shape[0] - 1
+    if threads <= 1 or nb <= 1:
+        return [0, nb]
+    want = np.arange(1, threads, dtype=np.int64) * int(start[-1]) // threads
+    mid = np.searchsorted(start, want, side="right") - 1
+    return [0, *np.clip(mid, 0, nb).tolist(), nb]
+
+
+def _scan_round(xs, ys, orig, skey, q, nyl, r, plo, phi, boff, pshift, ib, npb, slot, threads):
+    """One pass of :func:`_scan_kernel` over the ranges ``plo .. phi`` with room ``boff``: (hits,
+    boff, hits per range, where each range stopped, candidates left per range, pair histogram per
+    range)."""
     m = plo.shape[0]
     out, nhit, stop = _scratch(slot, int(boff[-1]), np.uint64), np.empty(m, np.int64), np.empty(m, np.int64)
-    phist = np.zeros((m, npb), np.int64)
-    _scan_kernel(xs, ys, orig, skey, q, nyl, r * r, plo, phi, boff, pshift, out, nhit, stop, phist)
-    return out, boff, nhit, stop, phist
+    cand, phist = np.empty(m, np.int64), np.zeros((m, npb), np.int64)
+    _run(_scan_kernel, threads, _even(m, threads), xs, ys, orig, skey, q, nyl, r * r, plo, phi, boff, pshift, ib,
+         out, nhit, stop, cand, phist)
+    return out, boff, nhit, stop, cand, phist
+
+
+_NO_POINTS = np.empty((0, 2), np.float64)
+_NO_FLOAT = np.empty(0, np.float64)
 
 
 def pairs_sorted(a: np.ndarray, r: float, x0: float, y0: float, wx: float, wy: float, h: float,
-                 group=None):
+                 group=None, threads: int = 1):
     """All pairs (i < j, sorted by (i, j)) of the points ``a`` within ``r``, by the sorted cell list.
 
     Parameters
     ----------
-    a : float64 array, shape (n, 2)
+    a : float64 array, shape (n, 2), C-contiguous
         Finite coordinates (m, or any unit of ``r``), 2 <= n < 2**31 - 1.
     r : float
         Radius.
@@ -399,6 +429,8 @@ def pairs_sorted(a: np.ndarray, r: float, x0: float, y0: float, wx: float, wy: f
     group : int64 array, shape (n,), optional
         Group of every point, ``0 <= group < 2**31``: only points of one group are paired (each
         group is a block of ``nx + 1`` columns, the last one empty).
+    threads : int
+        Threads to use (>= 1); the result does not depend on it.
 
     Returns
     -------
@@ -411,40 +443,44 @@ def pairs_sorted(a: np.ndarray, r: float, x0: float, y0: float, wx: float, wy: f
     shift, ib = bits - min(_MSD_BITS, bits), max(int(n - 1).bit_length(), 1)
     g = _NO_GROUP if group is None else group
     nblk = min(_MAX_BLOCKS, max(1, n // _BLOCK))
-    hist = np.zeros((nblk, ((n_groups * cols * nyl - 1) >> shift) + 1), np.int64)
-    _hist_kernel(a, g, x0, y0, h, q, cols, nyl, shift, hist)
-    pos, bstart = _block_prefix(hist)
+    cuts = _even(nblk, threads)
+    cnt = np.zeros((nblk, ((n_groups * cols * nyl - 1) >> shift) + 1), np.int64)
     packed = _scratch(0, n, np.uint64)
-    _scatter_kernel(a, g, x0, y0, h, q, cols, nyl, shift, ib, pos, packed)
-    skey, orig = _scratch(1, n + 1, np.int64), _scratch(2, n, np.int32)
+    _run(_points_kernel, threads, cuts, a, g, x0, y0, h, q, cols, nyl, shift, ib, False, cnt, packed)
+    pos, bstart = _block_prefix(cnt)
+    _run(_points_kernel, threads, cuts, a, g, x0, y0, h, q, cols, nyl, shift, ib, True, pos, packed)
+    skey, orig = _scratch(1, n + 1, np.int64), _scratch(2, n, np.int64)
     xs, ys = _scratch(3, n, np.float64), _scratch(4, n, np.float64)
-    _bucket_sort_kernel(bstart, packed, shift, ib, skey, orig)
+    _run(_buckets_kernel, threads, _weighted(bstart, threads), packed, bstart, shift, ib, ib, _LOCAL_BITS,
+         a, skey, orig, xs, ys)
+    skey[n] = np.iinfo(np.int64).max                  # the sentinel the stencil pointers stop at
     del packed
-    _gather_kernel(orig, a, xs, ys)
     bounds = np.arange(nblk + 1, dtype=np.int64) * n // nblk
     pshift = max(ib - _MSD_BITS, 0)
     npb = ((n - 1) >> pshift) + 1
-    # round 1: room for _ROOM hits per point; ranges that run out of room stop, round 2 scans the rest
-    # of them with the exact room (their candidates)
+    # round 1: room for _ROOM hits per point; ranges that run out of room stop and count the
+    # candidates of their rest, which round 2 scans with that exact room
     boff = bounds * _ROOM + np.arange(nblk + 1) * _ROOM_SLACK
-    rounds = [_scan_round(xs, ys, orig, skey, q, nyl, r, bounds[:-1], bounds[1:], boff, pshift, npb, 5)]
-    stop = rounds[0][3]
+    rounds = [_scan_round(xs, ys, orig, skey, q, nyl, r, bounds[:-1], bounds[1:], boff, pshift, ib, npb, 5,
+                          threads)]
+    stop, cand = rounds[0][3], rounds[0][4]
     rest = np.flatnonzero(stop < bounds[1:])
     if rest.size:
-        plo, phi = stop[rest], bounds[1:][rest]
-        cand = np.empty(rest.size, np.int64)
-        _count_kernel(skey, q, nyl, plo, phi, cand)
         boff2 = np.zeros(rest.size + 1, np.int64)
-        np.cumsum(cand, out=boff2[1:])
-        rounds.append(_scan_round(xs, ys, orig, skey, q, nyl, r, plo, phi, boff2, pshift, npb, 0))
+        np.cumsum(cand[rest], out=boff2[1:])
+        rounds.append(_scan_round(xs, ys, orig, skey, q, nyl, r, stop[rest], bounds[1:][rest], boff2, pshift, ib,
+                                  npb, 0, threads))
     del xs, ys, orig, skey
-    ppos, pstart = _block_prefix(np.concatenate([rd[4] for rd in rounds]))
-    out_i = np.empty(int(pstart[-1]), np.int64)
+    ppos, pstart = _block_prefix(np.concatenate([rd[5] for rd in rounds]))
+    keys = _scratch(1, int(pstart[-1]), np.uint64)
     k = 0
-    for out, boff_r, nhit, _, phist in rounds:
-        _pair_scatter_kernel(out, boff_r, nhit, pshift, ppos[k:k + nhit.shape[0]], out_i.view(np.uint64))
-        k += nhit.shape[0]
+    for out, boff_r, nhit, *_ in rounds:
+        m = nhit.shape[0]
+        _run(_pair_scatter_kernel, threads, _even(m, threads), out, boff_r, nhit, pshift, ib, ppos[k:k + m], keys)
+        k += m
     del rounds
-    out_j = np.empty(out_i.shape[0], np.int64)
-    _finish_rows_kernel(out_i.view(np.uint64), pstart, pshift, ib, out_i, out_j)
+    out_i = np.empty(keys.shape[0], np.int64)
+    out_j = np.empty(keys.shape[0], np.int64)
+    _run(_buckets_kernel, threads, _weighted(pstart, threads), keys, pstart, pshift, ib, 0, _PAIR_BITS,
+         _NO_POINTS, out_i, out_j, _NO_FLOAT, _NO_FLOAT)
     return out_i, out_j

@@ -115,22 +115,6 @@ _EMPTY = np.empty(0, np.int64)
 _PARALLEL_MIN = 20_000     # below this many points the kernels run on one thread
 
 
-class _threads:
-    """Run the kernels with at most ``k`` numba threads (restored afterwards).  Small inputs use one
-    thread: waking the worker pool costs more than the work (milliseconds on a busy machine)."""
-
-    def __init__(self, k):
-        self.k = k
-
-    def __enter__(self):
-        self.old = numba.get_num_threads()
-        if self.k < self.old:
-            numba.set_num_threads(self.k)
-
-    def __exit__(self, *exc):
-        numba.set_num_threads(self.old)
-
-
 _LOAD_CHECK_MIN = 100_000  # from this many points a saturated machine is checked for (~0.1 ms)
 
 
@@ -165,11 +149,6 @@ def _n_threads(n: int) -> int:
 
 
 def _pairs(a: np.ndarray, group, r: float):
-    with _threads(_n_threads(a.shape[0])):
-        return _pairs_impl(a, group, r)
-
-
-def _pairs_impl(a: np.ndarray, group, r: float):
     n = a.shape[0]
     if n >= 2**31 - 1:
         raise ValueError(f"at most 2**31 - 2 points are supported, got {n}")
@@ -185,7 +164,7 @@ def _pairs_impl(a: np.ndarray, group, r: float):
     if group is not None and (int(group.min()) < 0 or int(group.max()) >= _GROUP_LIMIT):
         _, inv = np.unique(group, return_inverse=True)     # ids outside the cell key's range: ranks
         group = inv.astype(np.int64).reshape(-1)
-    return pairs_sorted(a, r, x0, y0, x1 - x0, y1 - y0, h, group)
+    return pairs_sorted(a, r, x0, y0, x1 - x0, y1 - y0, h, group, threads=_n_threads(n))
 
 
 def pairs_within(xy, radius):

@@ -104,8 +104,7 @@ STAGES = ("schedules", "positions", "neighbours", "radio", "aggregation", "writi
 RUN_KERNELS = {
     "sim.positions": ("_positions_kernel",),
     "sim.neighbours": ("_bounds_kernel",),
-    "sim.cell_list": ("_bucket_sort_kernel", "_finish_rows_kernel", "_gather_kernel", "_hist_kernel",
-                      "_pair_scatter_kernel", "_scan_kernel", "_scatter_kernel"),
+    "sim.cell_list": ("_buckets_kernel", "_pair_scatter_kernel", "_points_kernel", "_scan_kernel"),
     "sim.scanning.step": ("_close_kernel", "_eval_static_kernel", "_eval_step_kernel", "_phases"),
     "sim.scanning.runs": ("_close_runs_kernel", "_runs_merge_kernel"),
     "sim.scanning.stays": ("_candidates_kernel", "_eval_stays_kernel", "_stays_kernel"),

@@ -48,6 +48,5 @@ def test_sorted_scan_kernel_has_one_specialisation():
     assert len(i) > 0
     xy = rng.random((500, 2)) * 2000                 # sparse: the occupied-cells scan without groups too
     assert len(pairs_within(xy, 2.0)[0]) >= 0
-    for name in ("_hist_kernel", "_scatter_kernel", "_bucket_sort_kernel", "_gather_kernel", "_scan_kernel",
-                 "_pair_scatter_kernel", "_finish_rows_kernel"):
+    for name in ("_points_kernel", "_buckets_kernel", "_scan_kernel", "_pair_scatter_kernel"):
         assert len(getattr(cell_list, name).signatures) == 1, name

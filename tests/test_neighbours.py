@@ -262,3 +262,56 @@ def test_deterministic_across_thread_counts():
         assert r.returncode == 0, r.stderr
         outs.append(r.stdout.strip())
     assert outs[0] == outs[1]
+
+
+def test_thread_split_does_not_change_the_pairs(monkeypatch):
+    # the kernels run over contiguous block ranges on Python threads: any number of threads, and
+    # ranges cut anywhere (many small blocks), give the same pairs in the same order
+    monkeypatch.setattr(cell_list, "_BLOCK", 700)
+    monkeypatch.setattr(cell_list, "_ROOM", 1)                    # second rounds too
+    rng = np.random.default_rng(13)
+    xy = np.concatenate([rng.random((5000, 2)) * 60, rng.normal(30, 0.7, (3000, 2))])   # a dense spot
+    g = rng.integers(0, 3, xy.shape[0])
+    want, want_g = ref_pairs(xy, 1.0), ref_groups(xy, g, 1.0)
+    x0, y0 = xy.min(0)
+    wx, wy = xy.max(0) - xy.min(0)
+    h = 1.0 * _H_INFLATE
+    for threads in (1, 2, 3, 5):
+        assert_same(cell_list.pairs_sorted(xy, 1.0, x0, y0, wx, wy, h, threads=threads), want)
+        assert_same(cell_list.pairs_sorted(xy, 1.0, x0, y0, wx, wy, h, g.astype(np.int64), threads=threads), want_g)
+
+
+def test_weighted_cuts_balance_rows():
+    start = np.array([0, 0, 90, 91, 92, 100, 200], np.int64)     # 6 buckets, 200 rows
+    assert cell_list._weighted(start, 1) == [0, 6]
+    cuts = cell_list._weighted(start, 2)
+    assert cuts[0] == 0 and cuts[-1] == 6 and len(cuts) == 3 and cuts[1] == 5     # 100 rows each side
+    cuts = cell_list._weighted(start, 4)
+    assert cuts == sorted(cuts) and cuts[0] == 0 and cuts[-1] == 6
+    assert cell_list._even(3, 5) == [0, 1, 2, 3] and cell_list._even(64, 2) == [0, 32, 64]
+
+
+_FORK = """
+import multiprocessing as mp
+import numpy as np
+from sim import cell_list
+from sim.neighbours import _H_INFLATE
+xy = np.random.default_rng(14).random((40000, 2)) * 150
+args = (xy, 1.0, 0.0, 0.0, 150.0, 150.0, _H_INFLATE)
+want = cell_list.pairs_sorted(*args, threads=2)                 # the pool exists in the parent
+def child(q):
+    i, j = cell_list.pairs_sorted(*args, threads=2)             # a forked child makes its own pool
+    q.put(bool(np.array_equal(i, want[0]) and np.array_equal(j, want[1])))
+ctx = mp.get_context("fork")
+q = ctx.Queue()
+p = ctx.Process(target=child, args=(q,))
+p.start()
+print(q.get(timeout=120))
+p.join(60)
+"""
+
+
+def test_forked_child_uses_its_own_thread_pool():
+    r = subprocess.run([sys.executable, "-c", _FORK], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "True"

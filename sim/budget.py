@@ -36,7 +36,8 @@ from __future__ import annotations
 import math
 
 __all__ = ["BYTES_PER_AGENT", "BASE_BYTES", "SECONDS_PER_AGENT_DAY", "ANALYSIS_BYTES_PER_AGENT",
-           "ANALYSIS_SECONDS_PER_AGENT_DAY", "available_bytes", "estimate", "estimate_sweep", "check_fits",
+           "ANALYSIS_SECONDS_PER_AGENT_DAY", "CURVES_BYTES_PER_PAIR", "available_bytes",
+           "distinct_pairs_per_agent", "estimate", "estimate_sweep", "check_fits",
            "describe"]
 
 #: peak resident bytes per agent of one simulated day (7.08 GiB at 10^6 agents, less the fixed part)
@@ -50,6 +51,18 @@ SECONDS_PER_AGENT_DAY = 2.8e-4
 ANALYSIS_BYTES_PER_AGENT = 39_000
 #: wall seconds per agent-day of a sweep's pair-table units (24.5 s for 10^5 agents x 1 day)
 ANALYSIS_SECONDS_PER_AGENT_DAY = 2.45e-4
+#: distinct pairs per agent (a detection or a ground-truth row on any day) after 1, 2, ..., 14 days,
+#: measured on Lang Son x0.0256 (20,000 agents, seed 0, rule bluezone; 42.3 pair rows per agent-day at
+#: x0.128 as at x0.0256: the contact structure is per agent, so these hold at any scale); later days
+#: add the last increment each
+DISTINCT_PAIRS_PER_AGENT = (41.9, 71.5, 98.6, 124.2, 147.9, 172.4, 193.7, 213.0, 231.7, 248.9, 265.7,
+                            282.2, 298.9, 312.1)
+#: peak resident bytes of a sweep's curves unit per distinct pair of the run (the collapsed pairs, 35 B
+#: each, while the directed graph of the flagged ones, ~51 B each, is built) plus one day's pair table
+#: (``CURVES_DAY_BYTES_PER_AGENT``): 20,000 agents x 1 / 7 / 14 days peaked 133 / 385 / 557 MB above
+#: the interpreter (0.84 / 3.87 / 6.24 M distinct pairs)
+CURVES_BYTES_PER_PAIR = 85
+CURVES_DAY_BYTES_PER_AGENT = 3_300
 #: head-room kept free when deciding whether a run fits (the page cache of the Parquet writes, others)
 HEADROOM = 0.9
 
@@ -81,13 +94,22 @@ def estimate(n_agents: int, days: int) -> dict:
             "seconds": SECONDS_PER_AGENT_DAY * n * d}
 
 
+def distinct_pairs_per_agent(days: int) -> float:
+    """Distinct pairs per agent of a run of ``days`` days (``DISTINCT_PAIRS_PER_AGENT``, extrapolated
+    linearly with its last increment beyond 14 days)."""
+    d, t = max(int(days), 1), DISTINCT_PAIRS_PER_AGENT
+    return t[d - 1] if d <= len(t) else t[-1] + (t[-1] - t[-2]) * (d - len(t))
+
+
 def estimate_sweep(n_agents: int, days: int) -> dict:
-    """:func:`estimate` of a sweep replicate: the simulation then the day's pair tables (one at a time);
-    ``peak_bytes`` the larger of the two stages' peaks, ``seconds`` their sum (curves are seconds), and
-    ``bytes_per_agent`` the per-agent constant of the stage that sets the peak."""
+    """:func:`estimate` of a sweep replicate: the simulation, the day's pair tables (one at a time),
+    then the curves over all days' distinct pairs; ``peak_bytes`` the largest of the three stages'
+    peaks, ``seconds`` the first two's sum (curves are seconds), and ``bytes_per_agent`` the per-agent
+    bytes of the stage that sets the peak.  (The closed loop of ``--epidemic`` is not modelled.)"""
     n, d = int(n_agents), int(days)
     est = estimate(n, d)
-    per_agent = max(BYTES_PER_AGENT, ANALYSIS_BYTES_PER_AGENT)
+    curves = CURVES_BYTES_PER_PAIR * distinct_pairs_per_agent(d) + CURVES_DAY_BYTES_PER_AGENT
+    per_agent = max(BYTES_PER_AGENT, ANALYSIS_BYTES_PER_AGENT, int(math.ceil(curves)))
     est.update(peak_bytes=BASE_BYTES + per_agent * n, bytes_per_agent=per_agent,
                seconds=est["seconds"] + ANALYSIS_SECONDS_PER_AGENT_DAY * n * d)
     return est

@@ -28,13 +28,13 @@ import numpy as np
 from tqdm import tqdm
 
 from ble.ids import BLUEZONE_IDS_PER_DAY, BLUEZONE_SLOT_S, sim_rids
-from ble.schema import GROUND_TRUTH_DTYPE, WINDOW_DTYPE
+from ble.schema import WINDOW_DTYPE
 from sim.runfolder import RunFolder
-from tracing.core.checks import quiet_nan
 from tracing.core.coverage import compact_pairs
 from tracing.core.matching import match_hits
+from tracing.core.pairjoin import pair_table
 from tracing.core.pairs import PAIR_DTYPE
-from tracing.core.rules import DAILY_DTYPE, DAY_S, Rule, daily_sums, evaluate, load_rule
+from tracing.core.rules import Rule, daily_sums, evaluate, load_rule
 
 __all__ = ["pairs_from_run", "pairs_from_windows", "pairs_from_daily", "resolve_sources"]
 
@@ -85,34 +85,6 @@ def resolve_sources(rids, agent, key, day: int, chunk_ids: int = CHUNK_IDS
 # ----------------------------------------------------------------------------------------------------
 # Pair table
 # ----------------------------------------------------------------------------------------------------
-def _group_starts(*keys) -> tuple[np.ndarray, np.ndarray]:
-    """lexsort order (last key primary) and starts of runs of equal keys."""
-    order = np.lexsort(keys)
-    n = order.size
-    new = np.zeros(n, dtype=bool)
-    if n:
-        new[0] = True
-        for k in keys:
-            ks = k[order]
-            new[1:] |= ks[1:] != ks[:-1]
-    return order, np.flatnonzero(new)
-
-
-def _dedupe_ground_truth(gt: np.ndarray) -> np.ndarray:
-    """One row per (i, j, day): minutes summed, min_dist minimum, detected any."""
-    if gt.size == 0:
-        return gt
-    order, starts = _group_starts(gt["day"], gt["j"], gt["i"])
-    if starts.size == gt.size:
-        return gt[order]
-    g = gt[order]
-    out = g[starts].copy()
-    out["minutes_close"] = np.add.reduceat(g["minutes_close"].astype(np.float64), starts)
-    out["min_dist"] = np.minimum.reduceat(g["min_dist"], starts)
-    out["detected"] = np.logical_or.reduceat(g["detected"], starts)
-    return out
-
-
 def pairs_from_daily(daily: np.ndarray, notify, minutes, ground_truth=None,
                      close_minutes: float = 15.0) -> np.ndarray:
     """Pair table from per-(observer, source, day) sums and the rule's verdicts on them.
@@ -124,7 +96,7 @@ def pairs_from_daily(daily: np.ndarray, notify, minutes, ground_truth=None,
     ``t_first`` the earliest window start of either direction (s), or the ground truth's ``t_first``
     where its array carries one and it is earlier. Outer-joined with ``ground_truth``
     (``GROUND_TRUTH_DTYPE``; rows only there get notify False, minutes 0, att and t_first NaN).
-    Sorted by (day, i, j).
+    Sorted by (day, i, j). Counting sorts and one merge kernel (:func:`tracing.core.pairjoin.pair_table`).
     """
     notify = np.asarray(notify, dtype=bool)
     minutes = np.asarray(minutes, dtype=np.float64)
@@ -135,65 +107,15 @@ def pairs_from_daily(daily: np.ndarray, notify, minutes, ground_truth=None,
     close_minutes = float(close_minutes)
     if not close_minutes >= 0:
         raise ValueError(f"close_minutes must be >= 0 (min), got {close_minutes}")
-
-    obs = daily["observer"].astype(np.int64)
-    src = daily["source"].astype(np.int64)
-    day = daily["day"].astype(np.int64)
-    i = np.minimum(obs, src)
-    j = np.maximum(obs, src)
-    order, starts = _group_starts(j, i, day)      # primary key day, then i, then j
-    i, j, day, obs = i[order], j[order], day[order], obs[order]
-    nt, mn = notify[order], minutes[order]      # only three of daily's (wide) fields: no row copy
-    d = {f: daily[f][order] for f in ("t_first", "att_mean", "duration_s")}
-    det = np.zeros(starts.size, dtype=PAIR_DTYPE)
-    if starts.size:
-        det["i"], det["j"], det["day"] = i[starts], j[starts], day[starts]
-        det["notify_j"] = np.logical_or.reduceat(nt & (obs == j), starts)
-        det["notify_i"] = np.logical_or.reduceat(nt & (obs == i), starts)
-        det["minutes"] = np.maximum.reduceat(mn, starts)
-        det["t_first"] = np.minimum.reduceat(d["t_first"], starts)
-        a = d["att_mean"].astype(np.float64)
-        wdur = np.where(np.isfinite(a), d["duration_s"], 0.0)
-        num = np.add.reduceat(np.where(np.isfinite(a), a, 0.0) * wdur, starts)
-        den = np.add.reduceat(wdur, starts)
-        with quiet_nan():
-            det["att"] = np.where(den > 0, num / den, np.nan)
-
-    if ground_truth is None or len(ground_truth) == 0:
-        return det
-    gt = ground_truth
-    for f in ("i", "j", "day", "minutes_close"):
-        if gt.dtype.names is None or f not in gt.dtype.names:
-            raise ValueError(f"ground_truth lacks field {f!r} (expected ble.schema.GROUND_TRUTH_DTYPE)")
-    if np.any(gt["i"] >= gt["j"]):
-        raise ValueError("ground_truth rows must have i < j")
-    gt_t = gt["t_first"].astype(np.float64) if "t_first" in gt.dtype.names else None
-    if gt.dtype == GROUND_TRUTH_DTYPE:
-        gt = _dedupe_ground_truth(gt)
-        gt_t = None
-    nd, ng = det.size, gt.size
-    ai = np.concatenate([det["i"], gt["i"].astype(np.int64)])
-    aj = np.concatenate([det["j"], gt["j"].astype(np.int64)])
-    ad = np.concatenate([det["day"].astype(np.int64), gt["day"].astype(np.int64)])
-    order, starts = _group_starts(aj, ai, ad)
-    gid = np.empty(nd + ng, dtype=np.int64)
-    first = np.zeros(nd + ng, dtype=bool)
-    first[starts] = True
-    gid[order] = np.cumsum(first) - 1
-    out = np.zeros(starts.size, dtype=PAIR_DTYPE)
-    out["i"], out["j"], out["day"] = ai[order][starts], aj[order][starts], ad[order][starts]
-    out["t_first"] = np.nan
-    out["att"] = np.nan
-    gd, gg = gid[:nd], gid[nd:]
-    for f in ("notify_j", "notify_i", "minutes", "t_first", "att"):
-        out[f][gd] = det[f]
-    close = np.bincount(gg, weights=gt["minutes_close"].astype(np.float64), minlength=starts.size)
-    out["true_close"] = close >= close_minutes
-    if gt_t is not None:
-        tf = out["t_first"].copy()
-        np.fmin.at(tf, gg, gt_t)
-        out["t_first"] = tf
-    return out
+    gt = ground_truth if ground_truth is not None and len(ground_truth) else None
+    if gt is not None:
+        for f in ("i", "j", "day", "minutes_close"):
+            if gt.dtype.names is None or f not in gt.dtype.names:
+                raise ValueError(f"ground_truth lacks field {f!r} (expected ble.schema.GROUND_TRUTH_DTYPE)")
+        if np.any(gt["i"] >= gt["j"]):
+            raise ValueError("ground_truth rows must have i < j")
+    return pair_table(daily["observer"], daily["source"], daily["day"], notify, minutes, daily["t_first"],
+                      daily["att_mean"], daily["duration_s"], gt, close_minutes)
 
 
 def pairs_from_windows(windows: np.ndarray, source, day, ground_truth, rule,
@@ -228,6 +150,55 @@ def _pairs_from_sums(daily, ground_truth, rule: Rule, close_minutes: float) -> n
 # ----------------------------------------------------------------------------------------------------
 # Run folders
 # ----------------------------------------------------------------------------------------------------
+
+
+#: the directed daily rows one day keeps for its pair table (the rest of DAILY_DTYPE is dropped per block)
+_SLIM = (("observer", np.int64), ("source", np.int64), ("notify", np.bool_), ("minutes", np.float64),
+         ("t_first", np.float64), ("att_mean", np.float32), ("duration_s", np.float64))
+
+
+def _day_pairs(run: RunFolder, d: int, agent, key, rule: Rule, have_gt: bool, close_minutes: float,
+               chunk_ids: int) -> tuple[np.ndarray, dict]:
+    """Day ``d``'s pair table and match counts. Memory: the day's rolling-ID matches (12 bytes a window),
+    one block of windows as columns with its daily sums and verdicts, and 45 bytes per directed daily
+    row kept (:data:`_SLIM`) for the pair table."""
+    st = dict(windows=0, matched=0, unmatched=0, own_id=0, slot_mismatch=0)
+    source, slot = resolve_sources(run.window_rids(d), agent, key, d, chunk_ids)  # IDs regenerated once
+    slot = slot.astype(np.int32)            # global 900 s slot (< 2**31 up to day 22 million)
+    n = source.size
+    keep = {f: np.empty(n, t) for f, t in _SLIM}           # at most one daily row per window
+    lo = r = 0
+    for w in run.window_columns(d):                     # blocks of whole observers: memory of one block
+        m = len(w["observer"])
+        src, sl = source[lo:lo + m], slot[lo:lo + m]
+        lo += m
+        unmatched = int(np.count_nonzero(src < 0))
+        own = (src >= 0) & (src == w["observer"])
+        t_slot = np.floor(w["t_start"] / BLUEZONE_SLOT_S).astype(np.int64)
+        for k, v in dict(windows=m, matched=m - unmatched, unmatched=unmatched, own_id=int(np.count_nonzero(own)),
+                         slot_mismatch=int(np.count_nonzero((src >= 0) & (t_slot != sl)))).items():
+            st[k] += v
+        daily = daily_sums(w, np.where(own, -1, src), d)
+        del w, own, t_slot
+        notify, minutes, _ = evaluate(daily, rule)       # the rule is per directed daily row
+        g = len(daily)
+        for f, v in (("notify", notify), ("minutes", minutes)):
+            keep[f][r:r + g] = v
+        for f in ("observer", "source", "t_first", "att_mean", "duration_s"):
+            keep[f][r:r + g] = daily[f]
+        r += g
+        del daily, notify, minutes
+    if lo != n:
+        raise ValueError(f"{run.path}: day {d}: the windows file changed while it was read ({lo} of {n} rows)")
+    del source, slot
+    gt = run.ground_truth(d) if have_gt else None
+    k = {f: v[:r] for f, v in keep.items()}
+    part = pair_table(k["observer"], k["source"], d, k["notify"], k["minutes"], k["t_first"], k["att_mean"],
+                      k["duration_s"], gt if gt is not None and len(gt) else None, close_minutes)
+    if rule.kind == "ideal":     # the ideal rule notifies exactly the true close contacts
+        part["notify_i"] = part["true_close"]
+        part["notify_j"] = part["true_close"]
+    return part, st
 
 
 def pairs_from_run(run_dir, rule, days=None, progress: bool = False, close_minutes: float = 15.0,
@@ -271,29 +242,10 @@ def pairs_from_run(run_dir, rule, days=None, progress: bool = False, close_minut
     parts = []
     n_agents = int(run.meta.get("n_agents", 0)) if compact else 0
     for d in it:                                         # loop over days (streaming), not windows
-        day_stats = dict(windows=0, matched=0, unmatched=0, own_id=0, slot_mismatch=0)
-        sums, lo = [], 0
-        source_all, slot_all = resolve_sources(run.window_rids(d), agent, key, d, chunk_ids)  # IDs regenerated once
-        for w in run.window_blocks(d):               # blocks of whole observers: memory of one block
-            source, slot = source_all[lo:lo + len(w)], slot_all[lo:lo + len(w)]
-            lo += len(w)
-            unmatched = int(np.count_nonzero(source < 0))
-            own = (source >= 0) & (source == w["observer"])
-            t_slot = np.floor(w["t_start"] / BLUEZONE_SLOT_S).astype(np.int64)
-            for k, v in dict(windows=int(w.size), matched=int(w.size - unmatched), unmatched=unmatched,
-                             own_id=int(np.count_nonzero(own)),
-                             slot_mismatch=int(np.count_nonzero((source >= 0) & (t_slot != slot)))).items():
-                day_stats[k] += v
-            sums.append(daily_sums(w, np.where(own, -1, source), d))   # sorted by observer: concatenable
-            del w, source, slot, own, t_slot
+        part, day_stats = _day_pairs(run, d, agent, key, rule, have_gt, close_minutes, chunk_ids)
         stats["per_day"][d] = day_stats
         for k, v in day_stats.items():
             stats[k] += v
-        del source_all, slot_all
-        gt = run.ground_truth(d) if have_gt else None
-        part = _pairs_from_sums(np.concatenate(sums) if sums else np.zeros(0, DAILY_DTYPE), gt, rule,
-                                close_minutes)
-        del sums, gt
         if compact:                                      # fold the day in: memory flat in days
             n_c = max(n_agents, int(part["j"].max()) + 1 if len(part) else 1,
                       int(parts[0]["j"].max()) + 1 if parts and len(parts[0]) else 1)

@@ -60,6 +60,7 @@ from ble.distance import estimate_distance
 from ble.schema import ATT_EDGES, N_ATT_BUCKETS, WINDOW_DTYPE
 from tracing.core import gaen_v2
 from tracing.core.checks import quiet_nan
+from tracing.core.pairjoin import WINDOW_FIELDS, window_sums
 
 __all__ = ["Rule", "RuleResult", "RULES", "KINDS", "DAILY_DTYPE", "GAEN_V1_ATT_EDGES",
            "GAEN_V1_DURATION_EDGES_MIN", "load_rule", "classify", "evaluate", "daily_sums",
@@ -357,19 +358,28 @@ def _as_rule(rule) -> Rule:
 # ----------------------------------------------------------------------------------------------------
 # Daily sums
 # ----------------------------------------------------------------------------------------------------
-def daily_sums(windows: np.ndarray, source, day=None) -> np.ndarray:
-    """Aggregate matched exposure windows per (observer, source, day); vectorised (lexsort + reduceat).
+def daily_sums(windows, source, day=None) -> np.ndarray:
+    """Aggregate matched exposure windows per (observer, source, day) (counting sorts and one numba
+    kernel: :func:`tracing.core.pairjoin.window_sums`).
 
-    ``windows``: ``WINDOW_DTYPE`` array. ``source``: int array (one per window) of the device whose
-    rolling ID the window holds (−1 = unmatched; such windows are left out). ``day``: int array or
-    scalar day index; default ``floor(t_start / 86400)``. Returns a :data:`DAILY_DTYPE` array sorted
-    by (observer, source, day). Sums: seconds (total and per attenuation bucket), scans, windows;
-    RSSI mean weighted by scans, attenuation mean weighted by duration (both NaN-aware), maxima/minima
-    ignoring NaN.
+    ``windows``: ``WINDOW_DTYPE`` array, or a dict of its columns by name (at least
+    :data:`tracing.core.pairjoin.WINDOW_FIELDS`, e.g. ``RunFolder.window_columns``; no record copy).
+    ``source``: int array (one per window) of the device whose rolling ID the window holds (−1 =
+    unmatched; such windows are left out). ``day``: int array or scalar day index; default
+    ``floor(t_start / 86400)``. Returns a :data:`DAILY_DTYPE` array sorted by (observer, source, day).
+    Sums: seconds (total and per attenuation bucket), scans, windows; RSSI mean weighted by scans,
+    attenuation mean weighted by duration (both NaN-aware), maxima/minima ignoring NaN; the arithmetic
+    is numpy's (``np.add.reduceat`` etc.), so the values are those of a lexsort + reduceat.
     """
-    if windows.dtype != WINDOW_DTYPE:
-        raise ValueError(f"windows must have ble.schema.WINDOW_DTYPE, got {windows.dtype}")
-    n = len(windows)
+    if isinstance(windows, dict):
+        missing = [f for f in WINDOW_FIELDS if f not in windows]
+        if missing:
+            raise ValueError(f"windows lacks columns {missing}")
+        n = len(windows["observer"])
+    elif not isinstance(windows, np.ndarray) or windows.dtype != WINDOW_DTYPE:
+        raise ValueError(f"windows must have ble.schema.WINDOW_DTYPE, got {getattr(windows, 'dtype', windows)}")
+    else:
+        n = len(windows)
     source = np.asarray(source)
     if source.shape != (n,) or (n and source.dtype.kind not in "iu"):
         raise ValueError(f"source must be an integer array with one entry per window ({n}), got "
@@ -378,50 +388,9 @@ def daily_sums(windows: np.ndarray, source, day=None) -> np.ndarray:
         day = np.floor(windows["t_start"] / DAY_S).astype(np.int64)
     else:
         day = np.asarray(day)
-        if day.ndim == 0:
-            day = np.full(n, int(day), dtype=np.int64)
-        if day.shape != (n,) or (n and day.dtype.kind not in "iu"):
+        if (day.ndim and day.shape != (n,)) or (day.size and day.dtype.kind not in "iu"):
             raise ValueError(f"day must be an integer scalar or one entry per window ({n})")
-    keep = source >= 0
-    if not keep.all():
-        windows, source, day = windows[keep], source[keep], day[keep]
-    m = len(windows)
-    out = np.zeros(0, dtype=DAILY_DTYPE)
-    if m == 0:
-        return out
-    obs = windows["observer"].astype(np.int64)
-    src = source.astype(np.int64)
-    day = day.astype(np.int64)
-    order = np.lexsort((day, src, obs))
-    obs, src, day, w = obs[order], src[order], day[order], windows[order]
-    new = np.ones(m, dtype=bool)
-    new[1:] = (obs[1:] != obs[:-1]) | (src[1:] != src[:-1]) | (day[1:] != day[:-1])
-    starts = np.flatnonzero(new)
-    out = np.zeros(starts.size, dtype=DAILY_DTYPE)
-    out["observer"], out["source"], out["day"] = obs[starts], src[starts], day[starts]
-    out["t_first"] = np.minimum.reduceat(w["t_start"], starts)
-    out["t_last"] = np.maximum.reduceat(w["t_end"], starts)
-    out["n_windows"] = np.diff(np.append(starts, m))
-    scans = w["n_scans"].astype(np.int64)
-    out["n_scans"] = np.add.reduceat(scans, starts)
-    dur = w["duration_s"].astype(np.float64)
-    out["duration_s"] = np.add.reduceat(dur, starts)
-    out["att_secs"] = np.add.reduceat(w["att_secs"].astype(np.float64), starts, axis=0)
-    out["rssi_mean"] = _weighted_mean(w["rssi_mean"], scans.astype(np.float64), starts)
-    out["att_mean"] = _weighted_mean(w["att_typical"], dur, starts)
-    with np.errstate(invalid="ignore"):
-        out["rssi_max"] = np.fmax.reduceat(w["rssi_max"].astype(np.float64), starts)
-        out["att_min"] = np.fmin.reduceat(w["att_min"].astype(np.float64), starts)
-    return out
-
-
-def _weighted_mean(x, wts, starts) -> np.ndarray:
-    x = x.astype(np.float64)
-    ok = np.isfinite(x) & (wts > 0)
-    num = np.add.reduceat(np.where(ok, x * wts, 0.0), starts)
-    den = np.add.reduceat(np.where(ok, wts, 0.0), starts)
-    with quiet_nan():
-        return np.where(den > 0, num / den, np.nan)
+    return window_sums(windows, source, day, DAILY_DTYPE)
 
 
 # ----------------------------------------------------------------------------------------------------

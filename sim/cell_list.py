@@ -16,6 +16,7 @@ compiled as a separate gufunc): 16 CPU s of first-run compilation before, about 
 """
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +33,7 @@ _PAIR_BITS = 11                    # digit of the radix passes inside a bucket o
 _Q_MAX = 8                         # levels per column width (a taller stencil of shorter cells)
 _BLOCK = 16384                     # points per block (about)
 _MAX_BLOCKS = 64
+_CHUNKS = 64                       # work items of a parallel pass (blocks, ranges or groups of buckets)
 _ROOM = 4                          # first scan round: room for this many hits per point (allocated, not
 _ROOM_SLACK = 64                   # initialised) and this many more per block
 
@@ -361,38 +363,48 @@ def _pool() -> ThreadPoolExecutor:
 
 
 def _run(kernel, threads: int, cuts, *args) -> None:
-    """``kernel(*args, b0, b1)`` over the blocks ``cuts[0] .. cuts[-1] - 1``: ``len(cuts) - 1`` contiguous
-    ranges ``cuts[t] .. cuts[t + 1] - 1``, the first in this thread and the others on the pool (at most
-    ``threads`` at once); the kernels release the GIL.  Every block's output has its own place, so
-    the result is the same for any split."""
+    """``kernel(*args, b0, b1)`` over the blocks ``cuts[0] .. cuts[-1] - 1`` in the chunks ``cuts[c] ..
+    cuts[c + 1] - 1``: one call over everything for one thread, else ``threads`` threads (this one and
+    pool threads) take the next chunk until none is left (the kernels release the GIL).  A thread
+    that the OS deschedules delays only the chunk it holds: the others take the rest (a static split
+    waits for its slowest part).  Every block's output has its own place, so the result is the same
+    for any split and any order."""
     cuts = [int(c) for c in cuts]
-    if threads <= 1 or len(cuts) <= 2:
+    nch = len(cuts) - 1
+    if threads <= 1 or nch <= 1:
         kernel(*args, cuts[0], cuts[-1])
         return
-    futs = [_pool().submit(kernel, *args, cuts[t], cuts[t + 1]) for t in range(1, len(cuts) - 1)
-            if cuts[t + 1] > cuts[t]]
+    nxt = itertools.count()               # next() is atomic under the GIL
+
+    def work():
+        c = next(nxt)
+        while c < nch:
+            kernel(*args, cuts[c], cuts[c + 1])
+            c = next(nxt)
+
+    futs = [_pool().submit(work) for _ in range(min(threads, nch) - 1)]
     try:
-        kernel(*args, cuts[0], cuts[1])
+        work()
     finally:
         for f in futs:
             f.result()
 
 
-def _even(nblk: int, threads: int) -> list:
-    """Cuts of ``nblk`` blocks into ``min(threads, nblk)`` contiguous ranges of equal count."""
-    k = max(1, min(threads, nblk))
+def _even(nblk: int, parts: int) -> list:
+    """Cuts of ``nblk`` blocks into ``min(parts, nblk)`` contiguous chunks of equal count."""
+    k = max(1, min(parts, nblk))
     return [t * nblk // k for t in range(k + 1)]
 
 
-def _weighted(start: np.ndarray, threads: int) -> list:
-    """Cuts of the buckets ``start`` (n_buckets + 1 offsets) into ``threads`` contiguous ranges of about
-    equal size (sum of their rows)."""
+def _weighted(start: np.ndarray, parts: int) -> list:
+    """Cuts of the buckets ``start`` (n_buckets + 1 offsets) into at most ``parts`` contiguous chunks of
+    about equal size (sum of their rows; empty chunks dropped)."""
     nb = start.shape[0] - 1
-    if threads <= 1 or nb <= 1:
+    if parts <= 1 or nb <= 1:
         return [0, nb]
-    want = np.arange(1, threads, dtype=np.int64) * int(start[-1]) // threads
+    want = np.arange(1, parts, dtype=np.int64) * int(start[-1]) // parts
     mid = np.searchsorted(start, want, side="right") - 1
-    return [0, *np.clip(mid, 0, nb).tolist(), nb]
+    return sorted({0, nb, *np.clip(mid, 0, nb).tolist()})
 
 
 def _scan_round(xs, ys, orig, skey, q, nyl, r, plo, phi, boff, pshift, ib, npb, slot, threads):
@@ -402,7 +414,7 @@ def _scan_round(xs, ys, orig, skey, q, nyl, r, plo, phi, boff, pshift, ib, npb, 
     m = plo.shape[0]
     out, nhit, stop = _scratch(slot, int(boff[-1]), np.uint64), np.empty(m, np.int64), np.empty(m, np.int64)
     cand, phist = np.empty(m, np.int64), np.zeros((m, npb), np.int64)
-    _run(_scan_kernel, threads, _even(m, threads), xs, ys, orig, skey, q, nyl, r * r, plo, phi, boff, pshift, ib,
+    _run(_scan_kernel, threads, _even(m, _CHUNKS), xs, ys, orig, skey, q, nyl, r * r, plo, phi, boff, pshift, ib,
          out, nhit, stop, cand, phist)
     return out, boff, nhit, stop, cand, phist
 
@@ -443,7 +455,7 @@ def pairs_sorted(a: np.ndarray, r: float, x0: float, y0: float, wx: float, wy: f
     shift, ib = bits - min(_MSD_BITS, bits), max(int(n - 1).bit_length(), 1)
     g = _NO_GROUP if group is None else group
     nblk = min(_MAX_BLOCKS, max(1, n // _BLOCK))
-    cuts = _even(nblk, threads)
+    cuts = _even(nblk, _CHUNKS)
     cnt = np.zeros((nblk, ((n_groups * cols * nyl - 1) >> shift) + 1), np.int64)
     packed = _scratch(0, n, np.uint64)
     _run(_points_kernel, threads, cuts, a, g, x0, y0, h, q, cols, nyl, shift, ib, False, cnt, packed)
@@ -451,7 +463,7 @@ def pairs_sorted(a: np.ndarray, r: float, x0: float, y0: float, wx: float, wy: f
     _run(_points_kernel, threads, cuts, a, g, x0, y0, h, q, cols, nyl, shift, ib, True, pos, packed)
     skey, orig = _scratch(1, n + 1, np.int64), _scratch(2, n, np.int64)
     xs, ys = _scratch(3, n, np.float64), _scratch(4, n, np.float64)
-    _run(_buckets_kernel, threads, _weighted(bstart, threads), packed, bstart, shift, ib, ib, _LOCAL_BITS,
+    _run(_buckets_kernel, threads, _weighted(bstart, _CHUNKS), packed, bstart, shift, ib, ib, _LOCAL_BITS,
          a, skey, orig, xs, ys)
     skey[n] = np.iinfo(np.int64).max                  # the sentinel the stencil pointers stop at
     del packed
@@ -476,11 +488,11 @@ def pairs_sorted(a: np.ndarray, r: float, x0: float, y0: float, wx: float, wy: f
     k = 0
     for out, boff_r, nhit, *_ in rounds:
         m = nhit.shape[0]
-        _run(_pair_scatter_kernel, threads, _even(m, threads), out, boff_r, nhit, pshift, ib, ppos[k:k + m], keys)
+        _run(_pair_scatter_kernel, threads, _even(m, _CHUNKS), out, boff_r, nhit, pshift, ib, ppos[k:k + m], keys)
         k += m
     del rounds
     out_i = np.empty(keys.shape[0], np.int64)
     out_j = np.empty(keys.shape[0], np.int64)
-    _run(_buckets_kernel, threads, _weighted(pstart, threads), keys, pstart, pshift, ib, 0, _PAIR_BITS,
+    _run(_buckets_kernel, threads, _weighted(pstart, _CHUNKS), keys, pstart, pshift, ib, 0, _PAIR_BITS,
          _NO_POINTS, out_i, out_j, _NO_FLOAT, _NO_FLOAT)
     return out_i, out_j

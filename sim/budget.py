@@ -57,11 +57,12 @@ ANALYSIS_SECONDS_PER_AGENT_DAY = 2.45e-4
 #: add the last increment each
 DISTINCT_PAIRS_PER_AGENT = (41.9, 71.5, 98.6, 124.2, 147.9, 172.4, 193.7, 213.0, 231.7, 248.9, 265.7,
                             282.2, 298.9, 312.1)
-#: peak resident bytes of a sweep's curves unit per distinct pair of the run (the collapsed pairs, 35 B
-#: each, while the directed graph of the flagged ones, ~51 B each, is built) plus one day's pair table
-#: (``CURVES_DAY_BYTES_PER_AGENT``): 20,000 agents x 1 / 7 / 14 days peaked 133 / 385 / 557 MB above
-#: the interpreter (0.84 / 3.87 / 6.24 M distinct pairs)
-CURVES_BYTES_PER_PAIR = 85
+#: peak resident bytes of a sweep's curves unit per distinct pair of the run (the collapsed pairs, 27 B
+#: each, twice that while the last day is folded in, or with the directed graph of the flagged ones,
+#: 42 B each, while it is built) plus one day's pair table (``CURVES_DAY_BYTES_PER_AGENT``): 20,000
+#: agents x 1 / 7 / 14 days peaked 120 / 352 / 482 MB above the interpreter (0.84 / 3.87 / 6.24 M
+#: distinct pairs; 133 / 385 / 557 MB with 35-byte collapsed pairs kept while the graph was built)
+CURVES_BYTES_PER_PAIR = 72
 CURVES_DAY_BYTES_PER_AGENT = 3_300
 #: head-room kept free when deciding whether a run fits (the page cache of the Parquet writes, others)
 HEADROOM = 0.9

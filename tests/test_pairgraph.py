@@ -5,6 +5,7 @@ PairGraph shared by replicates."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tracing.core import pairgraph as pg
 from tracing.core.coverage import (OnePass, close_degree, collapse_pairs, collapse_stream, compact_stream,
@@ -43,7 +44,8 @@ def _reference_collapse(p, n):
     new[1:] = key[o][1:] != key[o][:-1]
     s = np.flatnonzero(new)
     t = p["t_first"][o].astype(np.float64)
-    return dict(i=p["i"][o][s], j=p["j"][o][s], true=np.logical_or.reduceat(p["true_close"][o], s),
+    return dict(i=p["i"][o][s].astype(np.int32), j=p["j"][o][s].astype(np.int32),    # int32: 27 B a pair
+                true=np.logical_or.reduceat(p["true_close"][o], s),
                 notify_j=np.logical_or.reduceat(p["notify_j"][o], s),
                 notify_i=np.logical_or.reduceat(p["notify_i"][o], s),
                 t_min=np.fmin.reduceat(t, s), t_max=np.fmax.reduceat(t, s))
@@ -80,6 +82,19 @@ def test_collapse_and_folds_match_the_reference_byte_for_byte():
     _bytes_equal(ref, collapse_pairs(compact_stream(days, n), n))
     _bytes_equal(collapse_pairs(np.zeros(0, PAIR_DTYPE), n), collapse_stream([], n))
     assert np.array_equal(close_degree(pair_graph(full, n), n), close_degree(full, n))
+
+
+def test_a_consumed_collapse_builds_the_same_graph_and_is_freed():
+    n, full = 400, np.concatenate(_days(seed=3))
+    keep, c = pair_graph(collapse_pairs(full, n), n), collapse_pairs(full, n)
+    g = pair_graph(c, n, consume=True)
+    assert c == {}                                             # emptied: its arrays can be freed
+    for name in ("indptr", "dst", "flags", "tmin", "tmax"):
+        assert getattr(g, name).tobytes() == getattr(keep, name).tobytes()
+    for k in keep.nets:
+        assert all(x.tobytes() == y.tobytes() for x, y in zip(keep.nets[k], g.nets[k]))
+    with pytest.raises(ValueError, match="2\\*\\*31"):
+        collapse_pairs(full, 2**31)
 
 
 def test_f0_edges_in_collapse_order():

@@ -137,11 +137,14 @@ def close_degree(pairs, n: int) -> np.ndarray:
 
 
 def collapse_pairs(pairs: np.ndarray, n: int) -> dict:
-    """Merge the day rows of each unordered pair: true (any day), notify_j / notify_i (any day),
-    t_min / t_max (s, min / max of ``t_first``; NaN if unknown)."""
+    """Merge the day rows of each unordered pair: i, j (int32, sorted by (i, j)), true (any day),
+    notify_j / notify_i (any day), t_min / t_max (s, min / max of ``t_first``; NaN if unknown);
+    27 bytes a pair.  ``n`` (the population) must be below 2**31."""
     p = np.asarray(pairs)
     if p.dtype != PAIR_DTYPE:
         raise ValueError(f"expected a PAIR_DTYPE array, got {p.dtype}")
+    if not 1 <= int(n) < 2**31:
+        raise ValueError(f"coverage: population size n must be in 1..2**31-1, got {n}")
     if len(p):
         if p["i"].min() < 0 or p["j"].max() >= n:
             raise ValueError(f"pair table has agents outside 0..{n - 1}")
@@ -177,23 +180,25 @@ def compact_stream(tables, n: int) -> np.ndarray:
 
 def collapse_stream(tables, n: int) -> dict:
     """:func:`collapse_pairs` of the concatenation of an iterable of pair tables (e.g. a run's days, read
-    one at a time), folded in one table at a time: memory is the collapsed pairs (35 bytes each) plus
-    one day, never the whole pair-day table."""
+    one at a time), folded in one table at a time: memory is the collapsed pairs (27 bytes each; twice
+    that during a fold) plus one day, never the whole pair-day table."""
     acc = collapse_pairs(np.zeros(0, PAIR_DTYPE), n)
     for t in tables:
         acc = fold_collapsed(acc, collapse_pairs(t, n))
     return acc
 
 
-def pair_graph(pairs, n: int) -> PairGraph:
+def pair_graph(pairs, n: int, consume: bool = False) -> PairGraph:
     """The replicate-independent part of :class:`OnePass` (:class:`PairGraph`) for a ``PAIR_DTYPE``
     table or a :func:`collapse_pairs` / :func:`collapse_stream` dict; build it once and pass it to
-    every ``OnePass`` (and :func:`close_degree`) of replicates drawn on the same pairs."""
+    every ``OnePass`` (and :func:`close_degree`) of replicates drawn on the same pairs.  ``consume``:
+    a given dict is emptied once the graph no longer needs it (see :class:`PairGraph`)."""
     n = int(n)
     if n < 1:
         raise ValueError("coverage: population size n must be >= 1")
-    c = pairs if isinstance(pairs, dict) else collapse_pairs(pairs, n)
-    return PairGraph(c, n)
+    if isinstance(pairs, dict):
+        return PairGraph(pairs, n, consume=consume)
+    return PairGraph(collapse_pairs(pairs, n), n, consume=True)     # our own dict: freed early
 
 
 def _check_inputs(pairs, n, ranks, f0):

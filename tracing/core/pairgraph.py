@@ -140,8 +140,8 @@ def _collapse_kernel(order, i, j, t, tc, nj, ni):
         k = order[kk]
         if kk == 0 or i[k] != i[order[kk - 1]] or j[k] != j[order[kk - 1]]:
             g += 1
-    oi = np.empty(g, np.int64)
-    oj = np.empty(g, np.int64)
+    oi = np.empty(g, np.int32)        # agents < 2**31 (checked by the wrappers): 8 bytes a pair less
+    oj = np.empty(g, np.int32)
     otc = np.zeros(g, np.bool_)
     onj = np.zeros(g, np.bool_)
     oni = np.zeros(g, np.bool_)
@@ -269,9 +269,9 @@ def fold_collapsed(acc: dict, day: dict) -> dict:
     """The collapsed table (``coverage.collapse_pairs``' dict) of the rows of two collapsed tables: the
     same as collapsing all their rows at once (``fmin`` / ``fmax`` and ``or`` are exact)."""
     args = tuple(acc[k] for k in _KEYS) + tuple(day[k] for k in _KEYS)
-    e64, eb, ef = np.zeros(0, np.int64), np.zeros(0, np.bool_), np.zeros(0)
-    g = _fold_collapsed_kernel(*args, False, (e64, e64, eb, eb, eb, ef, ef))
-    o = (np.empty(g, np.int64), np.empty(g, np.int64), np.empty(g, np.bool_), np.empty(g, np.bool_),
+    e32, eb, ef = np.zeros(0, np.int32), np.zeros(0, np.bool_), np.zeros(0)
+    g = _fold_collapsed_kernel(*args, False, (e32, e32, eb, eb, eb, ef, ef))
+    o = (np.empty(g, np.int32), np.empty(g, np.int32), np.empty(g, np.bool_), np.empty(g, np.bool_),
          np.empty(g, np.bool_), np.empty(g), np.empty(g))
     _fold_collapsed_kernel(*args, True, o)
     return dict(zip(_KEYS, o))
@@ -484,12 +484,16 @@ class PairGraph:
     symmetric CSRs (indptr, int32 indices) of its three networks (``nets``: ``""`` traceable = close and
     notified, ``"notified_"``, ``"ideal_"`` = close).  Pairs without any flag are left out (they count in
     no metric).  Built once per pair table, shared by every
-    replicate drawn on it; ~45 bytes per pair plus the networks (the collapsed dict is not kept).
+    replicate drawn on it; 42 bytes per flagged pair plus the networks (~9 more; the collapsed dict is not
+    kept).
 
-    ``collapsed``: :func:`tracing.core.coverage.collapse_pairs`' dict; ``n``: the population size.
+    ``collapsed``: :func:`tracing.core.coverage.collapse_pairs`' dict; ``n``: the population size;
+    ``consume``: empty ``collapsed`` (``dict.clear``) once the directed graph is built, before the
+    networks are, so that its arrays (27 bytes a pair) are freed there where nothing else holds them
+    (a sweep's curves unit: the peak is then the larger of collapsed + graph and graph + networks).
     """
 
-    def __init__(self, collapsed: dict, n: int):
+    def __init__(self, collapsed: dict, n: int, consume: bool = False):
         if n >= 2**31:
             raise ValueError(f"PairGraph: at most 2**31 - 1 agents, got n={n}")
         self.n = int(n)
@@ -497,6 +501,9 @@ class PairGraph:
         c = collapsed
         self.indptr, self.dst, self.flags, self.tmin, self.tmax = _csr_kernel(
             c["i"], c["j"], c["true"], c["notify_j"], c["notify_i"], c["t_min"], c["t_max"], self.n)
+        if consume:
+            collapsed.clear()
+        del c
         self.nets = {name: _sub_csr_kernel(self.indptr, self.dst, self.flags, need_all, need_any)
                      for name, need_all, need_any in (("", _TRUE, _WARN | _LOGS), ("notified_", 0, _WARN | _LOGS),
                                                       ("ideal_", _TRUE, 0))}

@@ -106,7 +106,7 @@ def curves_task(out: str, unit: Unit, run_rel: str, pair_units: list, strategy: 
     n = len(next(iter(pop.values())))
     # the day tables collapsed and folded in one at a time, then the replicate-independent graph OnePass
     # reads (~45 bytes per distinct pair; the collapsed table is dropped once the graph is built)
-    pairs = pair_graph(collapse_stream((store.read_pairs(u) for u in pair_units), n), n)
+    pairs = pair_graph(collapse_stream((store.read_pairs(u) for u in pair_units), n), n, consume=True)
     share = float(np.mean(pop["has_phone"])) if "has_phone" in pop else None
     k = resolve_index_cases(index_cases, n)     # (mode, number): uniform or by close contacts
     c, f, p = one_replicate(pairs, n, pop, strategy, analysis_rng(seed, replicate), k,

@@ -72,7 +72,7 @@ def _filter_pos(key, fshift):
     ``64 - fshift`` bits of the table's hash (so the keys of one table region set the words of one
     filter region: the build runs region by region in parallel), the bit numbers from the top 18 bits
     of another multiplicative hash."""
-    word = np.int64((key * _FIB) >> fshift)
+    word = (key * _FIB) >> fshift
     g = key * _FILT
     b1 = g >> np.uint64(58)
     b2 = (g >> np.uint64(52)) & np.uint64(63)
@@ -153,28 +153,45 @@ def _insert(table, k, s, end, mask):
 
 _BLOCK = 2048    # records per probe block
 _AHEAD = 32      # the filter word of record r + _AHEAD is prefetched while record r is tested
+_AHEAD_U = np.uint64(_AHEAD)
 
 
 @njit(cache=True, inline="always")
-def _probe_block(log, lo, hi, published, table, filt, shift, mask, fshift, cand, cres):
-    """Records lo..hi: a branch-free filter pass (no unpredictable branch, so the out-of-order core
-    keeps many filter loads in flight) that lists the candidates ``cand[:nc]`` (ascending; returns
-    ``nc``), then the table lookups of the candidates only, group-prefetched: all their home slots
-    are requested first, then read (and the published key each one names requested), then compared
-    -- the cache misses overlap instead of queueing behind mispredicted branches.  ``cres[k]``: the
-    index of record ``cand[k]``'s ID in ``published``, or -1."""
-    nc = 0
-    last = log.shape[0] - 1
-    for r in range(lo, hi):
-        prefetch(filt, np.int64((log[min(r + _AHEAD, last)] * _FIB) >> fshift))
-        key = log[r]
-        w, m = _filter_pos(key, fshift)
-        cand[nc] = r
-        nc += np.int64((filt[w] & m) == m)
+def _scratch():
+    """Per-block work arrays of ``_probe_block``: filter words (with ``_AHEAD`` spare), bit masks,
+    candidates, their results."""
+    return (np.empty(_BLOCK + _AHEAD, np.uint64), np.empty(_BLOCK, np.uint64),
+            np.empty(_BLOCK, np.int64), np.empty(_BLOCK, np.int64))
+
+
+@njit(cache=True, inline="always")
+def _probe_block(log, lo, hi, published, table, filt, shift, mask, fshift, ws, ms, cand, cres):
+    """Records lo..hi.  First every record's filter word and bit mask (``ws``, ``ms``: a loop LLVM
+    vectorises), then a branch-free filter pass (no unpredictable branch, so the out-of-order core
+    keeps many filter loads in flight; the word ``_AHEAD`` records on is prefetched; unsigned
+    indices, so no negative-index wrap-around code) that lists the candidates ``cand[:nc]``
+    (ascending; returns ``nc``), then the table lookups of the candidates only, group-prefetched:
+    all their home slots are requested first, then read (and the published key each one names
+    requested), then compared -- the cache misses overlap instead of queueing behind mispredicted
+    branches.  ``cres[k]``: the index of record ``cand[k]``'s ID in ``published``, or -1."""
+    n = np.uint64(hi - lo)
+    ulo = np.uint64(lo)
+    for i in range(n):
+        ws[i], ms[i] = _filter_pos(log[ulo + i], fshift)
+    for i in range(n, n + _AHEAD_U):
+        ws[i] = 0
+    for i in range(_AHEAD_U):
+        prefetch(filt, ws[i])
+    nc = np.uint64(0)
+    for i in range(n):
+        prefetch(filt, ws[i + _AHEAD_U])
+        m = ms[i]
+        cand[nc] = lo + np.int64(i)
+        nc += np.uint64((filt[ws[i]] & m) == m)
     for k in range(nc):
-        prefetch(table, np.int64((log[cand[k]] * _FIB) >> shift))
+        prefetch(table, (log[cand[k]] * _FIB) >> shift)
     for k in range(nc):
-        v = np.int64(table[np.int64((log[cand[k]] * _FIB) >> shift)])
+        v = np.int64(table[(log[cand[k]] * _FIB) >> shift])
         cres[k] = v - 1
         prefetch(published, max(v - 1, 0))
     for k in range(nc):
@@ -189,8 +206,8 @@ def _probe_block(log, lo, hi, published, table, filt, shift, mask, fshift, cand,
                 cres[k] = v - 1
                 break
             s = (s + np.uint64(1)) & mask
-            v = np.int64(table[np.int64(s)])
-    return nc
+            v = np.int64(table[s])
+    return np.int64(nc)
 
 
 @njit(cache=True, parallel=True)
@@ -203,11 +220,10 @@ def _probe_idx_kernel(log, published, table, filt, bits, fbits, out):
     for b in prange(nblocks):
         lo = b * _BLOCK
         hi = min(lo + _BLOCK, n)
-        cand = np.empty(_BLOCK, np.int64)
-        cres = np.empty(_BLOCK, np.int64)
+        ws, ms, cand, cres = _scratch()
         for r in range(lo, hi):
             out[r] = -1
-        nc = _probe_block(log, lo, hi, published, table, filt, shift, mask, fshift, cand, cres)
+        nc = _probe_block(log, lo, hi, published, table, filt, shift, mask, fshift, ws, ms, cand, cres)
         for k in range(nc):
             out[cand[k]] = cres[k]
 
@@ -222,11 +238,10 @@ def _probe_mask_kernel(log, published, table, filt, bits, fbits, out):
     for b in prange(nblocks):
         lo = b * _BLOCK
         hi = min(lo + _BLOCK, n)
-        cand = np.empty(_BLOCK, np.int64)
-        cres = np.empty(_BLOCK, np.int64)
+        ws, ms, cand, cres = _scratch()
         for r in range(lo, hi):
             out[r] = False
-        nc = _probe_block(log, lo, hi, published, table, filt, shift, mask, fshift, cand, cres)
+        nc = _probe_block(log, lo, hi, published, table, filt, shift, mask, fshift, ws, ms, cand, cres)
         for k in range(nc):
             out[cand[k]] = cres[k] >= 0
 
@@ -247,9 +262,8 @@ def _probe_hits_kernel(log, published, table, filt, bits, fbits, blocks, cap, of
     for j in prange(blocks.shape[0]):
         lo = blocks[j] * _BLOCK
         hi = min(lo + _BLOCK, n)
-        cand = np.empty(_BLOCK, np.int64)
-        cres = np.empty(_BLOCK, np.int64)
-        nc = _probe_block(log, lo, hi, published, table, filt, shift, mask, fshift, cand, cres)
+        ws, ms, cand, cres = _scratch()
+        nc = _probe_block(log, lo, hi, published, table, filt, shift, mask, fshift, ws, ms, cand, cres)
         h = 0
         for k in range(nc):                # branch-free append; a miss is overwritten by what follows
             hh = min(h, cap)               # column cap: scratch, never a kept hit

@@ -18,8 +18,9 @@ their share with the argument types recorded in :mod:`sim.kernel_signatures` and
 on-disk cache (numba keeps one index file per kernel and writes every cache file through a temporary
 file and a rename, so processes filling the cache with different kernels do not collide); this
 process compiles its own share meanwhile and afterwards loads the workers' kernels from the cache.  The
-wall time is that of the largest share (the shares are balanced by the recorded compile times); the
-CPU time is unchanged.  Kernels without a recorded signature (or with stale ones: then the
+shares are dynamic: every process takes the longest kernel that no process has taken yet (one claim
+file per kernel, created atomically), so the processes finish within about one kernel of each other
+whatever their start-up delays; the CPU time is unchanged.  Kernels without a recorded signature (or with stale ones: then the
 specialisation compiled ahead is just not used) compile on first call as before.
 ``PROXITRACE_COMPILE_WORKERS=0`` turns the workers off.  ``python -m sim.kernels --compile-all`` (run by
 ``make install``) fills the cache ahead, so that even the first run loads every kernel.  ``python -m benchmarks.firstrun --record`` rewrites
@@ -31,8 +32,10 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from types import ModuleType
 
@@ -163,39 +166,69 @@ def _shares(names: list, sigs: dict, k: int) -> list[list]:
     return bins
 
 
-def precompile(dispatchers: dict, names: list, workers: int, sigs: dict | None = None) -> None:
+def _claim(claims: str, name: str) -> bool:
+    """Claim kernel ``name`` for this process: True for the one process that creates its claim file in
+    the folder ``claims`` (``O_CREAT | O_EXCL``: atomic, so every kernel is compiled exactly once)."""
+    try:
+        os.close(os.open(os.path.join(claims, name), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        return True
+    except FileExistsError:
+        return False
+
+
+def _compile_claimed(claims: str, order: list, dispatchers, sigs) -> list:
+    """Compile, longest first, every kernel of ``order`` that this process claims; returns those."""
+    mine = []
+    for nm in order:
+        if _claim(claims, nm):
+            _compile(nm, dispatchers(nm), sigs[nm])
+            mine.append(nm)
+    return mine
+
+
+def precompile(dispatchers: dict, names: list, workers: int, sigs: dict | None = None) -> list:
     """Compile the kernels ``names`` (keys of ``dispatchers``: qualified name -> dispatcher) with their
-    recorded signatures: ``workers`` processes take a share each (``python -m sim.kernels --compile``,
-    writing the on-disk cache), this process compiles the largest share itself, then waits for them."""
+    recorded signatures in this process and ``workers`` worker processes (``python -m sim.kernels
+    --compile``, writing the on-disk cache).  Every process takes the longest kernel nobody has taken
+    yet (a claim file each, in a fresh temporary folder), so the processes end within about one
+    kernel of each other whatever their start-up delays; this one then waits for the workers.
+    Returns the kernels compiled in this process."""
     sigs = recorded_signatures() if sigs is None else sigs
-    names = [n for n in names if n in sigs]
-    if not names:
-        return
-    shares = _shares(names, sigs, workers + 1)
+    order = sorted((n for n in names if n in sigs), key=lambda n: -sigs[n][1])
+    if not order:
+        return []
+    claims = tempfile.mkdtemp(prefix="proxitrace-compile-")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))     # where the sim package lies
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
     procs = []
-    for share in shares[1:]:
-        if share:          # the worker reads {name: [signature, ...]} (numba type reprs) from stdin
+    try:
+        for _ in range(min(workers, len(order) - 1)):     # {claims, kernels: {name: [signature repr]}}
             p = subprocess.Popen([sys.executable, "-m", "sim.kernels", "--compile"], env=env, text=True,
                                  stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            p.stdin.write(json.dumps({nm: [str(sig) for sig in sigs[nm][0]] for nm in share}))
+            p.stdin.write(json.dumps({"claims": claims,
+                                      "kernels": {nm: [str(sig) for sig in sigs[nm][0]] for nm in order}}))
             p.stdin.close()
             procs.append(p)
-    for nm in shares[0]:
-        _compile(nm, dispatchers[nm], sigs[nm][0])
-    for p in procs:
-        try:
-            p.wait(timeout=1800)
-        except subprocess.TimeoutExpired:      # pragma: no cover - the kernels compile on first call
-            p.kill()
+        mine = _compile_claimed(claims, order, dispatchers.__getitem__, {nm: sigs[nm][0] for nm in order})
+        for p in procs:
+            try:
+                p.wait(timeout=1800)
+            except subprocess.TimeoutExpired:      # pragma: no cover - the kernels compile on first call
+                p.kill()
+    finally:
+        shutil.rmtree(claims, ignore_errors=True)
+    return mine
 
 
-def _worker(todo: dict) -> int:
-    """Compile ``{qualified name: [signature repr, ...]}`` (``python -m sim.kernels --compile``)."""
-    for nm, sigs in todo.items():
+def _worker(job: dict) -> int:
+    """Compile the kernels of ``{"claims": folder, "kernels": {qualified name: [signature repr, ...]}}``
+    that this process claims, in the given order (``python -m sim.kernels --compile``)."""
+    def disp(nm):
         mod, _, kern = nm.rpartition(".")
-        _compile(nm, getattr(importlib.import_module(mod), kern), [tuple(eval(s, dict(_SIG_NS))) for s in sigs])
+        return getattr(importlib.import_module(mod), kern)
+    todo = job["kernels"]
+    _compile_claimed(job["claims"], list(todo), disp,
+                     {nm: [tuple(eval(s, dict(_SIG_NS))) for s in sg] for nm, sg in todo.items()})
     return 0
 
 

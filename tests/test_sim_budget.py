@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import importlib
 import io
+import json
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -120,9 +124,30 @@ def test_precompile_splits_kernels_between_processes(tmp_path, monkeypatch):
     sigs = {"h16_par.f": ([(types.int64,)], 2.0), "h16_par.g": ([(types.float64,)], 1.0)}
     disp = dict(kernels.resolve([mod]))
     assert sorted(kernels.uncached_kernels([mod])) == ["h16_par.f", "h16_par.g"]
-    kernels.precompile(disp, list(sigs), 1, sigs)
-    assert mod.f.signatures and not mod.g.signatures       # f here; g by the worker, on disk only
+    mine = kernels.precompile(disp, list(sigs), 1, sigs)
+    assert mine[0] == "h16_par.f" and mod.f.signatures     # the longest first, here; g by whoever took it
     del sys.modules["h16_par"]
     fresh = importlib.import_module("h16_par")
     assert kernels.uncached_kernels([fresh]) == []          # both in the on-disk cache
     assert fresh.g(2.0) == 4.0 and fresh.f(1) == 2
+
+
+def test_compile_worker_takes_only_unclaimed_kernels(tmp_path, monkeypatch):
+    # the claim files share the kernels between processes: a worker process skips a kernel another
+    # process has claimed and compiles (into the on-disk cache) the rest
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    (tmp_path / "h16_claim.py").write_text(
+        "from numba import njit\n\n@njit(cache=True)\ndef f(x):\n    return x + 1\n\n"
+        "@njit(cache=True)\ndef g(x):\n    return x * 2.0\n")
+    claims = tmp_path / "claims"
+    claims.mkdir()
+    assert kernels._claim(str(claims), "h16_claim.f") and not kernels._claim(str(claims), "h16_claim.f")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(Path(kernels.__file__).parents[1])]))
+    env.pop("NUMBA_CACHE_DIR", None)
+    job = {"claims": str(claims), "kernels": {"h16_claim.f": ["(int64,)"], "h16_claim.g": ["(float64,)"]}}
+    subprocess.run([sys.executable, "-m", "sim.kernels", "--compile"], input=json.dumps(job), text=True, env=env,
+                   check=True, timeout=300)
+    assert sorted(p.name for p in claims.iterdir()) == ["h16_claim.f", "h16_claim.g"]
+    monkeypatch.syspath_prepend(str(tmp_path))
+    mod = importlib.import_module("h16_claim")
+    assert kernels.uncached_kernels([mod]) == ["h16_claim.f"]      # g compiled by the worker, f left

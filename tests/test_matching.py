@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import numba
 from numba import njit
 
 from tracing.core._prefetch import prefetch
-from tracing.core.matching import (_BLOCK, _FIB, _HITS_CAP, _build, _filter_pos, _table_bits, _zeros_hugepages,
-                                   match_hits, match_ids, match_mask)
+from tracing.core.matching import (_BLOCK, _FIB, _HITS_CAP, _PARALLEL_MIN, _build, _build_table_kernel, _filter_bits,
+                                   _filter_pos, _table_bits, _zeros_hugepages, match_hits, match_ids, match_mask)
 
 ROOT = Path(__file__).resolve().parents[1]
 U64MAX = np.iinfo(np.uint64).max
@@ -266,3 +267,32 @@ def test_zeros_hugepages():
     big = _zeros_hugepages(1 << 20, np.uint32)                   # 4 MiB: cut 2 MiB-aligned
     assert big.dtype == np.uint32 and big.shape == (1 << 20,) and not big.any()
     assert big.ctypes.data % (1 << 21) == 0 and big.flags.c_contiguous and big.flags.writeable
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 numba threads")
+def test_parallel_build_is_identical_for_any_thread_count():
+    """The build's chunked counting sort and regional fill (parallel above _PARALLEL_MIN published
+    IDs) give the same table and filter bytes on 1 and 2 threads, duplicates and overflowing regions
+    included."""
+    rng = np.random.default_rng(24)
+    n = _PARALLEL_MIN + 20_000
+    bits = _table_bits(n)
+    crowd = _keys_with_slots(np.full(300, (1 << bits) // 256 * 9 - 3), bits, rng)
+    pub = np.concatenate([rng.integers(0, U64MAX, n - 600, dtype=np.uint64, endpoint=True), crowd, crowd[::-1]])
+    fbits = _filter_bits(n)
+    outs = []
+    old = numba.get_num_threads()
+    try:
+        for t in (1, 2):
+            numba.set_num_threads(t)
+            table, filt = np.zeros(1 << bits, np.uint32), np.zeros(1 << fbits, np.uint64)
+            _build_table_kernel(pub, bits, fbits, table, filt)
+            outs.append((table, filt))
+    finally:
+        numba.set_num_threads(old)
+    assert np.array_equal(outs[0][0], outs[1][0]) and np.array_equal(outs[0][1], outs[1][1])
+    table, filt, _, _ = _build(pub)
+    assert np.array_equal(table, outs[0][0]) and np.array_equal(filt, outs[0][1])
+    log = np.concatenate([pub[::50], crowd, rng.integers(0, U64MAX, 3000, dtype=np.uint64, endpoint=True)])
+    idx = match_ids(log, pub)
+    np.testing.assert_array_equal(idx, ref_idx(log, pub))

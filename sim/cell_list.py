@@ -28,8 +28,7 @@ __all__ = ["pairs_sorted", "release_workspace"]
 
 _INSERTION_MAX = 48                # buckets up to this size are insertion-sorted
 _MSD_BITS = 8                      # first radix pass of points and pairs: at most 2**8 buckets
-_LOCAL_BITS = 8                    # digit of the radix passes inside a bucket of points
-_PAIR_BITS = 11                    # digit of the radix passes inside a bucket of pairs
+_RADIX_BITS = 11                   # digit of the radix passes inside a bucket (points and pairs)
 _Q_MAX = 8                         # levels per column width (a taller stencil of shorter cells)
 _BLOCK = 16384                     # points per block (about)
 _MAX_BLOCKS = 64
@@ -131,7 +130,7 @@ def _sort_packed(v, tmp, ib, digit):
 
 
 @njit(cache=True, nogil=True)
-def _buckets_kernel(v, start, shift, ib, sshift, digit, a, hi, lo, xs, ys, b0, b1):
+def _buckets_kernel(v, start, shift, ib, sshift, a, hi, lo, xs, ys, b0, b1):
     """Sort the buckets ``b0 .. b1 - 1`` of v in place, stably by ``v >> sshift``, and decode them.
 
     Parameters
@@ -139,9 +138,9 @@ def _buckets_kernel(v, start, shift, ib, sshift, digit, a, hi, lo, xs, ys, b0, b
     v : uint64 (m,)
         Bucket b is ``v[start[b]:start[b + 1]]`` (start: int64, n_buckets + 1); its values are
         ``(key mod 2**shift) << ib | row`` of keys ``key >> shift == b``.
-    sshift, digit : int
+    sshift : int
         Sort by ``v >> sshift`` (``ib``: by key, rows of equal keys kept in order; 0: by key and row)
-        in radix passes of <= ``digit`` bits.
+        in radix passes of <= ``_RADIX_BITS`` bits.
     a : float64 (n, 2) or (0, 2)
         Coordinates to gather, or empty for none.
     hi, lo : int64 (m,), out
@@ -160,7 +159,7 @@ def _buckets_kernel(v, start, shift, ib, sshift, digit, a, hi, lo, xs, ys, b0, b
         e = start[b + 1]
         if e == s:
             continue
-        _sort_packed(v[s:e], tmp[:e - s], sshift, digit)
+        _sort_packed(v[s:e], tmp[:e - s], sshift, _RADIX_BITS)      # a constant digit: faster passes
         base = np.int64(b) << shift
         for t in range(s, e):
             x = v[t]
@@ -463,7 +462,7 @@ def pairs_sorted(a: np.ndarray, r: float, x0: float, y0: float, wx: float, wy: f
     _run(_points_kernel, threads, cuts, a, g, x0, y0, h, q, cols, nyl, shift, ib, True, pos, packed)
     skey, orig = _scratch(1, n + 1, np.int64), _scratch(2, n, np.int64)
     xs, ys = _scratch(3, n, np.float64), _scratch(4, n, np.float64)
-    _run(_buckets_kernel, threads, _weighted(bstart, _CHUNKS), packed, bstart, shift, ib, ib, _LOCAL_BITS,
+    _run(_buckets_kernel, threads, _weighted(bstart, _CHUNKS), packed, bstart, shift, ib, ib,
          a, skey, orig, xs, ys)
     skey[n] = np.iinfo(np.int64).max                  # the sentinel the stencil pointers stop at
     del packed
@@ -493,6 +492,6 @@ def pairs_sorted(a: np.ndarray, r: float, x0: float, y0: float, wx: float, wy: f
     del rounds
     out_i = np.empty(keys.shape[0], np.int64)
     out_j = np.empty(keys.shape[0], np.int64)
-    _run(_buckets_kernel, threads, _weighted(pstart, _CHUNKS), keys, pstart, pshift, ib, 0, _PAIR_BITS,
+    _run(_buckets_kernel, threads, _weighted(pstart, _CHUNKS), keys, pstart, pshift, ib, 0,
          _NO_POINTS, out_i, out_j, _NO_FLOAT, _NO_FLOAT)
     return out_i, out_j

@@ -92,11 +92,13 @@ from sim.scanning import (CloseRuns, DayAccumulator, PairRuns, Radio, cutoff_rep
 from sim.scanning.accumulate import initial_caps
 from sim.schedule import make_day
 
-WINDOW_BLOCK = 4_000_000      #: windows per extraction block
+WINDOW_BLOCK = 4_000_000      #: windows per observer block (sets the windows files' row groups)
 #: rows per write to a ParquetAppender: pyarrow's default maximum row-group length (1 Mi rows), so
 #: writing a block in slices of it yields the very row groups (and bytes) of writing it whole, while
 #: the Arrow copy and the validation temporaries stay one slice large
 WRITE_SLICE = 1 << 20
+#: windows per extraction piece (whole observers; memory: ~160 bytes a window while it is made)
+WINDOW_PIECE = 1 << 18
 STAGES = ("schedules", "positions", "neighbours", "radio", "aggregation", "writing")
 #: the numba kernels every simulation runs (their callees compile with them; kernels of rarer paths such
 #: as map growth are left out): a first run announces their compilation (tests/test_sim_budget.py checks
@@ -108,9 +110,9 @@ RUN_KERNELS = {
     "sim.scanning.step": ("_close_kernel", "_eval_static_kernel", "_eval_step_kernel", "_phases"),
     "sim.scanning.runs": ("_close_runs_kernel", "_runs_merge_kernel"),
     "sim.scanning.stays": ("_candidates_kernel", "_eval_stays_kernel", "_stays_kernel"),
-    "sim.scanning.accumulate": ("_contains_kernel", "_gt_insert_kernel", "_shard_order_kernel",
-                                "_used_slots_kernel", "_win_insert_kernel", "_window_fill_kernel",
-                                "_window_heads_kernel", "_window_order_kernel"),
+    "sim.scanning.accumulate": ("_contains_kernel", "_gt_insert_kernel", "_obs_counts_kernel",
+                                "_piece_slots_kernel", "_shard_order_kernel", "_win_insert_kernel",
+                                "_window_fill_kernel", "_window_heads_kernel", "_window_order_kernel"),
 }
 #: CPU seconds of a first run's compilation of RUN_KERNELS: 59-72 s cold less 4-5 s warm for a tiny run at load 1-2
 #: (benchmarks/firstrun.py; README Performance)
@@ -202,15 +204,53 @@ class _Writer:
             self._pool.shutdown(wait=True)
 
 
-def _write_day_windows(appender, win) -> None:
-    """Write the last window block of a day (in slices, see :func:`_write_sliced`) and close the file
-    (atomic rename); on an error the partial file is removed."""
-    try:
-        _write_sliced(appender, win)
-    except BaseException as e:
-        appender.close(type(e))
-        raise
+def _close_appender(appender) -> None:
+    """Close a day's windows file (atomic rename), on the writer thread after its last slice."""
     appender.close()
+
+
+class _Slicer:
+    """Re-cuts a stream of record arrays into arrays of exactly ``size`` rows from the start of a block
+    (its last one shorter): the slices that writing each block whole in slices of ``size`` would make."""
+
+    def __init__(self, size: int):
+        self.size, self._parts, self._n = int(size), [], 0
+
+    def feed(self, arr: np.ndarray, end: bool = False) -> list:
+        """The complete slices after adding ``arr`` (copies: no slice keeps its pieces alive); ``end``:
+        the block ends with ``arr``, its remainder is a slice too."""
+        out = []
+        while len(arr):
+            take = min(self.size - self._n, len(arr))
+            self._parts.append(arr[:take])
+            self._n += take
+            arr = arr[take:]
+            if self._n == self.size:
+                out.append(self._cut())
+        if end and self._n:
+            out.append(self._cut())
+        return out
+
+    def _cut(self) -> np.ndarray:
+        a = np.concatenate(self._parts)
+        self._parts, self._n = [], 0
+        return a
+
+
+def window_pieces(counts: np.ndarray, edges: np.ndarray, rows: int):
+    """Pieces of the windows' extraction: each observer block ``[edges[k], edges[k + 1])`` split into
+    observer ranges that start a new piece every ``rows`` windows (``counts``: windows per observer).
+    Returns (piece of each observer (non-decreasing), block of each piece); every block has at least
+    one piece (an empty block: one empty piece)."""
+    n = len(counts)
+    cum = np.zeros(n + 1, np.int64)
+    np.cumsum(counts, out=cum[1:])
+    blk = np.searchsorted(edges, np.arange(n), side="right") - 1
+    local = (cum[:-1] - cum[edges[blk]]) // max(int(rows), 1)
+    n_local = np.ones(len(edges) - 1, np.int64)
+    np.maximum.at(n_local, blk, local + 1)
+    base = np.cumsum(n_local) - n_local
+    return base[blk] + local, np.repeat(np.arange(len(n_local)), n_local)
 
 
 class _Timer:
@@ -468,23 +508,28 @@ def simulate(scenario, out_dir, seed: int = 0, days: int = 1, progress: bool = T
                 counts["ground_truth"] += len(gt)
                 del gt
                 t0 = T.add("writing", t0)
-                # windows in observer blocks of ~WINDOW_BLOCK rows (bounded memory; deterministic blocking),
-                # each written while the next is extracted, the last while the next day runs
+                # windows in observer blocks of ~WINDOW_BLOCK rows (deterministic blocking: the file's row
+                # groups are each block's slices of WRITE_SLICE rows), each extracted in pieces of whole
+                # observers of ~WINDOW_PIECE rows re-cut into those slices (bounded memory: a piece and a
+                # slice), each slice written while the next is made, the day's last while the next day runs
                 n_blocks = max(1, -(-acc.n_windows // WINDOW_BLOCK))
                 edges = np.linspace(0, pop.n, n_blocks + 1).astype(np.int64)
+                piece_of_obs, piece_block = window_pieces(acc.window_counts(pop.n), edges, WINDOW_PIECE)
                 w_out = ParquetAppender(out / "windows" / f"day-{day:03d}.parquet", "windows",
                                         meta={"day": day, "window_merge": "day"})
-                for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
-                    win = acc.windows(keys_all, pop.tx_power, float(step_s), day, radio.phase, int(lo), int(hi))
+                slicer = _Slicer(WRITE_SLICE)
+                t0 = T.add("aggregation", t0)
+                for p, win in acc.window_pieces(keys_all, pop.tx_power, float(step_s), day, radio.phase,
+                                                piece_of_obs, len(piece_block)):
                     t0 = T.add("aggregation", t0)
                     counts["windows"] += len(win)
-                    if k == n_blocks - 1:
-                        writer.submit(_write_day_windows, w_out, win)
-                        w_out = None                        # the writer closes it
-                    else:
-                        writer.submit(_write_sliced, w_out, win)
+                    end = p == len(piece_block) - 1 or piece_block[p + 1] != piece_block[p]
+                    for sl in slicer.feed(win, end):
+                        writer.submit(_write_sliced, w_out, sl)
                     del win
                     t0 = T.add("writing", t0)
+                writer.submit(_close_appender, w_out)
+                w_out = None                                # the writer closes it
                 counts["agent_steps"] += pop.n * S
                 del acc
                 t0 = T.add("writing", t0)

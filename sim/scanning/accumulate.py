@@ -238,6 +238,37 @@ def _used_slots_kernel(tkeys, lo, hi):
 
 
 @njit(cache=True)
+def _obs_counts_kernel(tkeys, out):
+    """``out[o]`` += the used keys with observer (``key >> 32``) o."""
+    for q in range(tkeys.shape[0]):
+        k = tkeys[q]
+        if k != EMPTY:
+            out[np.int64(k >> np.uint64(32))] += 1
+
+
+@njit(cache=True)
+def _piece_slots_kernel(tkeys, piece_of_obs, n_pieces):
+    """Used slots bucketed by piece (``piece_of_obs[key >> 32]``), in slot order within a piece:
+    (start offsets (n_pieces + 1), slots ``uint32``)."""
+    start = np.zeros(n_pieces + 1, np.int64)
+    for q in range(tkeys.shape[0]):
+        k = tkeys[q]
+        if k != EMPTY:
+            start[piece_of_obs[np.int64(k >> np.uint64(32))] + 1] += 1
+    for p in range(n_pieces):
+        start[p + 1] += start[p]
+    fill = start[:-1].copy()
+    out = np.empty(start[n_pieces], np.uint32)
+    for q in range(tkeys.shape[0]):
+        k = tkeys[q]
+        if k != EMPTY:
+            p = piece_of_obs[np.int64(k >> np.uint64(32))]
+            out[fill[p]] = q
+            fill[p] += 1
+    return start, out
+
+
+@njit(cache=True)
 def _window_heads_kernel(slots, tkeys, s0, phase, day_t, scan_s, obs, adv, t0):
     for r in range(slots.shape[0]):
         k = tkeys[slots[r]]
@@ -540,6 +571,28 @@ class DayAccumulator:
         m = self.win
         hi = (1 << 32) if obs_hi is None else int(obs_hi)
         slots = _used_slots_kernel(m.keys, np.uint64(max(int(obs_lo), 0)), np.uint64(max(hi, 0)))
+        return self._windows_of(slots, rid_keys, tx_power, scan_s, day, phase)
+
+    def window_counts(self, n_obs: int) -> np.ndarray:
+        """Windows per observer ``0 <= o < n_obs`` (``int64``), one pass over the map."""
+        out = np.zeros(int(n_obs), np.int64)
+        _obs_counts_kernel(self.win.keys, out)
+        return out
+
+    def window_pieces(self, rid_keys: np.ndarray, tx_power: np.ndarray, scan_s: float, day: int,
+                      phase: np.ndarray, piece_of_obs: np.ndarray, n_pieces: int):
+        """The day's windows piece by piece: yields ``(p, windows of the observers o with
+        piece_of_obs[o] == p)`` for p = 0 .. n_pieces - 1 (as :meth:`windows`, the same rows and order),
+        each piece an observer range (``piece_of_obs`` non-decreasing). The map is read twice to bucket
+        its used slots by piece (4 bytes a window), not once per piece."""
+        start, idx = _piece_slots_kernel(self.win.keys, piece_of_obs.astype(np.int64), int(n_pieces))
+        for p in range(int(n_pieces)):
+            yield p, self._windows_of(idx[start[p]:start[p + 1]].astype(np.int64), rid_keys, tx_power, scan_s,
+                                      day, phase)
+
+    def _windows_of(self, slots, rid_keys, tx_power, scan_s, day, phase) -> np.ndarray:
+        """Window rows of the used map ``slots`` (in slot order), sorted (:meth:`windows`)."""
+        m = self.win
         n = len(slots)
         day_t = day * 86400.0
         obs = np.empty(n, np.int64)

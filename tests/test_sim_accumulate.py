@@ -151,3 +151,61 @@ def test_chunked_merges_equal_one_pass(monkeypatch):
         o = np.argsort(k)
         out.append((k[o].tobytes(), v[o].tobytes(), b[o].tobytes(), acc.ground_truth(0, 60.0).tobytes()))
     assert out[0] == out[1]
+
+
+def test_initial_caps_hold_the_expected_day_without_growing():
+    """A run's first day's maps are sized from the expected windows / close pairs per agent (issue 16:
+    growing from 1,024 slots re-inserted ~2x the final keys at 10^5 agents, ~7x at 10^6): at those
+    counts the maps stay below LOAD_MAX and do not grow; a tiny run keeps the minimum."""
+    from sim.scanning.accumulate import CLOSE_PAIRS_PER_AGENT_DAY, WINDOWS_PER_AGENT_DAY, initial_caps
+    n = 20_000                       # 1.3 M windows: the shards' spread is well below LOAD_MAX - LOAD_START
+    caps = initial_caps(n)
+    assert initial_caps(10) == (1024, 1024)
+    for per, cap in zip((WINDOWS_PER_AGENT_DAY, CLOSE_PAIRS_PER_AGENT_DAY), caps):
+        assert per * n <= LOAD_MAX * N_SHARDS * cap and per * n >= 0.75 * N_SHARDS * cap
+    acc = DayAccumulator(caps)
+    rng = np.random.default_rng(3)
+    keys = np.unique((rng.integers(0, n, int(1.3 * WINDOWS_PER_AGENT_DAY * n)).astype(np.uint64) << np.uint64(32))
+                     | rng.integers(0, n, int(1.3 * WINDOWS_PER_AGENT_DAY * n)).astype(np.uint64))
+    keys = keys[rng.permutation(len(keys))[:int(WINDOWS_PER_AGENT_DAY * n)]]
+    acc.add_partial(*_partial(keys, np.ones(len(keys)), np.full(len(keys), -70.0, np.float32),
+                              np.full(len(keys), 3, np.uint16)))
+    ci = np.sort(keys[:int(CLOSE_PAIRS_PER_AGENT_DAY * n)])
+    acc.add_close((ci >> np.uint64(32)).astype(np.int64), (ci & np.uint64(0xFFFFFFFF)).astype(np.int64),
+                  np.ones(len(ci), np.int32), np.ones(len(ci)))
+    assert acc.caps == caps and acc.n_windows == len(keys)
+
+
+def test_window_pieces_are_the_blocks_rows_in_order():
+    """The windows extracted piece by piece (whole observers, one bucketing pass over the map) and re-cut
+    into slices are exactly the rows and the slices of extracting each observer block whole."""
+    from sim.run import _Slicer, window_pieces
+    rng = np.random.default_rng(5)
+    n_obs = 400
+    keys = np.unique((rng.integers(0, n_obs, 20_000).astype(np.uint64) << np.uint64(32)) |
+                     rng.integers(0, 50, 20_000).astype(np.uint64))
+    keys = keys[(keys >> np.uint64(32)) % np.uint64(7) != 3]          # some observers without windows
+    acc = DayAccumulator(64)
+    acc.add_partial(*_partial(keys, np.full(len(keys), 2), rng.normal(-70, 5, len(keys)).astype(np.float32),
+                              rng.integers(0, 280, len(keys)).astype(np.uint16)))
+    args = (rng.integers(1, 1 << 62, n_obs, dtype=np.int64).astype(np.uint64), rng.normal(-10, 3, n_obs),
+            300.0, 1, rng.uniform(0, 300, n_obs))
+    counts = acc.window_counts(n_obs)
+    assert counts.sum() == len(keys) and (counts[3::7] == 0).all()
+    edges = np.array([0, 150, 151, 400])                              # an empty block in the middle
+    piece_of_obs, piece_block = window_pieces(counts, edges, 97)
+    assert (np.diff(piece_of_obs) >= 0).all() and set(piece_block) == {0, 1, 2}
+    got, slices = {0: [], 1: [], 2: []}, {0: [], 1: [], 2: []}
+    slicer = _Slicer(250)
+    for p, w in acc.window_pieces(*args, piece_of_obs, len(piece_block)):
+        k = piece_block[p]
+        got[k].append(w)
+        assert len(w) <= 97 + counts.max()
+        end = p == len(piece_block) - 1 or piece_block[p + 1] != k
+        slices[k] += slicer.feed(w, end)
+    for k in range(3):
+        whole = acc.windows(*args, edges[k], edges[k + 1])
+        assert np.concatenate(got[k]).tobytes() == whole.tobytes()
+        want = [whole[lo:lo + 250] for lo in range(0, len(whole), 250)]
+        assert [s.tobytes() for s in slices[k]] == [s.tobytes() for s in want]
+    assert len(slices[1]) == 0 and len(slices[0]) >= 2

@@ -45,6 +45,8 @@ the points' own coordinates (groups may overlap in space).
 
 Inputs below 20,000 points run on one thread (waking the worker pool costs more than the work); from
 100,000 points on at most as many threads as there are cores no other task occupies (:func:`_n_threads`).
+The kernels are serial (``nogil``) and run over chunks of blocks on Python threads (:func:`sim.cell_list._run`):
+they compile several times faster than ``parallel=True`` loops.
 """
 from __future__ import annotations
 
@@ -136,10 +138,13 @@ def _runnable_elsewhere() -> int:
 
 def _n_threads(n: int) -> int:
     """Threads for n points: one below _PARALLEL_MIN; from _LOAD_CHECK_MIN points at most the cores
-    that no other task occupies right now (at least one): a parallel region waits for its slowest
-    worker, and a worker sharing a core with another task is descheduled for whole time slices (at load
-    ~4 on 2 cores, 10^5 points took 25 ms on 1 thread and 112 ms on 2; at 10^6 points and load ~6,
-    232 vs 356 ms); else numba's setting.  The output is the same for any number of threads."""
+    that no other task occupies right now (the run queue now, not the load average; at least one);
+    else numba's setting (``NUMBA_NUM_THREADS``).  With numba's OpenMP pool a parallel region waited
+    for its slowest worker, descheduled for whole time slices on a busy core (at load ~4 on 2 cores,
+    10^5 points took 25 ms on 1 thread and 112 ms on 2); the cell list's passes now hand out chunks
+    dynamically to Python threads, and at load ~8 one and two threads take the same time at 10^6
+    points (uniform 253 vs 266 ms, clustered 315 vs 319 ms), so a busy machine keeps one thread and
+    leaves the other cores to the other tasks.  The output is the same for any number of threads."""
     k = numba.get_num_threads()
     if n < _PARALLEL_MIN:
         return 1

@@ -20,7 +20,9 @@ Algorithm: a numba open-addressing hash join.
   published -- the common case -- end there without touching the table (false positive rate ~1.4%
   at 1.3 M IDs, which then just probe the table).  Measured on the 2-vCPU EPYC benchmark machine,
   the 2 MiB filter probes 2x faster than a 4 MiB one (fewer cache misses outweigh the extra false
-  positives); 1 MiB was no faster and passes 7% of the records.
+  positives); 1 MiB was no faster and passes 7% of the records.  (Issue 16, with today's filter
+  pass, one thread, 10^7 records, load 8: 32 KiB / 1 / 2 / 4 / 16 MiB of filter 29 / 37 / 42 / 50 /
+  110 ms.)
 * Build: the published IDs are put in order of table region (a stable counting sort by the top 8
   bits of the slot that also copies the keys, so the inserts read them sequentially; counted and
   scattered in 16 fixed chunks in parallel); the 256 regions are then filled in parallel
@@ -48,6 +50,23 @@ Algorithm: a numba open-addressing hash join.
 * ``out=``: ``match_ids`` and ``match_mask`` can write into a caller's buffer (reused from call to call when a log is
   matched in chunks).  At 10^8 records a fresh 800 MB result costs more in page faults (and, with
   transparent huge pages, compaction) than the whole probe; reusing the buffer avoids that.
+
+Measured (issue 16, 2-vCPU EPYC Milan VM, L2 512 KiB/core, L3 32 MiB, shared: 1-minute load 5-8
+throughout, so single-threaded CPU time, min of 7-9 interleaved runs, 1,344,000 published IDs):
+``match_hits`` at 10^7 records 169-188 -> 98-106 ms CPU, at 10^8 1118 -> 703 ms; the build 60-88 ->
+37-50 ms.  Where a probe's time goes at 10^7 (one thread): reading and hashing the log 11 ms, the
+filter pass 26-31 ms more (with a 32 KiB filter: 18 ms more -- mostly instructions, not misses), the
+candidates 13 ms.  Steps: build without the duplicate check, table fill 37 -> 13 ms; candidates
+group-prefetched, ~36 -> ~14 ms; the filter word prefetched 32 records ahead, filter pass 48.6 ->
+41 ms; hashes in a vectorised loop and unsigned indices, 40.7 -> 33.6 ms.  Tried without gain
+(same setting, ms): prefetching the filter word inside the hash loop 47 / not at all 51 (vs 41);
+requesting a whole block's filter words before testing 46-59; ``prefetchnta`` of the log 41-42 (vs
+42.6); one multiply for word and bits 37.1 (vs 37.1); blocks of 1024 / 4096 / 8192 records 93 / 87 /
+87 (vs 89); a two-level filter (512 or 256 KiB first level, passes 24-53%) 64-68 (vs 42); the
+candidates' table stages pipelined across blocks 53-56 (vs 56); building each region by a counting
+sort on the home slot and a sweep 27 (vs 22.5); 2**21 / 2**23 table slots 18.7 / 25.4 (vs 18.0);
+dynamic scheduling (``parallel_chunksize`` 16 / 128, 2 threads, wall) 119 / 120 (vs 108); huge pages
+for table and filter: no difference measurable under this load (kept: it costs nothing measurable).
 """
 from __future__ import annotations
 

@@ -6,82 +6,76 @@ arguments change (``tests/test_sim_budget.py`` checks them against a simulation)
 NUMBA_VERSION = '0.68.1'
 
 KERNELS = {
-    'sim.positions._positions_kernel': (  # 3.68 s
+    'sim.positions._positions_kernel': (  # 3.45 s
         ["(int64, int64, uint64, int64, int64, float64, bool, Array(int32, 2, 'C', False, aligned=True), Array(int32, 2, 'C', False, aligned=True), Array(int64, 2, 'C', False, aligned=True), Array(int8, 2, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), float64, float64, Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True))"],
-        3.68),
-    'sim.neighbours._bounds_kernel': (  # 0.30 s
+        3.45),
+    'sim.neighbours._bounds_kernel': (  # 0.32 s
         ["(Array(float64, 2, 'C', False, aligned=True),)"],
-        0.3),
-    'sim.cell_list._bucket_sort_kernel': (  # 2.99 s
-        ["(Array(int64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), int64, int64, Array(int64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True))"],
-        2.99),
-    'sim.cell_list._finish_rows_kernel': (  # 3.52 s
-        ["(Array(uint64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, int64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True))"],
-        3.52),
-    'sim.cell_list._gather_kernel': (  # 0.70 s
-        ["(Array(int32, 1, 'C', False, aligned=True), Array(float64, 2, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True))"],
-        0.7),
-    'sim.cell_list._hist_kernel': (  # 1.19 s
-        ["(Array(float64, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), float64, float64, float64, int64, int64, int64, int64, Array(int64, 2, 'C', False, aligned=True))"],
-        1.19),
-    'sim.cell_list._pair_scatter_kernel': (  # 1.02 s
-        ["(Array(uint64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, Array(int64, 2, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True))"],
-        1.02),
-    'sim.cell_list._scan_kernel': (  # 3.13 s
-        ["(Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, int64, float64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, Array(uint64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 2, 'C', False, aligned=True))"],
-        3.13),
-    'sim.cell_list._scatter_kernel': (  # 1.02 s
-        ["(Array(float64, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), float64, float64, float64, int64, int64, int64, int64, int64, Array(int64, 2, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True))"],
-        1.02),
-    'sim.scanning.step._close_kernel': (  # 0.60 s
-        ["(Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), float64, Array(bool, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True))"],
-        0.6),
-    'sim.scanning.step._eval_static_kernel': (  # 5.26 s
-        ["(uint64, int64, Array(int64, 1, 'C', False, aligned=True), float64, float64, Array(float64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), float64, float64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 2, 'C', False, aligned=True), float64, float64, float64, float64, float64, float64, Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True))"],
-        5.26),
-    'sim.scanning.step._eval_step_kernel': (  # 2.39 s
-        ["(uint64, int64, int64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), float64, float64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 2, 'C', False, aligned=True), float64, float64, float64, float64, float64, float64, Array(float64, 1, 'C', False, aligned=True))"],
-        2.39),
-    'sim.scanning.step._phases': (  # 0.57 s
-        ["(uint64, Array(uint64, 1, 'C', False, aligned=True))"],
-        0.57),
-    'sim.scanning.runs._close_runs_kernel': (  # 0.55 s
-        ["(Array(uint64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True))"],
-        0.55),
-    'sim.scanning.runs._runs_merge_kernel': (  # 7.51 s
-        ["(Array(uint64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), uint16, Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), int64)"],
-        7.51),
-    'sim.scanning.stays._candidates_kernel': (  # 0.93 s
-        ["(Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(bool, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True))"],
-        0.93),
-    'sim.scanning.stays._eval_stays_kernel': (  # 12.56 s
-        ["(int64, int64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(bool, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), uint64, int64, Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), float64, float64, float64, int64, float64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 2, 'C', False, aligned=True), float64, float64, float64, float64, float64, float64, Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True))"],
-        12.56),
-    'sim.scanning.stays._stays_kernel': (  # 1.08 s
-        ["(Array(int32, 2, 'C', False, aligned=True), Array(int32, 2, 'C', False, aligned=True), Array(int64, 2, 'C', False, aligned=True), Array(int8, 2, 'C', False, aligned=True), int64, int64, int64, bool, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True))"],
-        1.08),
-    'sim.scanning.accumulate._contains_kernel': (  # 1.38 s
-        ["(Array(uint64, 1, 'C', False, aligned=True), int64, Array(uint64, 1, 'C', False, aligned=True), Array(bool, 1, 'C', False, aligned=True))"],
-        1.38),
-    'sim.scanning.accumulate._gt_insert_kernel': (  # 1.56 s
-        ["(Array(uint64, 1, 'C', False, aligned=True), Array(Record([('n', {'type': int32, 'offset': 0, 'alignment': None, 'title': None, }), ('dmin', {'type': float32, 'offset': 4, 'alignment': None, 'title': None, })], 8, False), 1, 'C', False, aligned=False), Array(int64, 1, 'C', False, aligned=True), int64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True))"],
-        1.56),
-    'sim.scanning.accumulate._shard_order_kernel': (  # 0.85 s
-        ["(Array(uint64, 1, 'C', False, aligned=True), int64)"],
-        0.85),
-    'sim.scanning.accumulate._used_slots_kernel': (  # 0.39 s
-        ["(Array(uint64, 1, 'C', False, aligned=True), uint64, uint64)"],
-        0.39),
-    'sim.scanning.accumulate._win_insert_kernel': (  # 2.78 s
-        ["(Array(uint64, 1, 'C', False, aligned=True), Array(Record([('n', {'type': uint16, 'offset': 0, 'alignment': None, 'title': None, }), ('s0', {'type': uint16, 'offset': 2, 'alignment': None, 'title': None, }), ('s1', {'type': uint16, 'offset': 4, 'alignment': None, 'title': None, }), ('pad', {'type': uint16, 'offset': 6, 'alignment': None, 'title': None, }), ('rmax', {'type': float32, 'offset': 8, 'alignment': None, 'title': None, }), ('rsum', {'type': float32, 'offset': 12, 'alignment': None, 'title': None, })], 16, False), 1, 'C', False, aligned=False), Array(uint16, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), bool)"],
-        2.78),
-    'sim.scanning.accumulate._window_fill_kernel': (  # 2.25 s
-        ["(Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(uint16, 1, 'A', False, aligned=True), Array(uint16, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), float64, float64, Array(int64, 1, 'A', False, aligned=True), Array(uint64, 1, 'A', False, aligned=True), Array(float64, 1, 'A', False, aligned=True), Array(float64, 1, 'A', False, aligned=True), Array(int32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 2, 'A', False, aligned=True))"],
-        2.25),
-    'sim.scanning.accumulate._window_heads_kernel': (  # 0.32 s
-        ["(Array(int64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(uint16, 1, 'A', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), float64, float64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True))"],
         0.32),
-    'sim.scanning.accumulate._window_order_kernel': (  # 3.46 s
+    'sim.cell_list._buckets_kernel': (  # 1.63 s
+        ["(Array(uint64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, int64, int64, Array(float64, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), int64, int64)"],
+        1.63),
+    'sim.cell_list._pair_scatter_kernel': (  # 0.22 s
+        ["(Array(uint64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, int64, Array(int64, 2, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), int64, int64)"],
+        0.22),
+    'sim.cell_list._points_kernel': (  # 0.35 s
+        ["(Array(float64, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), float64, float64, float64, int64, int64, int64, int64, int64, bool, Array(int64, 2, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), int64, int64)"],
+        0.35),
+    'sim.cell_list._scan_kernel': (  # 1.25 s
+        ["(Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, int64, float64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, int64, Array(uint64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 2, 'C', False, aligned=True), int64, int64)"],
+        1.25),
+    'sim.scanning.step._close_kernel': (  # 0.70 s
+        ["(Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), float64, Array(bool, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True))"],
+        0.7),
+    'sim.scanning.step._eval_static_kernel': (  # 5.97 s
+        ["(uint64, int64, Array(int64, 1, 'C', False, aligned=True), float64, float64, Array(float64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), float64, float64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 2, 'C', False, aligned=True), float64, float64, float64, float64, float64, float64, Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True))"],
+        5.97),
+    'sim.scanning.step._eval_step_kernel': (  # 3.25 s
+        ["(uint64, int64, int64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), float64, float64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 2, 'C', False, aligned=True), float64, float64, float64, float64, float64, float64, Array(float64, 1, 'C', False, aligned=True))"],
+        3.25),
+    'sim.scanning.step._phases': (  # 0.65 s
+        ["(uint64, Array(uint64, 1, 'C', False, aligned=True))"],
+        0.65),
+    'sim.scanning.runs._close_runs_kernel': (  # 0.61 s
+        ["(Array(uint64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True))"],
+        0.61),
+    'sim.scanning.runs._runs_merge_kernel': (  # 7.15 s
+        ["(Array(uint64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), uint16, Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), int64)"],
+        7.15),
+    'sim.scanning.stays._candidates_kernel': (  # 1.48 s
+        ["(Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(bool, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True))"],
+        1.48),
+    'sim.scanning.stays._eval_stays_kernel': (  # 14.60 s
+        ["(int64, int64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(bool, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), uint64, int64, Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), float64, float64, float64, int64, float64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 2, 'C', False, aligned=True), float64, float64, float64, float64, float64, float64, Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True))"],
+        14.6),
+    'sim.scanning.stays._stays_kernel': (  # 1.35 s
+        ["(Array(int32, 2, 'C', False, aligned=True), Array(int32, 2, 'C', False, aligned=True), Array(int64, 2, 'C', False, aligned=True), Array(int8, 2, 'C', False, aligned=True), int64, int64, int64, bool, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True))"],
+        1.35),
+    'sim.scanning.accumulate._contains_kernel': (  # 1.25 s
+        ["(Array(uint64, 1, 'C', False, aligned=True), int64, Array(uint64, 1, 'C', False, aligned=True), Array(bool, 1, 'C', False, aligned=True))"],
+        1.25),
+    'sim.scanning.accumulate._gt_insert_kernel': (  # 1.70 s
+        ["(Array(uint64, 1, 'C', False, aligned=True), Array(Record([('n', {'type': int32, 'offset': 0, 'alignment': None, 'title': None, }), ('dmin', {'type': float32, 'offset': 4, 'alignment': None, 'title': None, })], 8, False), 1, 'C', False, aligned=False), Array(int64, 1, 'C', False, aligned=True), int64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True))"],
+        1.7),
+    'sim.scanning.accumulate._obs_counts_kernel': (  # 0.24 s
+        ["(Array(uint64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True))"],
+        0.24),
+    'sim.scanning.accumulate._piece_slots_kernel': (  # 0.67 s
+        ["(Array(uint64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64)"],
+        0.67),
+    'sim.scanning.accumulate._shard_order_kernel': (  # 0.97 s
+        ["(Array(uint64, 1, 'C', False, aligned=True), int64)"],
+        0.97),
+    'sim.scanning.accumulate._win_insert_kernel': (  # 2.46 s
+        ["(Array(uint64, 1, 'C', False, aligned=True), Array(Record([('n', {'type': uint16, 'offset': 0, 'alignment': None, 'title': None, }), ('s0', {'type': uint16, 'offset': 2, 'alignment': None, 'title': None, }), ('s1', {'type': uint16, 'offset': 4, 'alignment': None, 'title': None, }), ('pad', {'type': uint16, 'offset': 6, 'alignment': None, 'title': None, }), ('rmax', {'type': float32, 'offset': 8, 'alignment': None, 'title': None, }), ('rsum', {'type': float32, 'offset': 12, 'alignment': None, 'title': None, })], 16, False), 1, 'C', False, aligned=False), Array(uint16, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), bool)"],
+        2.46),
+    'sim.scanning.accumulate._window_fill_kernel': (  # 2.31 s
+        ["(Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(uint16, 1, 'A', False, aligned=True), Array(uint16, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), float64, float64, Array(int64, 1, 'A', False, aligned=True), Array(uint64, 1, 'A', False, aligned=True), Array(float64, 1, 'A', False, aligned=True), Array(float64, 1, 'A', False, aligned=True), Array(int32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 2, 'A', False, aligned=True))"],
+        2.31),
+    'sim.scanning.accumulate._window_heads_kernel': (  # 0.31 s
+        ["(Array(int64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(uint16, 1, 'A', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), float64, float64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True))"],
+        0.31),
+    'sim.scanning.accumulate._window_order_kernel': (  # 3.12 s
         ["(Array(int64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), int64, int64)"],
-        3.46),
+        3.12),
 }

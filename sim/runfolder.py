@@ -138,10 +138,13 @@ class RunFolder:
             return
         yield from iter_parquet(f, "windows", WINDOW_BLOCK_ROWS if rows is None else int(rows), "observer")
 
-    def window_columns(self, day: int, rows: int | None = None):
+    def window_columns(self, day: int, rows: int | None = None, columns=None):
         """:meth:`window_blocks` as dicts of contiguous columns, ``{field: array}`` (``WINDOW_DTYPE``'s
         fields and dtypes, ``att_secs`` (n, N_ATT_BUCKETS)), validated as :meth:`windows` is, without
-        building records: about 100 bytes a window where records and their Arrow batch take 250."""
+        building records: about 100 bytes a window where records and their Arrow batch take 250.
+
+        ``columns``: the fields to read (default all; ``observer``, ``t_start`` and ``t_end`` always):
+        the others are neither decoded nor checked (``att_secs``, a list column, is half the decoding)."""
         f = self.window_files().get(int(day))
         if f is None:
             return
@@ -152,12 +155,16 @@ class RunFolder:
         except (OSError, pa.ArrowInvalid, KeyError) as e:
             raise RecordError(f"{f}: not a readable windows file: {e}") from e
         _stored_kind(f, pf.schema_arrow.metadata, "windows")
+        missing = [n for n in WINDOW_DTYPE.names if n not in pf.schema_arrow.names]
+        if missing:
+            raise RecordError(f"{f}: missing columns {missing} for windows")
         ordered = bool(np.all(k[1:] >= k[:-1]))
         del k
         if not ordered:                                        # not sorted by observer: one block
             rows = max(rows, pf.metadata.num_rows)
         carry, offset = None, 0
-        for batch in pf.iter_batches(batch_size=rows, columns=list(WINDOW_DTYPE.names)):
+        names = [n for n in WINDOW_DTYPE.names if columns is None or n in columns or n in _ALWAYS]
+        for batch in pf.iter_batches(batch_size=rows, columns=names):
             a = _window_columns(batch, f, offset)
             offset += batch.num_rows
             if carry is not None:
@@ -233,14 +240,16 @@ class RunFolder:
 
 
 
+#: window fields every block of :meth:`RunFolder.window_columns` holds (blocks are cut by observer; the
+#: validation compares t_end with t_start)
+_ALWAYS = ("observer", "t_start", "t_end")
+
+
 def _window_columns(batch: pa.RecordBatch, path: Path, offset: int) -> dict:
     """A record batch of a windows file -> validated contiguous numpy columns (errors name file and row,
     as ``ble.schema.from_table``'s)."""
-    missing = [n for n in WINDOW_DTYPE.names if n not in batch.schema.names]
-    if missing:
-        raise RecordError(f"{path}: missing columns {missing} for windows")
     out = {}
-    for name in WINDOW_DTYPE.names:
+    for name in batch.schema.names:
         dt, col = WINDOW_DTYPE[name], batch.column(name)
         try:
             if dt.shape:
@@ -257,6 +266,10 @@ def _window_columns(batch: pa.RecordBatch, path: Path, offset: int) -> dict:
             raise
         except (ValueError, TypeError, pa.ArrowInvalid) as e:
             raise RecordError(f"{path}: column {name!r} cannot be read as {dt}: {e}") from e
-    n = batch.num_rows        # validate reads only the dtype and length of its record argument here
-    validate(np.broadcast_to(np.zeros((), WINDOW_DTYPE), (n,)), "windows", str(path), offset, columns=out)
+    # validate reads only the dtype and length of its record argument when given the columns; a column
+    # not read is given empty (nothing to check)
+    n = batch.num_rows
+    empty = {f: np.zeros((0,) + WINDOW_DTYPE[f].shape, WINDOW_DTYPE[f].base) for f in WINDOW_DTYPE.names}
+    validate(np.broadcast_to(np.zeros((), WINDOW_DTYPE), (n,)), "windows", str(path), offset,
+             columns={**empty, **out})
     return out

@@ -32,9 +32,9 @@ from ble.schema import WINDOW_DTYPE
 from sim.runfolder import RunFolder
 from tracing.core.coverage import compact_pairs
 from tracing.core.matching import match_hits
-from tracing.core.pairjoin import pair_table
+from tracing.core.pairjoin import WINDOW_FIELDS, pair_order, pair_table, window_sums
 from tracing.core.pairs import PAIR_DTYPE
-from tracing.core.rules import Rule, daily_sums, evaluate, load_rule
+from tracing.core.rules import DAILY_DTYPE, Rule, daily_sums, evaluate, load_rule
 
 __all__ = ["pairs_from_run", "pairs_from_windows", "pairs_from_daily", "resolve_sources"]
 
@@ -157,6 +157,14 @@ _SLIM = (("observer", np.int64), ("source", np.int64), ("notify", np.bool_), ("m
          ("t_first", np.float64), ("att_mean", np.float32), ("duration_s", np.float64))
 
 
+def _reads_att_secs(rule: Rule) -> bool:
+    """Whether ``rule``'s verdicts depend on the daily seconds per attenuation bucket (``att_secs``, half
+    of a windows file's decoding): every kind but ``any_match``, ``ideal`` and a plain GAEN v1 score."""
+    if rule.kind in ("any_match", "ideal"):
+        return False
+    return not (rule.kind == "v1_risk_score" and rule.params["attenuation_duration"] is None)
+
+
 def _day_pairs(run: RunFolder, d: int, agent, key, rule: Rule, have_gt: bool, close_minutes: float,
                chunk_ids: int) -> tuple[np.ndarray, dict]:
     """Day ``d``'s pair table and match counts. Memory: the day's rolling-ID matches (12 bytes a window),
@@ -168,7 +176,9 @@ def _day_pairs(run: RunFolder, d: int, agent, key, rule: Rule, have_gt: bool, cl
     n = source.size
     keep = {f: np.empty(n, t) for f, t in _SLIM}           # at most one daily row per window
     lo = r = 0
-    for w in run.window_columns(d):                     # blocks of whole observers: memory of one block
+    buf = None
+    cols = [f for f in WINDOW_FIELDS if f != "att_secs" or _reads_att_secs(rule)]
+    for w in run.window_columns(d, columns=cols):        # blocks of whole observers: memory of one block
         m = len(w["observer"])
         src, sl = source[lo:lo + m], slot[lo:lo + m]
         lo += m
@@ -178,7 +188,9 @@ def _day_pairs(run: RunFolder, d: int, agent, key, rule: Rule, have_gt: bool, cl
         for k, v in dict(windows=m, matched=m - unmatched, unmatched=unmatched, own_id=int(np.count_nonzero(own)),
                          slot_mismatch=int(np.count_nonzero((src >= 0) & (t_slot != sl)))).items():
             st[k] += v
-        daily = daily_sums(w, np.where(own, -1, src), d)
+        if buf is None or len(buf) < m:                  # one daily-sums buffer for the day's blocks
+            buf = np.zeros(m + m // 4, DAILY_DTYPE)
+        daily = window_sums(w, np.where(own, -1, src), d, DAILY_DTYPE, out=buf)
         del w, own, t_slot
         notify, minutes, _ = evaluate(daily, rule)       # the rule is per directed daily row
         g = len(daily)
@@ -190,11 +202,16 @@ def _day_pairs(run: RunFolder, d: int, agent, key, rule: Rule, have_gt: bool, cl
         del daily, notify, minutes
     if lo != n:
         raise ValueError(f"{run.path}: day {d}: the windows file changed while it was read ({lo} of {n} rows)")
-    del source, slot
+    del source, slot, buf
     gt = run.ground_truth(d) if have_gt else None
-    k = {f: v[:r] for f, v in keep.items()}
+    order = pair_order(keep["observer"][:r], keep["source"][:r], d)
+    for f in keep:                                       # one column at a time: one extra column of memory
+        keep[f] = keep[f][:r][order]
+    del order
+    k = keep
     part = pair_table(k["observer"], k["source"], d, k["notify"], k["minutes"], k["t_first"], k["att_mean"],
-                      k["duration_s"], gt if gt is not None and len(gt) else None, close_minutes)
+                      k["duration_s"], gt if gt is not None and len(gt) else None, close_minutes, ordered=True)
+    del keep, k, gt
     if rule.kind == "ideal":     # the ideal rule notifies exactly the true close contacts
         part["notify_i"] = part["true_close"]
         part["notify_j"] = part["true_close"]

@@ -25,12 +25,14 @@ from numba import njit
 from ble.schema import GROUND_TRUTH_DTYPE
 from tracing.core.pairs import PAIR_DTYPE
 
-__all__ = ["stable_order", "window_sums", "pair_table"]
+__all__ = ["stable_order", "window_sums", "pair_order", "pair_table", "WINDOW_FIELDS"]
 
 #: a key is counting-sorted while its range is at most this many buckets per row (else np.lexsort)
 _BUCKETS_PER_ROW = 8
 #: ... or at most this many buckets whatever the rows (an int64 count each: 32 MiB)
 _MIN_BUCKETS = 1 << 22
+#: rows sorted by their first key are sorted by the second by insertion within runs up to this long
+_MAX_RUN = 512
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -93,7 +95,7 @@ def _pairwise(buf, lo, n):
     return ret
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _reduceat_sum(buf, n):
     """``np.add.reduceat`` of one group held in ``buf[:n]`` (n >= 1): first value + pairwise sum of the rest."""
     if n == 1:
@@ -101,25 +103,25 @@ def _reduceat_sum(buf, n):
     return buf[0] + _pairwise(buf, 1, n - 1)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _np_max(a, b):
     """``np.maximum``: NaN propagates."""
     return a if (a >= b or a != a) else b
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _np_min(a, b):
     """``np.minimum``: NaN propagates."""
     return a if (a <= b or a != a) else b
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _np_fmax(a, b):
     """``np.fmax``: NaN ignored."""
     return a if (a >= b or b != b) else b
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _np_fmin(a, b):
     """``np.fmin``: NaN ignored."""
     return a if (a <= b or b != b) else b
@@ -199,8 +201,7 @@ def stable_order(n: int, passes) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------
 @njit(cache=True)
 def _runs(order, a, b, c):
-    """Starts of runs of equal (a, b, c) along ``order`` (c may hold one value for all), plus the end:
-    (groups + 1,) int64."""
+    """Starts of runs of equal (a, b, c) (each (n,)) along ``order``, plus the end: (groups + 1,) int64."""
     n = order.size
     starts = np.empty(n + 1, np.int64)
     g = 0
@@ -211,7 +212,7 @@ def _runs(order, a, b, c):
             g += 1
         else:
             q = order[k - 1]
-            if a[p] != a[q] or b[p] != b[q] or (c.size > 1 and c[p] != c[q]):
+            if a[p] != a[q] or b[p] != b[q] or c[p] != c[q]:
                 starts[g] = k
                 g += 1
     starts[g] = n
@@ -219,6 +220,28 @@ def _runs(order, a, b, c):
 
 
 @njit(cache=True)
+def _sort_within_runs(a, key, order, max_run):
+    """Stable insertion sort of ``order`` (rows sorted by ``a``, int64 (n,)) by ``key`` (int64 (n,)) within
+    each run of equal ``a``; False (``order`` unspecified) as soon as a run is longer than ``max_run``."""
+    n, lo = a.size, 0
+    while lo < n:
+        hi = lo + 1
+        while hi < n and a[hi] == a[lo]:
+            hi += 1
+        if hi - lo > max_run:
+            return False
+        for k in range(lo + 1, hi):
+            cur = order[k]
+            i = k
+            while i > lo and key[order[i - 1]] > key[cur]:
+                order[i] = order[i - 1]
+                i -= 1
+            order[i] = cur
+        lo = hi
+    return True
+
+
+@njit(cache=True, inline="always")
 def _wmean(x, w, order, lo, m, buf, buf2):
     """numpy's ``where(den > 0, num / den, nan)`` of x weighted by w over ``order[lo:lo + m]`` (values
     counted where x is finite and w > 0; sums as ``np.add.reduceat``)."""
@@ -233,13 +256,16 @@ def _wmean(x, w, order, lo, m, buf, buf2):
 
 
 @njit(cache=True)
-def _window_sums_kernel(order, starts, t_start, t_end, n_scans, dur, rssi_mean, rssi_max, att_typ,
-                        att_min, att_secs, o_tf, o_tl, o_ns, o_dur, o_secs, o_rm, o_rx, o_am, o_an):
+def _window_sums_kernel(order, starts, obs, src, day, t_start, t_end, n_scans, dur, rssi_mean, rssi_max,
+                        att_typ, att_min, att_secs, o_obs, o_src, o_day, o_nw, o_tf, o_tl, o_ns, o_dur, o_secs,
+                        o_rm, o_rx, o_am, o_an):
     """Per group ``order[starts[g]:starts[g + 1]]`` of windows (sorted by observer, source, day): the
     :data:`tracing.core.rules.DAILY_DTYPE` sums ``o_*`` (s, dB, dBm; see ``daily_sums``).
 
-    Inputs (n,) per window: t_start, t_end f8 (s); n_scans i4; dur f4 (s); rssi_mean, rssi_max f4 (dBm);
-    att_typ, att_min f4 (dB); att_secs (n, B) f4 (s). Outputs (groups,) and (groups, B).
+    Inputs (n,) per window: obs, src i8; day i8; t_start, t_end f8 (s); n_scans i4;
+    dur f4 (s); rssi_mean, rssi_max f4 (dBm);
+    att_typ, att_min f4 (dB); att_secs (n, B) f4 (s; B = 0: none, ``o_secs`` left as it is). Outputs
+    (groups,) and (groups, B).
     """
     gmax = 1
     for g in range(starts.size - 1):
@@ -249,6 +275,7 @@ def _window_sums_kernel(order, starts, t_start, t_end, n_scans, dur, rssi_mean, 
     for g in range(starts.size - 1):
         lo, m = starts[g], starts[g + 1] - starts[g]
         p = order[lo]
+        o_obs[g], o_src[g], o_day[g], o_nw[g] = obs[p], src[p], day[p], m
         tf, tl, ns = t_start[p], t_end[p], 0
         rx, an = np.float64(rssi_max[p]), np.float64(att_min[p])
         for k in range(lo, lo + m):
@@ -261,6 +288,9 @@ def _window_sums_kernel(order, starts, t_start, t_end, n_scans, dur, rssi_mean, 
         o_tf[g], o_tl[g], o_ns[g], o_rx[g], o_an[g] = tf, tl, ns, rx, an
         o_dur[g] = _reduceat_sum(buf, m)
         for c in range(att_secs.shape[1]):
+            if m == 1:                                     # most groups: one window
+                o_secs[g, c] = att_secs[p, c]
+                continue
             for k in range(m):
                 buf[k] = att_secs[order[lo + k], c]
             o_secs[g, c] = _reduceat_sum(buf, m)
@@ -268,21 +298,28 @@ def _window_sums_kernel(order, starts, t_start, t_end, n_scans, dur, rssi_mean, 
         o_am[g] = _wmean(att_typ, dur, order, lo, m, buf, buf2)
 
 
-#: window fields :func:`window_sums` reads, and their dtypes (those of ``ble.schema.WINDOW_DTYPE``)
+#: window fields :func:`window_sums` reads, and their dtypes (those of ``ble.schema.WINDOW_DTYPE``);
+#: ``att_secs`` may be left out (the sums' ``att_secs`` then stay 0)
 WINDOW_FIELDS = {"observer": np.int64, "t_start": np.float64, "t_end": np.float64, "n_scans": np.int32,
                  "duration_s": np.float32, "rssi_mean": np.float32, "rssi_max": np.float32,
                  "att_typical": np.float32, "att_min": np.float32, "att_secs": np.float32}
 
 
-def window_sums(cols: dict, source: np.ndarray, day: np.ndarray, out_dtype: np.dtype) -> np.ndarray:
+def window_sums(cols: dict, source: np.ndarray, day: np.ndarray, out_dtype: np.dtype, out=None) -> np.ndarray:
     """Per-(observer, source, day) sums of matched windows, sorted by (observer, source, day).
 
-    ``cols``: window columns by name (:data:`WINDOW_FIELDS`; ``att_secs`` (n, B)); ``source``: (n,) int
+    ``cols``: window columns by name (:data:`WINDOW_FIELDS`; ``att_secs`` (n, B) or absent: sums 0), or
+    ``WINDOW_DTYPE`` records;
+    ``source``: (n,) int
     advertiser per window (rows < 0 left out); ``day``: int day, or (n,) one per window; ``out_dtype``:
-    :data:`tracing.core.rules.DAILY_DTYPE`. Checked and reduced as ``daily_sums`` documents.
+    :data:`tracing.core.rules.DAILY_DTYPE`; ``out``: optional array of it to fill (at least as many rows as
+    groups; its first rows are returned: a buffer reused block after block, whose ``att_secs`` must be 0
+    where ``cols`` has none). Checked and reduced as ``daily_sums`` documents.
     """
     n = len(source)
-    c = {f: np.ascontiguousarray(cols[f], dtype=t) for f, t in WINDOW_FIELDS.items()}
+    have = cols.dtype.names if isinstance(cols, np.ndarray) else cols     # records, or columns by name
+    c = {f: np.ascontiguousarray(cols[f], dtype=t) if f in have else np.zeros((n, 0), t)
+         for f, t in WINDOW_FIELDS.items()}
     if any(len(v) != n for v in c.values()) or c["att_secs"].ndim != 2:
         raise ValueError(f"window_sums: every column needs {n} rows and att_secs two dimensions")
     day = _as_day(day, n)
@@ -293,116 +330,132 @@ def window_sums(cols: dict, source: np.ndarray, day: np.ndarray, out_dtype: np.d
     m = keep.size
     obs = c["observer"]
     src = np.ascontiguousarray(source, dtype=np.int64)
-    passes = ([(day, None, 0)] if day.size > 1 else []) + [(src, None, 0), (obs, None, 0)]
-    order = stable_order(m, passes)
+    order = None
+    if day.size == 1 and m and bool(np.all(obs[1:] >= obs[:-1])):     # a block of a windows file
+        order = np.arange(m, dtype=np.int32 if m < 2**31 else np.int64)
+        if not _sort_within_runs(obs, src, order, _MAX_RUN):
+            order = None
+    if order is None:
+        order = stable_order(m, ([(day, None, 0)] if day.size > 1 else []) + [(src, None, 0), (obs, None, 0)])
+    day = day if day.size == m else np.full(m, day[0], dtype=np.int64)   # one per row: no branch in the kernels
     starts = _runs(order, obs, src, day) if m else np.zeros(1, np.int64)
-    out = np.zeros(starts.size - 1, dtype=out_dtype)
-    if m == 0:
-        return out
-    first = order[starts[:-1]]
-    out["observer"], out["source"] = obs[first], src[first]
-    out["day"] = day[first] if day.size > 1 else day[0]
-    out["n_windows"] = np.diff(starts)
-    _window_sums_kernel(order, starts, c["t_start"], c["t_end"], c["n_scans"], c["duration_s"],
-                        c["rssi_mean"], c["rssi_max"], c["att_typical"], c["att_min"], c["att_secs"],
-                        out["t_first"], out["t_last"], out["n_scans"], out["duration_s"], out["att_secs"],
-                        out["rssi_mean"], out["rssi_max"], out["att_mean"], out["att_min"])
-    return out
+    g = starts.size - 1
+    if out is not None and (out.dtype != out_dtype or len(out) < g):
+        raise ValueError(f"window_sums: out must be a {out_dtype} array of at least {g} rows")
+    if out is None or len(out) < 2:      # the kernel writes fields of >= 2 rows (one compiled layout)
+        out = np.zeros(max(g, 2), dtype=out_dtype)
+    if m:
+        _window_sums_kernel(order, starts, obs, src, day, c["t_start"], c["t_end"], c["n_scans"],
+                            c["duration_s"], c["rssi_mean"], c["rssi_max"], c["att_typical"], c["att_min"],
+                            c["att_secs"], out["observer"], out["source"], out["day"], out["n_windows"],
+                            out["t_first"], out["t_last"], out["n_scans"], out["duration_s"], out["att_secs"],
+                            out["rssi_mean"], out["rssi_max"], out["att_mean"], out["att_min"])
+    return out[:g]
 
 
 # ----------------------------------------------------------------------------------------------------
 # Directed daily rows + ground truth -> the pair table
 # ----------------------------------------------------------------------------------------------------
-@njit(cache=True)
-def _dir_group(order, k, k2, obs, j, notify, minutes, t_first, att, dur, buf, buf2):
-    """Reduce directed rows ``order[k:k2]`` of pair (i, j): (notify_j, notify_i, minutes max, t_first min,
+@njit(cache=True, inline="always")
+def _dir_group(k, k2, obs, j, notify, minutes, t_first, att, dur, buf, buf2):
+    """Reduce directed rows ``k:k2`` of pair (i, j): (notify_j, notify_i, minutes max, t_first min,
     duration-weighted attenuation) as ``pairs_from_daily`` defines them."""
     nj, ni = False, False
-    p = order[k]
-    mn, tf = minutes[p], t_first[p]
-    for r in range(k, k2):
-        q = order[r]
+    mn, tf = minutes[k], t_first[k]
+    for q in range(k, k2):
         if notify[q]:
             if obs[q] == j:
                 nj = True
             else:
                 ni = True
-        if r > k:
+        if q > k:
             mn, tf = _np_max(mn, minutes[q]), _np_min(tf, t_first[q])
         a = np.float64(att[q])
         fin = np.isfinite(a)
         wd = dur[q] if fin else 0.0
-        buf[r - k] = (a if fin else 0.0) * wd
-        buf2[r - k] = wd
+        buf[q - k] = (a if fin else 0.0) * wd
+        buf2[q - k] = wd
     den = _reduceat_sum(buf2, k2 - k)
     return nj, ni, mn, tf, (_reduceat_sum(buf, k2 - k) / den if den > 0 else np.nan)
 
 
-@njit(cache=True)
-def _dkey(order, k, obs, src, day):
-    """(day, i, j) of directed row ``order[k]`` (``day``: one value for all, or one per row)."""
-    p = order[k]
-    return (day[p] if day.size > 1 else day[0], min(obs[p], src[p]), max(obs[p], src[p]))
+@njit(cache=True, inline="always")
+def _dkey(obs, src, k):
+    """(i, j) = (min, max) of observer and source of directed row k."""
+    return (min(obs[k], src[k]), max(obs[k], src[k]))
 
 
 @njit(cache=True)
-def _gkey(gorder, l, gi, gj, gday):
-    """(day, i, j) of ground-truth row ``gorder[l]``."""
-    q = gorder[l]
-    return (gday[q] if gday.size > 1 else gday[0], gi[q], gj[q])
-
-
-@njit(cache=True)
-def _pair_merge(order, obs, src, day, notify, minutes, t_first, att, dur, gorder, gi, gj, gday, gmc, gt_t,
-                dedupe, close_minutes, o_i, o_j, o_day, o_tf, o_close, o_nj, o_ni, o_min, o_att, fill):
-    """Merge directed rows (``order``: sorted by day, min, max of observer/source) and ground-truth rows
-    (``gorder``: sorted by day, i, j) into pair rows; returns their number, and writes them when ``fill``.
-
-    ``day``/``gday``: (n,)/(m,) int64 or one value for all; ``gmc`` f4 minutes close (min); ``gt_t`` f8 (s,
-    or empty): earliest time per ground-truth row; ``dedupe``: ground-truth rows of one pair summed as
-    ``np.add.reduceat`` and stored as float32 before the threshold, else summed from 0 as ``np.bincount``.
-    Outputs ``o_*``: the :data:`PAIR_DTYPE` fields of the rows.
-    """
-    n, m = order.size, gorder.size
-    buf, buf2 = np.empty(64), np.empty(64)
-    k, l, r = 0, 0, 0
-    dk = gk = (np.int64(0), np.int64(0), np.int64(0))
+def _merge_count(obs, src, gi, gj):
+    """Rows of the merge of one day's directed rows (sorted by min, max of observer/source) and its
+    ground-truth rows (sorted by i, j): (rows, largest directed group, largest ground-truth group); rows
+    is -1 where the directed rows are not sorted. All (n,)/(m,) int64."""
+    n, m = obs.size, gi.size
+    k, l, r, dmax, gmax = 0, 0, 0, 1, 1
+    dk = gk = (np.int64(0), np.int64(0))
     while k < n or l < m:
         if k < n:
-            dk = _dkey(order, k, obs, src, day)
+            dk = _dkey(obs, src, k)
         if l < m:
-            gk = _gkey(gorder, l, gi, gj, gday)
+            gk = (gi[l], gj[l])
         take_d = k < n and (l >= m or dk <= gk)
         take_g = l < m and (k >= n or gk <= dk)
         key = dk if take_d else gk
         k2, l2 = k, l
-        while take_d and k2 < n and _dkey(order, k2, obs, src, day) == key:
+        while take_d and k2 < n and _dkey(obs, src, k2) == key:
             k2 += 1
-        while take_g and l2 < m and _gkey(gorder, l2, gi, gj, gday) == key:
+        while take_g and l2 < m and (gi[l2], gj[l2]) == key:
             l2 += 1
-        if max(k2 - k, l2 - l) > buf.size:
-            buf, buf2 = np.empty(2 * max(k2 - k, l2 - l)), np.empty(2 * max(k2 - k, l2 - l))
-        if fill:
-            o_day[r], o_i[r], o_j[r] = key
-            o_tf[r], o_att[r], o_min[r], o_nj[r], o_ni[r] = np.nan, np.nan, 0.0, False, False
-            if take_d:
-                o_nj[r], o_ni[r], o_min[r], o_tf[r], o_att[r] = _dir_group(
-                    order, k, k2, obs, key[2], notify, minutes, t_first, att, dur, buf, buf2)
-            close = 0.0
-            if take_g and dedupe:
-                for s in range(l, l2):
-                    buf[s - l] = gmc[gorder[s]]
-                close = np.float64(np.float32(_reduceat_sum(buf, l2 - l)))
-            elif take_g:
-                tf = o_tf[r]
-                for s in range(l, l2):
-                    close += np.float64(gmc[gorder[s]])
-                    if gt_t.size:
-                        tf = _np_fmin(tf, gt_t[gorder[s]])
-                o_tf[r] = tf
-            o_close[r] = close >= close_minutes
+        if take_d and k2 < n and _dkey(obs, src, k2) < key:
+            return -1, 0, 0
+        dmax, gmax = max(dmax, k2 - k), max(gmax, l2 - l)
         k, l, r = k2, l2, r + 1
-    return r
+    return r, dmax, gmax
+
+
+@njit(cache=True)
+def _merge_fill(obs, src, d, notify, minutes, t_first, att, dur, gi, gj, gmc, gt_t, dedupe, close_minutes,
+                buf, buf2, r, o_i, o_j, o_day, o_tf, o_close, o_nj, o_ni, o_min, o_att):
+    """Write the pair rows of day ``d`` of :func:`_merge_count`'s merge into ``o_*`` (the
+    :data:`PAIR_DTYPE` fields) from row ``r`` on.
+
+    Directed rows (n,): obs, src i8, notify, minutes (min), t_first (s), att f4 (dB), dur (s). Ground
+    truth (m,): gi, gj i8, gmc f4 minutes close (min), gt_t f8 (s, or empty): earliest time. ``dedupe``:
+    ground-truth rows of one pair summed as ``np.add.reduceat`` and stored as float32 before the
+    threshold, else summed from 0 as ``np.bincount``; ``buf``, ``buf2``: scratch, at least the largest group.
+    """
+    n, m = obs.size, gi.size
+    k, l = 0, 0
+    dk = gk = (np.int64(0), np.int64(0))
+    while k < n or l < m:
+        if k < n:
+            dk = _dkey(obs, src, k)
+        if l < m:
+            gk = (gi[l], gj[l])
+        take_d = k < n and (l >= m or dk <= gk)
+        take_g = l < m and (k >= n or gk <= dk)
+        key = dk if take_d else gk
+        k2, l2 = k, l
+        while take_d and k2 < n and _dkey(obs, src, k2) == key:
+            k2 += 1
+        while take_g and l2 < m and (gi[l2], gj[l2]) == key:
+            l2 += 1
+        o_day[r], o_i[r], o_j[r] = d, key[0], key[1]
+        nj, ni, mn, tf, at = False, False, 0.0, np.nan, np.nan
+        if take_d:
+            nj, ni, mn, tf, at = _dir_group(k, k2, obs, key[1], notify, minutes, t_first, att, dur, buf, buf2)
+        close = 0.0
+        if take_g and dedupe:
+            for s in range(l, l2):
+                buf[s - l] = gmc[s]
+            close = np.float64(np.float32(_reduceat_sum(buf, l2 - l)))
+        elif take_g:
+            for s in range(l, l2):
+                close += np.float64(gmc[s])
+                if gt_t.size:
+                    tf = _np_fmin(tf, gt_t[s])
+        o_nj[r], o_ni[r], o_min[r], o_tf[r], o_att[r], o_close[r] = nj, ni, mn, tf, at, close >= close_minutes
+        k, l, r = k2, l2, r + 1
 
 
 def _as_day(day, n: int) -> np.ndarray:
@@ -419,8 +472,31 @@ def _as_day(day, n: int) -> np.ndarray:
     return np.ascontiguousarray(d, dtype=np.int64)
 
 
+def pair_order(obs, src, day) -> np.ndarray:
+    """Stable order of directed daily rows by (day, min(obs, src), max(obs, src)): the order
+    :func:`pair_table` reduces them in (``day``: one value or one per row). int32 (int64 from 2**31 rows)."""
+    n = len(obs)
+    obs = np.ascontiguousarray(obs, dtype=np.int64)
+    src = np.ascontiguousarray(src, dtype=np.int64)
+    if src.shape != (n,):
+        raise ValueError(f"pair_order: obs and src need one entry per row ({n})")
+    dday = _as_day(day, n)
+    return stable_order(n, [(obs, src, 2), (obs, src, 1)] + ([(dday, None, 0)] if dday.size > 1 else []))
+
+
+def _day_slices(day: np.ndarray, n: int) -> dict:
+    """{day: slice} of rows sorted by day (``day``: (n,) or (1,) for all)."""
+    if n == 0:
+        return {}
+    if day.size == 1:
+        return {int(day[0]): slice(0, n)}
+    cut = np.flatnonzero(day[1:] != day[:-1]) + 1
+    lo, hi = np.r_[0, cut], np.r_[cut, n]
+    return {int(day[a]): slice(int(a), int(b)) for a, b in zip(lo, hi)}
+
+
 def pair_table(obs, src, day, notify, minutes, t_first, att, dur, ground_truth=None,
-               close_minutes: float = 15.0) -> np.ndarray:
+               close_minutes: float = 15.0, ordered: bool = False) -> np.ndarray:
     """The pair table (:data:`tracing.core.pairs.PAIR_DTYPE`, sorted by day, i, j) of directed daily rows.
 
     Parameters
@@ -439,47 +515,64 @@ def pair_table(obs, src, day, notify, minutes, t_first, att, dur, ground_truth=N
         ``ble.schema.GROUND_TRUTH_DTYPE`` rows of one pair are merged first (minutes summed).
     close_minutes : float
         Minutes within the close distance for ``true_close``.
+    ordered : bool
+        The rows are in :func:`pair_order` already (a caller that gathers its columns itself, freeing
+        each unsorted one at once); checked (``ValueError``). Otherwise they are gathered into that
+        order here (a copy of the columns), so that the merge reads them in sequence.
 
     See :func:`tracing.pipeline.pairs_from_daily` for the fields; callers check their arguments there.
     """
     n = len(obs)
-    obs = np.ascontiguousarray(obs, dtype=np.int64)
-    src = np.ascontiguousarray(src, dtype=np.int64)
-    cols = [np.ascontiguousarray(x, dtype=t) for x, t in ((notify, np.bool_), (minutes, np.float64),
-                                                          (t_first, np.float64), (att, np.float32),
-                                                          (dur, np.float64))]
-    if src.shape != (n,) or any(x.shape != (n,) for x in cols):
+    cols = [np.ascontiguousarray(x, dtype=t) for x, t in ((obs, np.int64), (src, np.int64), (notify, np.bool_),
+                                                          (minutes, np.float64), (t_first, np.float64),
+                                                          (att, np.float32), (dur, np.float64))]
+    if any(x.shape != (n,) for x in cols):
         raise ValueError(f"pair_table: every directed column needs {n} rows")
     dday = _as_day(day, n)
-    passes = [(obs, src, 2), (obs, src, 1)] + ([(dday, None, 0)] if dday.size > 1 else [])
-    order = stable_order(n, passes)               # by (day, i, j); a day's rows keep their order
+    if not ordered:
+        order = pair_order(cols[0], cols[1], dday)
+        cols = [x[order] for x in cols]              # gathered once: the merge reads them in sequence
+        dday = dday[order] if dday.size > 1 else dday
+        del order
     gt = ground_truth if ground_truth is not None else np.zeros(0, GROUND_TRUTH_DTYPE)
     m = len(gt)
-    gi = np.ascontiguousarray(gt["i"], dtype=np.int64)
-    gj = np.ascontiguousarray(gt["j"], dtype=np.int64)
-    gday = _as_day(gt["day"], m)
-    gorder = _gt_order(gi, gj, gday).astype(order.dtype if m < 2**31 else np.int64)
-    order = order.astype(gorder.dtype, copy=False)
     dedupe = gt.dtype == GROUND_TRUTH_DTYPE
-    has_t = not dedupe and "t_first" in gt.dtype.names
-    gt_t = np.ascontiguousarray(gt["t_first"], dtype=np.float64) if has_t else np.zeros(0)
-    args = (order, obs, src, dday, *cols, gorder, gi, gj, gday,
-            np.ascontiguousarray(gt["minutes_close"], dtype=np.float32), gt_t, dedupe, float(close_minutes))
-    e = np.zeros(0, PAIR_DTYPE)
-    rows = _pair_merge(*args, *(e[f] for f in _OUT), False)        # count, then fill: one allocation
-    out = np.zeros(rows, PAIR_DTYPE)
-    _pair_merge(*args, *(out[f] for f in _OUT), True)
-    return out
+    g = {"i": (gt["i"], np.int64), "j": (gt["j"], np.int64), "minutes_close": (gt["minutes_close"], np.float32)}
+    if not dedupe and "t_first" in gt.dtype.names:
+        g["t_first"] = (gt["t_first"], np.float64)
+    g = {f: np.ascontiguousarray(v, dtype=t) for f, (v, t) in g.items()}
+    gday = _as_day(gt["day"], m)
+    gorder = _gt_order(g["i"], g["j"], gday)
+    if gorder is not None:
+        g = {f: v[gorder] for f, v in g.items()}
+        gday = gday[gorder] if gday.size > 1 else gday
+    gt_t = g.get("t_first", np.zeros(0))
+    dsl, gsl = _day_slices(dday, n), _day_slices(gday, m)
+    plan, rows, big = [], 0, 1
+    for d in sorted(set(dsl) | set(gsl)):           # loop over days (a few), each a kernel over its rows
+        a, b = dsl.get(d, slice(0, 0)), gsl.get(d, slice(0, 0))
+        r, dmax, gmax = _merge_count(cols[0][a], cols[1][a], g["i"][b], g["j"][b])
+        if r < 0:
+            raise ValueError("pair_table: ordered=True but the rows are not in pair_order")
+        plan.append((d, a, b, rows, r))
+        rows, big = rows + r, max(big, dmax, gmax)
+    out = np.zeros(max(rows, 2), PAIR_DTYPE)     # fields of >= 2 rows: one compiled layout
+    buf, buf2 = np.empty(big), np.empty(big)
+    for d, a, b, lo, _ in plan:
+        _merge_fill(cols[0][a], cols[1][a], d, *(x[a] for x in cols[2:]), g["i"][b], g["j"][b],
+                    g["minutes_close"][b], gt_t[b] if gt_t.size else gt_t, dedupe, float(close_minutes),
+                    buf, buf2, lo, *(out[f] for f in _OUT))
+    return out[:rows]
 
 
-def _gt_order(gi, gj, gday) -> np.ndarray:
-    """Stable order of ground-truth rows by (day, i, j); the identity when they are sorted already (a
-    simulator's file is)."""
+def _gt_order(gi, gj, gday):
+    """Stable order of ground-truth rows by (day, i, j); None when they are sorted already (a simulator's
+    file is)."""
     m = gi.size
     gd = gday if gday.size > 1 else np.broadcast_to(gday, (m,))
     if m < 2 or bool(np.all((gd[1:] > gd[:-1]) | ((gd[1:] == gd[:-1]) & (
-            (gi[1:] > gi[:-1]) | ((gi[1:] == gi[:-1]) & (gj[1:] > gj[:-1])))))):
-        return np.arange(m, dtype=np.int32 if m < 2**31 else np.int64)
+            (gi[1:] > gi[:-1]) | ((gi[1:] == gi[:-1]) & (gj[1:] >= gj[:-1])))))):
+        return None
     return stable_order(m, [(gj, None, 0), (gi, None, 0)] + ([(gday, None, 0)] if gday.size > 1 else []))
 
 

@@ -363,7 +363,8 @@ def daily_sums(windows, source, day=None) -> np.ndarray:
     kernel: :func:`tracing.core.pairjoin.window_sums`).
 
     ``windows``: ``WINDOW_DTYPE`` array, or a dict of its columns by name (at least
-    :data:`tracing.core.pairjoin.WINDOW_FIELDS`, e.g. ``RunFolder.window_columns``; no record copy).
+    :data:`tracing.core.pairjoin.WINDOW_FIELDS`, e.g. ``RunFolder.window_columns``; no record copy;
+    without ``att_secs`` the per-bucket seconds stay 0, for rules that do not read them).
     ``source``: int array (one per window) of the device whose rolling ID the window holds (−1 =
     unmatched; such windows are left out). ``day``: int array or scalar day index; default
     ``floor(t_start / 86400)``. Returns a :data:`DAILY_DTYPE` array sorted by (observer, source, day).
@@ -372,7 +373,7 @@ def daily_sums(windows, source, day=None) -> np.ndarray:
     is numpy's (``np.add.reduceat`` etc.), so the values are those of a lexsort + reduceat.
     """
     if isinstance(windows, dict):
-        missing = [f for f in WINDOW_FIELDS if f not in windows]
+        missing = [f for f in WINDOW_FIELDS if f not in windows and f != "att_secs"]
         if missing:
             raise ValueError(f"windows lacks columns {missing}")
         n = len(windows["observer"])

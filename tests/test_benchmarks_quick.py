@@ -72,3 +72,16 @@ def test_disagreement_is_detected():
         onepass.agree(a, "coverage_at", [{"f1_coverage": np.array([0.2, np.nan])}])
     with pytest.raises(AssertionError):
         onepass.agree(a, "coverage_at", [{"f1_coverage": np.array([0.1, 0.0])}])
+
+
+def test_firstrun_details_break_the_compile_down_per_kernel():
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import firstrun
+    from sim import kernels
+
+    d = firstrun.details({"wall_s": 1.0})
+    rec = kernels.recorded_signatures()
+    assert d["wall_s"] == 1.0 and set(d["recorded_compile_cpu_s"]) == set(rec)
+    secs = list(d["recorded_compile_cpu_s"].values())
+    assert secs == sorted(secs, reverse=True)                                    # largest first
+    assert abs(sum(d["recorded_compile_cpu_s_per_module"].values()) - sum(secs)) < 0.05

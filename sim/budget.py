@@ -52,17 +52,19 @@ ANALYSIS_BYTES_PER_AGENT = 39_000
 #: wall seconds per agent-day of a sweep's pair-table units (24.5 s for 10^5 agents x 1 day)
 ANALYSIS_SECONDS_PER_AGENT_DAY = 2.45e-4
 #: distinct pairs per agent (a detection or a ground-truth row on any day) after 1, 2, ..., 14 days,
-#: measured on Lang Son x0.0256 (20,000 agents, seed 0, rule bluezone; 42.3 pair rows per agent-day at
-#: x0.128 as at x0.0256: the contact structure is per agent, so these hold at any scale); later days
-#: add the last increment each
-DISTINCT_PAIRS_PER_AGENT = (41.9, 71.5, 98.6, 124.2, 147.9, 172.4, 193.7, 213.0, 231.7, 248.9, 265.7,
-                            282.2, 298.9, 312.1)
+#: measured on Lang Son x0.064 (50,026 agents, seed 0, rule bluezone); later days add the last increment
+#: each.  The contact structure is per agent (42.3 pair rows per agent-day at x0.128, 42.1 here), but
+#: a larger province repeats fewer of its chance contacts: after 14 days x0.0256 had 312.1 per agent,
+#: x0.064 326.6 (+4.6%); the 1:1 province may have ~10-15% more, which ``CURVES_BYTES_PER_PAIR`` covers
+DISTINCT_PAIRS_PER_AGENT = (42.1, 72.6, 100.8, 126.8, 151.7, 177.7, 200.0, 220.5, 239.4, 259.0, 276.9,
+                            294.9, 311.7, 326.6)
 #: peak resident bytes of a sweep's curves unit per distinct pair of the run (the collapsed pairs, 27 B
 #: each, twice that while the last day is folded in, or with the directed graph of the flagged ones,
-#: 42 B each, while it is built) plus one day's pair table (``CURVES_DAY_BYTES_PER_AGENT``): 20,000
-#: agents x 1 / 7 / 14 days peaked 120 / 352 / 482 MB above the interpreter (0.84 / 3.87 / 6.24 M
-#: distinct pairs; 133 / 385 / 557 MB with 35-byte collapsed pairs kept while the graph was built)
-CURVES_BYTES_PER_PAIR = 72
+#: 42 B each, while it is built) plus one day's pair table (``CURVES_DAY_BYTES_PER_AGENT``), above the
+#: interpreter: 50,026 agents x 1 / 7 / 14 days peaked at 263 / 723 / 1,042 MB (2.11 / 10.0 / 16.3 M
+#: distinct pairs: the model gives 304 / 825 / 1,243 MB), 20,000 agents x 1 / 7 / 14 days at 120 / 352
+#: / 482 MB (478 MB modelled with its own 312.1 distinct pairs per agent at 14 days)
+CURVES_BYTES_PER_PAIR = 66
 CURVES_DAY_BYTES_PER_AGENT = 3_300
 #: head-room kept free when deciding whether a run fits (the page cache of the Parquet writes, others)
 HEADROOM = 0.9

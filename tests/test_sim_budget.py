@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import io
 import json
+import math
 import os
 import subprocess
 import sys
@@ -151,3 +152,18 @@ def test_compile_worker_takes_only_unclaimed_kernels(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     mod = importlib.import_module("h16_claim")
     assert kernels.uncached_kernels([mod]) == ["h16_claim.f"]      # g compiled by the worker, f left
+
+
+def test_sweep_estimate_grows_with_the_distinct_pairs_of_its_curves_unit(monkeypatch):
+    """The curves unit holds every distinct pair of the run: its per-agent bytes follow the measured
+    table (monotone in days, extrapolated with the last day's increment) and set the sweep's peak once
+    they exceed the other stages'."""
+    t = budget.DISTINCT_PAIRS_PER_AGENT
+    assert all(b > a for a, b in zip(t, t[1:])) and budget.distinct_pairs_per_agent(0) == t[0]
+    assert budget.distinct_pairs_per_agent(16) == pytest.approx(t[-1] + 2 * (t[-1] - t[-2]))
+    monkeypatch.setattr(budget, "ANALYSIS_BYTES_PER_AGENT", 1_000)
+    n = 781_655
+    one, two_weeks = budget.estimate_sweep(n, 1), budget.estimate_sweep(n, 14)
+    curves = budget.CURVES_BYTES_PER_PAIR * t[-1] + budget.CURVES_DAY_BYTES_PER_AGENT
+    assert two_weeks["bytes_per_agent"] == math.ceil(curves) > one["bytes_per_agent"]
+    assert two_weeks["peak_bytes"] == budget.BASE_BYTES + two_weeks["bytes_per_agent"] * n

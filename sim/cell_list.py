@@ -9,10 +9,11 @@ of the next column), every pair within ``r`` is written once as a key ``i << bit
 two-pass radix sort orders them.  Every pass works on fixed blocks (of points, ranges or buckets)
 whose results are placed by prefix sums, so the output does not depend on the number of threads.
 
-Four small serial kernels (``nogil``), each over a range of blocks: :func:`_run` hands contiguous
-ranges of blocks to ``threads`` Python threads (this one and a persistent pool).  Serial kernels
-compile in a fraction of the time of numba's ``parallel=True`` loops (each ``prange`` is outlined and
-compiled as a separate gufunc): 16 CPU s of first-run compilation before, about 4 after.
+Four small serial kernels (``nogil``), each over a range of blocks: :func:`_run` hands chunks of
+blocks to ``threads`` Python threads (this one and a persistent pool), the next chunk to whichever
+thread is free.  Serial kernels compile in a fraction of the time of numba's ``parallel=True`` loops
+(each ``prange`` is outlined and compiled as a separate gufunc): the cell list's first-run
+compilation went from 14.5 CPU s (eight kernels) to 4.0 (four).
 """
 from __future__ import annotations
 

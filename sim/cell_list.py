@@ -9,21 +9,21 @@ of the next column), every pair within ``r`` is written once as a key ``i << bit
 two-pass radix sort orders them.  Every pass works on fixed blocks (of points, ranges or buckets)
 whose results are placed by prefix sums, so the output does not depend on the number of threads.
 
-Four small serial kernels (``nogil``), each over a range of blocks: :func:`_run` hands chunks of
-blocks to ``threads`` Python threads (this one and a persistent pool), the next chunk to whichever
-thread is free.  Serial kernels compile in a fraction of the time of numba's ``parallel=True`` loops
-(each ``prange`` is outlined and compiled as a separate gufunc): the cell list's first-run
-compilation went from 14.5 CPU s (eight kernels) to 4.0 (four).
+Four small serial kernels (``nogil``), each over a range of blocks: :func:`sim.kernels.run_blocks`
+hands chunks of blocks to ``threads`` Python threads (this one and a persistent pool), the next chunk
+to whichever thread is free.  Serial kernels compile in a fraction of the time of numba's
+``parallel=True`` loops (each ``prange`` is outlined and compiled as a separate gufunc): the cell
+list's first-run compilation went from 14.5 CPU s (eight kernels) to 4.0 (four).
 """
 from __future__ import annotations
 
-import itertools
-import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numba import njit
+
+from sim.kernels import even_cuts as _even
+from sim.kernels import run_blocks as _run
 
 __all__ = ["pairs_sorted", "release_workspace"]
 
@@ -349,51 +349,6 @@ def _layout(n: int, n_groups: int, wx: float, wy: float, h: float):
                 return h, nx, ny, q, bits
             q //= 2
         h *= 2.0
-
-
-_POOL: list = [None, 0]            # [ThreadPoolExecutor, the pid that made it] (a forked child makes its own)
-_POOL_LOCK = threading.Lock()
-
-
-def _pool() -> ThreadPoolExecutor:
-    with _POOL_LOCK:
-        if _POOL[0] is None or _POOL[1] != os.getpid():
-            _POOL[0], _POOL[1] = ThreadPoolExecutor(max_workers=64, thread_name_prefix="cell_list"), os.getpid()
-        return _POOL[0]
-
-
-def _run(kernel, threads: int, cuts, *args) -> None:
-    """``kernel(*args, b0, b1)`` over the blocks ``cuts[0] .. cuts[-1] - 1`` in the chunks ``cuts[c] ..
-    cuts[c + 1] - 1``: one call over everything for one thread, else ``threads`` threads (this one and
-    pool threads) take the next chunk until none is left (the kernels release the GIL).  A thread
-    that the OS deschedules delays only the chunk it holds: the others take the rest (a static split
-    waits for its slowest part).  Every block's output has its own place, so the result is the same
-    for any split and any order."""
-    cuts = [int(c) for c in cuts]
-    nch = len(cuts) - 1
-    if threads <= 1 or nch <= 1:
-        kernel(*args, cuts[0], cuts[-1])
-        return
-    nxt = itertools.count()               # next() is atomic under the GIL
-
-    def work():
-        c = next(nxt)
-        while c < nch:
-            kernel(*args, cuts[c], cuts[c + 1])
-            c = next(nxt)
-
-    futs = [_pool().submit(work) for _ in range(min(threads, nch) - 1)]
-    try:
-        work()
-    finally:
-        for f in futs:
-            f.result()
-
-
-def _even(nblk: int, parts: int) -> list:
-    """Cuts of ``nblk`` blocks into ``min(parts, nblk)`` contiguous chunks of equal count."""
-    k = max(1, min(parts, nblk))
-    return [t * nblk // k for t in range(k + 1)]
 
 
 def _weighted(start: np.ndarray, parts: int) -> list:

@@ -33,10 +33,13 @@ import importlib
 import json
 import os
 import shutil
+import itertools
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 
 import numba
@@ -44,7 +47,7 @@ from numba.core import types as nbtypes
 from numba.core.registry import CPUDispatcher
 
 __all__ = ["announce_compilation", "uncached_kernels", "resolve", "recorded_signatures", "precompile",
-           "compile_all"]
+           "compile_all", "run_blocks", "even_cuts"]
 
 
 def _dispatchers(module: ModuleType):
@@ -246,6 +249,57 @@ def compile_all(stream=None) -> int:
     print(f"compiled {len(todo)} of {len(sigs)} numba kernels in {time.perf_counter() - t0:.0f} s",
           file=sys.stderr if stream is None else stream, flush=True)
     return len(todo)
+
+
+# ----------------------------------------------------------------------------------------------------
+# parallel passes without parallel=True: serial nogil kernels over chunks of blocks on Python threads
+# ----------------------------------------------------------------------------------------------------
+_POOL: list = [None, 0]            # [ThreadPoolExecutor, the pid that made it] (a forked child makes its own)
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    with _POOL_LOCK:
+        if _POOL[0] is None or _POOL[1] != os.getpid():
+            _POOL[0], _POOL[1] = ThreadPoolExecutor(max_workers=64, thread_name_prefix="proxitrace-kernel"), os.getpid()
+        return _POOL[0]
+
+
+def run_blocks(kernel, threads: int, cuts, *args) -> None:
+    """``kernel(*args, b0, b1)`` over the blocks ``cuts[0] .. cuts[-1] - 1`` in the chunks ``cuts[c] ..
+    cuts[c + 1] - 1``: one call over everything for one thread, else ``threads`` threads (this one and
+    pool threads) take the next chunk until none is left.  ``kernel``: ``@njit(cache=True, nogil=True)``
+    (it must release the GIL), serial, writing every block's output to its own place, so the result
+    is the same for any split and any order.  A serial kernel compiles several times faster than a
+    ``parallel=True`` one (each ``prange`` is outlined and compiled as a separate gufunc: the sorted
+    cell list went from 14.5 to 4.0 CPU s), and a thread the OS deschedules delays only the chunk it
+    holds (a static split waits for its slowest part)."""
+    cuts = [int(c) for c in cuts]
+    nch = len(cuts) - 1
+    if threads <= 1 or nch <= 1:
+        kernel(*args, cuts[0], cuts[-1])
+        return
+    nxt = itertools.count()               # next() is atomic under the GIL
+
+    def work():
+        c = next(nxt)
+        while c < nch:
+            kernel(*args, cuts[c], cuts[c + 1])
+            c = next(nxt)
+
+    futs = [_pool().submit(work) for _ in range(min(threads, nch) - 1)]
+    try:
+        work()
+    finally:
+        for f in futs:
+            f.result()
+
+
+def even_cuts(nblk: int, parts: int) -> list:
+    """Cuts of ``nblk`` blocks into ``min(parts, nblk)`` contiguous chunks of equal count (for
+    :func:`run_blocks`)."""
+    k = max(1, min(parts, nblk))
+    return [t * nblk // k for t in range(k + 1)]
 
 
 if __name__ == "__main__":          # python -m sim.kernels --compile-all | --compile NAME ... (a worker)

@@ -167,3 +167,27 @@ def test_sweep_estimate_grows_with_the_distinct_pairs_of_its_curves_unit(monkeyp
     curves = budget.CURVES_BYTES_PER_PAIR * t[-1] + budget.CURVES_DAY_BYTES_PER_AGENT
     assert two_weeks["bytes_per_agent"] == math.ceil(curves) > one["bytes_per_agent"]
     assert two_weeks["peak_bytes"] == budget.BASE_BYTES + two_weeks["bytes_per_agent"] * n
+
+
+def test_run_blocks_any_split_and_errors():
+    # serial nogil kernels over chunks of blocks on Python threads: the same output for any number of
+    # threads and any cuts; an error in any chunk reaches the caller
+    import numpy as np
+    from numba import njit
+
+    @njit(nogil=True)
+    def fill(out, b0, b1):
+        for b in range(b0, b1):
+            if b == out.shape[0]:
+                raise ValueError("block out of range")
+            out[b] = b * b + 1
+
+    want = np.arange(50) ** 2 + 1
+    for threads in (1, 2, 3, 7):
+        for cuts in (kernels.even_cuts(50, 64), kernels.even_cuts(50, 3), [0, 1, 49, 50]):
+            out = np.zeros(50, np.int64)
+            kernels.run_blocks(fill, threads, cuts, out)
+            assert np.array_equal(out, want)
+    assert kernels.even_cuts(3, 5) == [0, 1, 2, 3] and kernels.even_cuts(64, 2) == [0, 32, 64]
+    with pytest.raises(ValueError, match="out of range"):
+        kernels.run_blocks(fill, 2, kernels.even_cuts(51, 8), np.zeros(50, np.int64))

@@ -426,7 +426,8 @@ def _simulate_day(day, scn, seed, pop, places, hseed, radio, find, place_mask, c
                     counts["scans_logged"] += int(np.count_nonzero(rssi == rssi))
                     counts["phone_pairs_evaluated"] += len(pi)
                     t0 = T.add("radio", t0)
-                    acc.add_partial(*run.update(pi, pj, rssi, step, radio.tx_power))
+                    for part in run.update_groups(pi, pj, rssi, step, radio.tx_power):
+                        acc.add_partial(*part)
                     t0 = T.add("aggregation", t0)
             cstreams = find.streams(g, x, y, close, False, home, seated)
             t0 = T.add("neighbours", t0)
@@ -438,7 +439,8 @@ def _simulate_day(day, scn, seed, pop, places, hseed, radio, find, place_mask, c
         if bar is not None:
             bar.update(1)
     for run in runs:
-        acc.add_partial(*run.flush_all(radio.tx_power))
+        for part in run.flush_all_groups(radio.tx_power):
+            acc.add_partial(*part)
     for crun in cruns:
         acc.add_close(*crun.flush_all())
     return acc, acc.caps, t0

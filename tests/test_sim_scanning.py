@@ -224,3 +224,30 @@ def test_accumulator_does_not_grow_for_keys_it_holds():
     more = keys + np.uint64(1 << 40)                        # other observers: new keys
     acc.add_partial(*part(more))
     assert acc.win.cap > 32 and acc.n_windows == 2 * len(keys)
+
+
+def test_pair_runs_merge_groups_flush_what_one_merge_flushes(monkeypatch):
+    """Merging a step's runs in key-range groups (bounded flush buffer: a burst of pairs leaving at once
+    is flushed group by group) yields, concatenated, exactly what one merge flushes, step by step."""
+    import sim.scanning.runs as sc
+    rng = np.random.default_rng(12)
+    tx = rng.normal(-17, 3, 90)
+    steps = _random_stream_steps(rng, 90, 12) + [(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))]
+    results = []
+    for group in (1 << 20, 1, 5, 37):
+        monkeypatch.setattr(sc, "MERGE_GROUP", group)
+        runs = sc.PairRuns()
+        got, n_parts = [], 0
+        for st, (pi, pj, rssi) in enumerate(steps):
+            parts = [[np.array(v, copy=True) for v in p] for p in runs.update_groups(pi, pj, rssi, st, tx)]
+            n_parts += len(parts)
+            got.append([np.concatenate(v) for v in zip(*parts)])
+        parts = [[np.array(v, copy=True) for v in p] for p in runs.flush_all_groups(tx)]
+        got.append([np.concatenate(v) for v in zip(*parts)])
+        results.append(got)
+        assert n_parts > len(steps) or group == 1 << 20
+    assert sum(len(g[0]) for g in results[0]) > 100
+    for other in results[1:]:
+        for g0, g1 in zip(results[0], other):
+            for v0, v1 in zip(g0, g1):
+                np.testing.assert_array_equal(v0, v1)

@@ -151,6 +151,11 @@ def _runs_merge_kernel(pk, pn, prs, prm, ps0, ps1, pbc, ck, pi, pj, rssi, step, 
     return pos
 
 
+#: pairs per merge group of :meth:`PairRuns.update_groups` (memory: the flush buffer holds ~2 rows of 52
+#: bytes per pair of a group; at 10^6 agents ~7 M pairs of an evening burst end their runs in one step)
+MERGE_GROUP = 1 << 20
+
+
 def _merge_chunks(work: int) -> int:
     """Key ranges for a parallel merge of ``work`` rows (1 below ~32k rows; the result does not depend
     on it)."""
@@ -188,25 +193,54 @@ class PairRuns:
 
     def update(self, pi, pj, rssi, step: int, tx_power):
         """Add one step's pairs (sorted by (i, j)) and scans; returns the flushed partial aggregates
-        (observer, advertiser, n, rsum, rmax, first step, last step, bucket counts) — views of a buffer
-        that the next call overwrites."""
+        (observer, advertiser, n, rsum, rmax, first step, last step, bucket counts) — all groups of
+        :meth:`update_groups` at once (views of a buffer that the next call overwrites if one group)."""
+        parts = [tuple(np.array(v, copy=True) for v in part) for part in self.update_groups(pi, pj, rssi, step,
+                                                                                             tx_power)]
+        return parts[0] if len(parts) == 1 else tuple(np.concatenate(v) for v in zip(*parts))
+
+    def update_groups(self, pi, pj, rssi, step: int, tx_power):
+        """:meth:`update` in key-range groups of at most ~:data:`MERGE_GROUP` current (or, at the end of the
+        day, previous) pairs: yields each group's flushed partial aggregates, in key order (together those
+        of one merge), as views of a buffer that the next group overwrites — so the flush buffer holds one
+        group, not all the runs that end at once. Consume it whole (the state advances at its end)."""
         ck = (pi.astype(np.uint64) << np.uint64(32)) | pj.astype(np.uint64)
+        pk = self.keys
         old = self._state[0]
         new = self._state[1] = self._fit(self._state[1], 2 * len(ck))
-        f = self._flush = self._fit(self._flush, 2 * len(self.keys), True)
-        nf = _runs_merge_kernel(self.keys, old["n"], old["rsum"], old["rmax"], old["s0"], old["s1"], old["bc"], ck,
-                                pi, pj, rssi, np.uint16(step), tx_power, _EDGES, new["n"], new["rsum"], new["rmax"],
-                                new["s0"], new["s1"], new["bc"], f["o"], f["a"], f["n"], f["rsum"], f["rmax"],
-                                f["s0"], f["s1"], f["bc"], _merge_chunks(len(self.keys) + len(ck)))
+        na, nb = len(pk), len(ck)
+        n_groups = max(1, -(-max(na, nb) // MERGE_GROUP))
+        if nb:
+            b_lo = np.arange(n_groups + 1, dtype=np.int64) * nb // n_groups
+            a_lo = np.searchsorted(pk, ck[np.minimum(b_lo, nb - 1)])
+            a_lo[0], a_lo[-1] = 0, na
+        else:
+            b_lo = np.zeros(n_groups + 1, np.int64)
+            a_lo = np.arange(n_groups + 1, dtype=np.int64) * na // n_groups
+        step = np.uint16(step)
+        for g in range(n_groups):
+            a0, a1, b0, b1 = int(a_lo[g]), int(a_lo[g + 1]), int(b_lo[g]), int(b_lo[g + 1])
+            f = self._flush = self._fit(self._flush, 2 * (a1 - a0), True)
+            oa, ob = slice(2 * a0, 2 * a1), slice(2 * b0, 2 * b1)
+            nf = _runs_merge_kernel(pk[a0:a1], old["n"][oa], old["rsum"][oa], old["rmax"][oa], old["s0"][oa],
+                                    old["s1"][oa], old["bc"][oa], ck[b0:b1], pi[b0:b1], pj[b0:b1], rssi[ob], step,
+                                    tx_power, _EDGES, new["n"][ob], new["rsum"][ob], new["rmax"][ob], new["s0"][ob],
+                                    new["s1"][ob], new["bc"][ob], f["o"], f["a"], f["n"], f["rsum"], f["rmax"],
+                                    f["s0"], f["s1"], f["bc"], _merge_chunks((a1 - a0) + (b1 - b0)))
+            yield (f["o"][:nf], f["a"][:nf], f["n"][:nf], f["rsum"][:nf], f["rmax"][:nf], f["s0"][:nf],
+                   f["s1"][:nf], f["bc"][:nf])
         self.keys = ck
         self._state.reverse()
-        return f["o"][:nf], f["a"][:nf], f["n"][:nf], f["rsum"][:nf], f["rmax"][:nf], f["s0"][:nf], f["s1"][:nf], \
-            f["bc"][:nf]
 
     def flush_all(self, tx_power):
         """End of the day: every open run as partial aggregates; the state is emptied."""
         e = np.zeros(0, np.int64)
         return self.update(e, e, np.zeros(0), 0, tx_power)
+
+    def flush_all_groups(self, tx_power):
+        """:meth:`flush_all` group by group (:meth:`update_groups`)."""
+        e = np.zeros(0, np.int64)
+        return self.update_groups(e, e, np.zeros(0), 0, tx_power)
 
 
 @njit(cache=True)

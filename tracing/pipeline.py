@@ -72,11 +72,15 @@ def resolve_sources(rids, agent, key, day: int, chunk_ids: int = CHUNK_IDS
     for lo in range(0, key.size, per_chunk):          # loop over key chunks, not over windows
         k = key[lo:lo + per_chunk]
         published = np.ascontiguousarray(sim_rids(k[:, None], slots[None, :]).reshape(-1))
-        todo = np.flatnonzero(source < 0)
-        if todo.size == 0:
-            break
-        rec, idx = match_hits(rids[todo], published)
-        h = todo[rec]
+        if lo == 0:                                     # every window still unresolved: no index copy
+            h, idx = match_hits(rids, published)
+        else:
+            todo = np.flatnonzero(source < 0)
+            if todo.size == 0:
+                break
+            rec, idx = match_hits(rids[todo], published)
+            h = todo[rec]
+            del todo, rec
         source[h] = agent[lo + idx // BLUEZONE_IDS_PER_DAY]
         slot[h] = slots[idx % BLUEZONE_IDS_PER_DAY]
     return source, slot
@@ -153,7 +157,7 @@ def _pairs_from_sums(daily, ground_truth, rule: Rule, close_minutes: float) -> n
 
 
 #: the directed daily rows one day keeps for its pair table (the rest of DAILY_DTYPE is dropped per block)
-_SLIM = (("observer", np.int64), ("source", np.int64), ("notify", np.bool_), ("minutes", np.float64),
+_SLIM = (("observer", np.int64), ("source", np.int64), ("notify", np.bool_), ("minutes", np.float32),
          ("t_first", np.float64), ("att_mean", np.float32), ("duration_s", np.float64))
 
 
@@ -168,7 +172,7 @@ def _reads_att_secs(rule: Rule) -> bool:
 def _day_pairs(run: RunFolder, d: int, agent, key, rule: Rule, have_gt: bool, close_minutes: float,
                chunk_ids: int) -> tuple[np.ndarray, dict]:
     """Day ``d``'s pair table and match counts. Memory: the day's rolling-ID matches (12 bytes a window),
-    one block of windows as columns with its daily sums and verdicts, and 45 bytes per directed daily
+    one block of windows as columns with its daily sums and verdicts, and 41 bytes per directed daily
     row kept (:data:`_SLIM`) for the pair table."""
     st = dict(windows=0, matched=0, unmatched=0, own_id=0, slot_mismatch=0)
     source, slot = resolve_sources(run.window_rids(d), agent, key, d, chunk_ids)  # IDs regenerated once

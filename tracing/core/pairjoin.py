@@ -31,8 +31,6 @@ __all__ = ["stable_order", "window_sums", "pair_order", "pair_table", "WINDOW_FI
 _BUCKETS_PER_ROW = 8
 #: ... or at most this many buckets whatever the rows (an int64 count each: 32 MiB)
 _MIN_BUCKETS = 1 << 22
-#: rows sorted by their first key are sorted by the second by insertion within runs up to this long
-_MAX_RUN = 512
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -219,28 +217,6 @@ def _runs(order, a, b, c):
     return starts[:g + 1].copy()
 
 
-@njit(cache=True)
-def _sort_within_runs(a, key, order, max_run):
-    """Stable insertion sort of ``order`` (rows sorted by ``a``, int64 (n,)) by ``key`` (int64 (n,)) within
-    each run of equal ``a``; False (``order`` unspecified) as soon as a run is longer than ``max_run``."""
-    n, lo = a.size, 0
-    while lo < n:
-        hi = lo + 1
-        while hi < n and a[hi] == a[lo]:
-            hi += 1
-        if hi - lo > max_run:
-            return False
-        for k in range(lo + 1, hi):
-            cur = order[k]
-            i = k
-            while i > lo and key[order[i - 1]] > key[cur]:
-                order[i] = order[i - 1]
-                i -= 1
-            order[i] = cur
-        lo = hi
-    return True
-
-
 @njit(cache=True, inline="always")
 def _wmean(x, w, order, lo, m, buf, buf2):
     """numpy's ``where(den > 0, num / den, nan)`` of x weighted by w over ``order[lo:lo + m]`` (values
@@ -330,13 +306,7 @@ def window_sums(cols: dict, source: np.ndarray, day: np.ndarray, out_dtype: np.d
     m = keep.size
     obs = c["observer"]
     src = np.ascontiguousarray(source, dtype=np.int64)
-    order = None
-    if day.size == 1 and m and bool(np.all(obs[1:] >= obs[:-1])):     # a block of a windows file
-        order = np.arange(m, dtype=np.int32 if m < 2**31 else np.int64)
-        if not _sort_within_runs(obs, src, order, _MAX_RUN):
-            order = None
-    if order is None:
-        order = stable_order(m, ([(day, None, 0)] if day.size > 1 else []) + [(src, None, 0), (obs, None, 0)])
+    order = stable_order(m, ([(day, None, 0)] if day.size > 1 else []) + [(src, None, 0), (obs, None, 0)])
     day = day if day.size == m else np.full(m, day[0], dtype=np.int64)   # one per row: no branch in the kernels
     starts = _runs(order, obs, src, day) if m else np.zeros(1, np.int64)
     g = starts.size - 1
@@ -419,7 +389,7 @@ def _merge_fill(obs, src, d, notify, minutes, t_first, att, dur, gi, gj, gmc, gt
     """Write the pair rows of day ``d`` of :func:`_merge_count`'s merge into ``o_*`` (the
     :data:`PAIR_DTYPE` fields) from row ``r`` on.
 
-    Directed rows (n,): obs, src i8, notify, minutes (min), t_first (s), att f4 (dB), dur (s). Ground
+    Directed rows (n,): obs, src i8, notify, minutes f4 (min), t_first (s), att f4 (dB), dur (s). Ground
     truth (m,): gi, gj i8, gmc f4 minutes close (min), gt_t f8 (s, or empty): earliest time. ``dedupe``:
     ground-truth rows of one pair summed as ``np.add.reduceat`` and stored as float32 before the
     threshold, else summed from 0 as ``np.bincount``; ``buf``, ``buf2``: scratch, at least the largest group.
@@ -508,8 +478,9 @@ def pair_table(obs, src, day, notify, minutes, t_first, att, dur, ground_truth=N
     notify : (n,) bool
         The rule's verdict per row.
     minutes, t_first, att, dur : (n,) float
-        The rule's minutes (min), earliest window start (s), duration-weighted attenuation (dB, float32
-        values; NaN = unknown) and total duration (s) per row.
+        The rule's minutes (min; taken as float32: the float32 of a maximum is the maximum of the float32
+        values, and the table stores float32), earliest window start (s), duration-weighted attenuation
+        (dB, float32 values; NaN = unknown) and total duration (s) per row.
     ground_truth : structured array or None
         Rows with ``i < j``, ``day``, ``minutes_close`` (and optionally ``t_first``); exact
         ``ble.schema.GROUND_TRUTH_DTYPE`` rows of one pair are merged first (minutes summed).
@@ -524,7 +495,7 @@ def pair_table(obs, src, day, notify, minutes, t_first, att, dur, ground_truth=N
     """
     n = len(obs)
     cols = [np.ascontiguousarray(x, dtype=t) for x, t in ((obs, np.int64), (src, np.int64), (notify, np.bool_),
-                                                          (minutes, np.float64), (t_first, np.float64),
+                                                          (minutes, np.float32), (t_first, np.float64),
                                                           (att, np.float32), (dur, np.float64))]
     if any(x.shape != (n,) for x in cols):
         raise ValueError(f"pair_table: every directed column needs {n} rows")

@@ -29,8 +29,9 @@ from sim.qr import CHECKIN_DTYPE, QRParams, checkins_from_visits, visits_from_sc
 from sim.run import build_world, day_schedule
 from sim.scenario import Scenario
 
-#: windows per block of :meth:`RunFolder.window_blocks` (~150 bytes each as records, as much again in Arrow)
-WINDOW_BLOCK_ROWS = 1 << 20
+#: windows per block of :meth:`RunFolder.window_blocks` and :meth:`RunFolder.window_columns` (~100 bytes each as
+#: columns with their Arrow batch; 2**19 keeps a block a constant ~0.1-0.3 GB whatever the population)
+WINDOW_BLOCK_ROWS = 1 << 19
 
 __all__ = ["RunFolder"]
 

@@ -249,24 +249,6 @@ def _probe_idx_kernel(log, published, table, filt, bits, fbits, out):
             out[cand[k]] = cres[k]
 
 
-@njit(cache=True, parallel=True)
-def _probe_mask_kernel(log, published, table, filt, bits, fbits, out):
-    shift = np.uint64(64 - bits)
-    mask = np.uint64((np.int64(1) << bits) - 1)
-    fshift = np.uint64(64 - fbits)
-    n = log.shape[0]
-    nblocks = (n + _BLOCK - 1) // _BLOCK
-    for b in prange(nblocks):
-        lo = b * _BLOCK
-        hi = min(lo + _BLOCK, n)
-        ws, ms, cand, cres = _scratch()
-        for r in range(lo, hi):
-            out[r] = False
-        nc = _probe_block(log, lo, hi, published, table, filt, shift, mask, fshift, ws, ms, cand, cres)
-        for k in range(nc):
-            out[cand[k]] = cres[k] >= 0
-
-
 _HITS_CAP = 64   # hits kept per probe block in the first pass (a block of 2048 records at 1% has ~20)
 
 
@@ -429,14 +411,15 @@ def match_ids(log_rids, published_rids, out=None) -> np.ndarray:
 
 def match_mask(log_rids, published_rids, out=None) -> np.ndarray:
     """Boolean mask: was each logged rolling ID published?  Equal to ``numpy.isin(log, published)``.
-    ``out``: optional bool C-contiguous array of ``len(log_rids)`` to write into (returned)."""
+    ``out``: optional bool C-contiguous array of ``len(log_rids)`` to write into (returned).  The
+    records of :func:`match_hits` set in a cleared mask (one kernel fewer to compile)."""
     log = _check("log_rids", log_rids)
     pub = _check("published_rids", published_rids)
     out = _check_out(out, log.shape[0], np.bool_)
-    if log.shape[0] == 0 or pub.shape[0] == 0:
-        out.fill(False)
-        return out
-    return _probe(_probe_mask_kernel, log, pub, out)
+    out.fill(False)
+    if log.shape[0] and pub.shape[0]:
+        out[match_hits(log, pub)[0]] = True
+    return out
 
 
 def match_hits(log_rids, published_rids) -> tuple[np.ndarray, np.ndarray]:

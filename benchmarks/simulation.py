@@ -6,7 +6,8 @@ that size), one day (288 steps of 300 s), seed 0, written to a temporary folder 
 is deleted afterwards.  Throughput = ``n_agents x 288`` agent-steps over the wall-clock time of the
 whole ``simulate`` call (world building, all steps, writing the run folder).
 
-Each row carries ``details``: the per-stage seconds and shares that ``run.json["timings"]`` records
+Each row carries ``details``: the process's CPU seconds (all threads: under load they compare better
+than the wall time), the per-stage seconds and shares that ``run.json["timings"]`` records
 (schedules, positions, neighbours, radio, aggregation, writing), the simulator's own agent-steps/s, its
 peak RSS and the day's peak accumulator (window and close-pair maps), counts (phone pairs evaluated,
 windows, ground-truth rows) and the bytes of the Parquet files written (windows, ground truth).
@@ -18,6 +19,7 @@ per case (a 1,000,000-agent day takes many minutes on two cores).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -45,8 +47,11 @@ def simulate_once(scn, days: int = DAYS, seed: int = 0) -> dict:
 
     tmp = Path(tempfile.mkdtemp(prefix="proxitrace-bench-sim-"))
     try:
+        c0 = os.times()
         out = simulate(scn, tmp / "run", seed=seed, days=days, progress=False)
+        c1 = os.times()
         run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+        run["cpu_s"] = round(c1.user + c1.system - c0.user - c0.system, 1)    # all threads (numba, writers)
         run["files_bytes"] = {"windows": sum(p.stat().st_size for p in (out / "windows").glob("*.parquet")),
                               "ground_truth": (out / "ground_truth.parquet").stat().st_size}
         return run
@@ -57,7 +62,7 @@ def simulate_once(scn, days: int = DAYS, seed: int = 0) -> dict:
 def details(run: dict) -> dict:
     t = run["timings"]
     c = run["counts"]
-    return {"n_agents": run["n_agents"], "days": run["days"], "wall_s": t["wall_s"],
+    return {"n_agents": run["n_agents"], "days": run["days"], "wall_s": t["wall_s"], "cpu_s": run.get("cpu_s"),
             "stages_s": t["stages_s"], "shares": t["shares"],
             "agent_steps_per_s": t["agent_steps_per_s"], "peak_rss_mb": t["peak_rss_mb"],
             "peak_accumulator_mb": t.get("peak_accumulator_mb"),

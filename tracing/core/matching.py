@@ -134,7 +134,7 @@ def _build_table_kernel(published, bits, fbits, table, filt):
             at[c, b] = p
             p += cnt
     start[nreg] = p
-    perm = np.empty(n, np.int64)
+    perm = np.empty(n, np.uint32)       # (n < 2**32 - 1: checked by _build)
     keys = np.empty(n, np.uint64)        # the keys in region order: read sequentially below
     for c in prange(_BUILD_CHUNKS):
         for k in range(c * clen, min(c * clen + clen, n)):

@@ -54,13 +54,16 @@ Algorithm: a numba open-addressing hash join.
 Measured (issue 16, 2-vCPU EPYC Milan VM, L2 512 KiB/core, L3 32 MiB, shared: 1-minute load 5-8
 throughout, so single-threaded CPU time, min of 7-9 interleaved runs, 1,344,000 published IDs):
 ``match_hits`` at 10^7 records 169-188 -> 98-106 ms CPU, at 10^8 1118 -> 703 ms; the build 60-88 ->
-37-50 ms.  Where a probe's time goes at 10^7 (one thread): reading and hashing the log 11 ms, the
+37-50 ms; with both threads (wall, min of 3-9, load 4-6) 294 -> 189 ms at 10^7 and 1714-1779 ->
+834-861 ms at 10^8 (the build alone is slower on 2 threads than on 1 under such load: 78 vs 47 ms).
+Where a probe's time goes at 10^7 (one thread): reading and hashing the log 11 ms, the
 filter pass 26-31 ms more (with a 32 KiB filter: 18 ms more -- mostly instructions, not misses), the
 candidates 13 ms.  Steps: build without the duplicate check, table fill 37 -> 13 ms; candidates
 group-prefetched, ~36 -> ~14 ms; the filter word prefetched 32 records ahead, filter pass 48.6 ->
 41 ms; hashes in a vectorised loop and unsigned indices, 40.7 -> 33.6 ms.  Tried without gain
 (same setting, ms): prefetching the filter word inside the hash loop 47 / not at all 51 (vs 41);
-requesting a whole block's filter words before testing 46-59; ``prefetchnta`` of the log 41-42 (vs
+requesting a whole block's filter words before testing 46-59; prefetching 16 / 64 records ahead
+(whole ``match_hits``) 92 / 90 (vs 89); ``prefetchnta`` of the log 41-42 (vs
 42.6); one multiply for word and bits 37.1 (vs 37.1); blocks of 1024 / 4096 / 8192 records 93 / 87 /
 87 (vs 89); a two-level filter (512 or 256 KiB first level, passes 24-53%) 64-68 (vs 42); the
 candidates' table stages pipelined across blocks 53-56 (vs 56); building each region by a counting

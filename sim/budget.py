@@ -19,7 +19,12 @@ day 38 s, 1.9 GB. Re-measured after the window map stopped doubling (issue 16: a
 10^6-agent day takes 280 s (449 CPU-s) and peaks at 7.08 GiB = 7.6 GB (window and close-pair maps 3.9 GiB, the
 rest the day's last flush of pair runs, the ground truth and the window blocks being written); a
 10^5-agent day 26 s, 1.79 GiB. The memory is no longer a step function of the windows per day (the map
-ends at a load of 0.74-0.85); the constant below takes the 10^6 measurement.
+ends at a load of 0.74-0.85); the constant below takes the 10^6 measurement. Then (issue 16,
+simulation) the first day's maps were sized from the expected windows per agent (no regrowth), the
+windows extracted in pieces of whole observers and the pair runs flushed in key-range groups: a
+10^6-agent day used 347 CPU-s at load ~5 (~220 s quiet by the former wall / CPU ratio) and peaked at
+6,785 MiB, set by the evening peak of away pairs (their runs' state, ~190 B a pair) on top of the 3.9 GiB
+maps; a 10^5-agent day 1,351 MiB.
 
 A sweep (``proxitrace sweep``) also builds each day's pair table, which holds that day's windows whole
 (``tracing.pipeline.pairs_from_run``): measured on Lạng Sơn x0.128 (100,000 agents), one day, one
@@ -40,12 +45,13 @@ __all__ = ["BYTES_PER_AGENT", "BASE_BYTES", "SECONDS_PER_AGENT_DAY", "ANALYSIS_B
            "distinct_pairs_per_agent", "estimate", "estimate_sweep", "check_fits",
            "describe"]
 
-#: peak resident bytes per agent of one simulated day (7.08 GiB at 10^6 agents, less the fixed part)
-BYTES_PER_AGENT = 7_300
+#: peak resident bytes per agent of one simulated day (6,785 MiB at 10^6 agents, less the fixed part)
+BYTES_PER_AGENT = 6_800
 #: fixed resident bytes (interpreter, numpy/pyarrow/numba, compiled kernels)
 BASE_BYTES = 300 * 2**20
-#: wall seconds per agent-day on the reference machine at load 1-2 (280 s for 10^6 agents x 1 day)
-SECONDS_PER_AGENT_DAY = 2.8e-4
+#: wall seconds per agent-day on the reference machine at load 1-2 (~220 s for 10^6 agents x 1 day: 347
+#: CPU-s measured at load ~5, at the former quiet wall / CPU ratio 280 / 449)
+SECONDS_PER_AGENT_DAY = 2.2e-4
 #: peak resident bytes per agent of a sweep's pair-table unit of one day (4.08 GB at 10^5 agents, less the
 #: fixed part)
 ANALYSIS_BYTES_PER_AGENT = 39_000

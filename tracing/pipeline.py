@@ -1,7 +1,9 @@
 """Logs -> contacts: from a simulator run folder (or in-memory windows) to the pair table.
 
-Steps, day by day (memory bounded by one block of a day's windows — whole observers, ``RunFolder.window_blocks`` —
-plus the day's rolling IDs, its directed daily sums and one chunk of regenerated IDs):
+Steps, day by day. Memory: the day's rolling-ID matches (12 bytes a window) and 41 bytes per directed
+daily row, plus one block of 2**19 windows (whole observers, ``RunFolder.window_columns``: columns, no
+records) with its daily sums, and one chunk of regenerated IDs -- about 8 KB per agent at its peak, flat
+in the days:
 
 1. **Matching** (what the health service and the phones do): every phone's 96 rolling IDs of the day
    are regenerated from ``keys.parquet`` (:func:`ble.ids.sim_rids`, one ID per 900 s slot) and
@@ -9,10 +11,13 @@ plus the day's rolling IDs, its directed daily sums and one chunk of regenerated
    gets its advertiser device as ``source``. Unmatched windows are counted and reported (a warning
    and the ``stats`` dict), never silently dropped.
 2. **Daily sums** per (observer, source, day) (:func:`tracing.rules.daily_sums`) and the close-contact
-   rule (:func:`tracing.rules.evaluate`).
+   rule (:func:`tracing.rules.evaluate`), block by block; the window columns a rule does not read
+   (the attenuation buckets of ``any_match``) are not decoded.
 3. **Pair table** (:data:`tracing.pairs.PAIR_DTYPE`): one row per unordered pair ``i < j`` and day;
    ``notify_j`` from j's windows of i's IDs, ``notify_i`` from i's windows of j's IDs; outer-joined
-   with ``ground_truth.parquet`` (``true_close = minutes_close >= close_minutes``).
+   with ``ground_truth.parquet`` (``true_close = minutes_close >= close_minutes``). Grouping is by
+   counting sorts and merge kernels (:mod:`tracing.core.pairjoin`) with numpy's arithmetic: the tables
+   are those of the lexsort + reduceat code before it, byte for byte.
 
 Units: times in seconds (simulator time: seconds since the start of day 0), minutes where a name
 says so, attenuation in dB. The simulator merges a device's sightings per observer over a whole day

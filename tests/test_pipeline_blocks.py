@@ -306,3 +306,19 @@ def test_rules_that_skip_att_secs_do_not_read_them(name):
     assert unchanged or P._reads_att_secs(rule)
     if rule.kind in ("weighted_attenuation", "gaen_v2"):
         assert P._reads_att_secs(rule) and not unchanged
+
+
+def test_pair_order_of_sorted_daily_rows_is_lexsort():
+    """Daily rows sorted by (observer, source) take pair_order's shortcut (the rows with observer <
+    source are in order; the others sorted by source and merged in): the same permutation as np.lexsort
+    by (min, max), ties (both directions of a pair) in row order; any other input takes counting passes."""
+    rng = np.random.default_rng(9)
+    obs, src = rng.integers(0, 300, 20000), rng.integers(0, 300, 20000)
+    keep = obs != src
+    key = np.unique(obs[keep] * 1000 + src[keep])
+    obs, src = key // 1000, key % 1000                          # sorted by (obs, src), unique
+    want = np.lexsort((np.maximum(obs, src), np.minimum(obs, src)))
+    assert np.array_equal(pj.pair_order(obs, src, 4), want)
+    shuffled = rng.permutation(obs.size)
+    o2, s2 = obs[shuffled], src[shuffled]
+    assert np.array_equal(pj.pair_order(o2, s2, 4), np.lexsort((np.maximum(o2, s2), np.minimum(o2, s2))))

@@ -442,15 +442,60 @@ def _as_day(day, n: int) -> np.ndarray:
     return np.ascontiguousarray(d, dtype=np.int64)
 
 
+@njit(cache=True)
+def _sorted_pairs(obs, src):
+    """True when directed rows are strictly increasing in (obs, src) with obs != src (daily sums are)."""
+    for k in range(obs.size):
+        if obs[k] == src[k] or (k and (obs[k], src[k]) <= (obs[k - 1], src[k - 1])):
+            return False
+    return True
+
+
+@njit(cache=True)
+def _merge_halves(obs, src, rev, out):
+    """Order by (min, max) of rows sorted by (obs, src): those with obs < src are in it already, ``rev``
+    (the others, sorted by (src, obs)) are merged in; on equal keys the earlier row first (stable)."""
+    n, m = obs.size, rev.size
+    a, b, r = 0, 0, 0
+    while a < n or b < m:
+        while a < n and obs[a] > src[a]:
+            a += 1
+        if a >= n and b >= m:
+            break
+        if a < n and (b >= m or (obs[a], src[a]) <= (src[rev[b]], obs[rev[b]])):
+            out[r] = a
+            a += 1
+        else:
+            out[r] = rev[b]
+            b += 1
+        r += 1
+
+
 def pair_order(obs, src, day) -> np.ndarray:
     """Stable order of directed daily rows by (day, min(obs, src), max(obs, src)): the order
-    :func:`pair_table` reduces them in (``day``: one value or one per row). int32 (int64 from 2**31 rows)."""
+    :func:`pair_table` reduces them in (``day``: one value or one per row). int32 (int64 from 2**31 rows).
+
+    Rows of one day sorted by (obs, src), as daily sums are: the rows with obs < src are in order already;
+    the others take one counting pass by source and a merge (half the work of two full passes)."""
     n = len(obs)
     obs = np.ascontiguousarray(obs, dtype=np.int64)
     src = np.ascontiguousarray(src, dtype=np.int64)
     if src.shape != (n,):
         raise ValueError(f"pair_order: obs and src need one entry per row ({n})")
     dday = _as_day(day, n)
+    idx = np.int32 if n < 2**31 else np.int64
+    if n and dday.size == 1 and _sorted_pairs(obs, src):
+        rev = np.flatnonzero(obs > src).astype(idx)
+        lo, nb = int(src.min()), int(src.max()) - int(src.min()) + 1
+        if rev.size and nb <= max(_BUCKETS_PER_ROW * n, _MIN_BUCKETS):
+            tmp = np.empty_like(rev)
+            _count_pass(src, src, 0, lo, nb, rev, tmp)       # by source; already by observer within
+            rev = tmp
+        elif rev.size:
+            rev = rev[np.argsort(src[rev], kind="stable")]
+        out = np.empty(n, dtype=idx)
+        _merge_halves(obs, src, rev, out)
+        return out
     return stable_order(n, [(obs, src, 2), (obs, src, 1)] + ([(dday, None, 0)] if dday.size > 1 else []))
 
 

@@ -38,11 +38,12 @@ table's lexsort of 5.5 M directed sums now sets it). Then (issue 16, analysis) t
 columns (not the attenuation buckets where the rule ignores them), evaluated the rule per block of
 2**19 windows and kept 41 bytes per directed daily row, and grouped by counting sorts and numba merge
 kernels instead of lexsort (``tracing.core.pairjoin``; same pair tables byte for byte): the unit
-(``tracing.sweep.tasks.pairs_task``, fresh process, rule bluezone) takes 7-11 CPU-s and peaks at
-1.0-1.13 GB at 10^5 agents (load 6.5), 20.5 CPU-s (22.6 s wall) and 2.71 GB at 312,662 agents (load
-3.4-3.9; gaen-ch, which decodes the buckets: 30.7 CPU-s, 2.60 GB). The constants below take ~8 KB per
-agent above the fixed part (7.7 KB at 312,662 agents, 8.2 KB at 10^5, block buffers included) and
-8e-5 s per agent-day: a 1:1 province's day of pair tables needs ~7 GB and ~1 minute, 14 days ~15 min.
+(``tracing.sweep.tasks.pairs_task``, fresh process, rule bluezone, writing included) takes 7.1 s wall and
+peaks at 1.14 GB at 10^5 agents (load 2.5; it was 29.5 s and 3.88 GB back to back), 22.1 s and 2.70 GB
+at 312,662 agents (load 2.0; gaen-ch, which decodes the buckets: 28.8 s, 2.61 GB). The constants below
+take ~8 KB per agent above the fixed part (7.6 KB at 312,662 agents, 8.3 KB at 10^5, block buffers
+included; 7.3 KB between the two) and 8e-5 s per agent-day: a 1:1 province's day of pair tables needs
+~7 GB and ~1 minute, 14 days ~15 min.
 """
 from __future__ import annotations
 
@@ -60,11 +61,11 @@ BASE_BYTES = 300 * 2**20
 #: wall seconds per agent-day on the reference machine at load 1-2 (~220 s for 10^6 agents x 1 day: 347
 #: CPU-s measured at load ~5, at the former quiet wall / CPU ratio 280 / 449)
 SECONDS_PER_AGENT_DAY = 2.2e-4
-#: peak resident bytes per agent of a sweep's pair-table unit of one day (2.71 GB at 312,662 agents and
-#: 1.13 GB at 10^5, less the fixed part: 7.7 and 8.2 KB; rounded up)
+#: peak resident bytes per agent of a sweep's pair-table unit of one day (2.70 GB at 312,662 agents and
+#: 1.14 GB at 10^5, less the fixed part: 7.6 and 8.3 KB; rounded up)
 ANALYSIS_BYTES_PER_AGENT = 8_500
-#: wall seconds per agent-day of a sweep's pair-table units (22.6 s, 20.5 CPU-s for 312,662 agents x 1 day,
-#: rule bluezone, load ~3.5)
+#: wall seconds per agent-day of a sweep's pair-table units (22.1 s for 312,662 agents x 1 day, 7.1 s for
+#: 10^5, rule bluezone, load 2-2.5; rounded up)
 ANALYSIS_SECONDS_PER_AGENT_DAY = 8.0e-5
 #: distinct pairs per agent (a detection or a ground-truth row on any day) after 1, 2, ..., 14 days,
 #: measured on Lang Son x0.064 (50,026 agents, seed 0, rule bluezone); later days add the last increment

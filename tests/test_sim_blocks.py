@@ -9,6 +9,7 @@ import numpy as np
 import sim.kernels as K
 import sim.scanning.accumulate as acc_mod
 import sim.scanning.runs as runs_mod
+import sim.scanning.stays as stays_mod
 import sim.scanning.step as step_mod
 from sim.kernels import even_cuts, par_cuts, weighted_cuts
 from sim.run import simulate
@@ -34,6 +35,7 @@ def test_day_same_bytes_for_any_split(tmp_path, monkeypatch):
     fine = lambda n, grain=0: K.par_cuts(n, 1)                      # noqa: E731 - every item a chunk's worth
     monkeypatch.setattr(step_mod, "par_cuts", fine)
     monkeypatch.setattr(acc_mod, "par_cuts", fine)
+    monkeypatch.setattr(stays_mod, "par_cuts", fine)
     monkeypatch.setattr(runs_mod, "_merge_chunks", lambda work: 5)
     assert fine(1000)[0] == 3 and len(fine(1000)[1]) == 13
     split = simulate(scn, tmp_path / "split", seed=5, days=1, progress=False)

@@ -164,16 +164,16 @@ def _win_insert_kernel(tkeys, tvals, tbc, counts, cap, start, order, keys, n_in,
                     tbc[slot, b] += bc_in[r, b]
 
 
-def _shard_cuts(n_records: int) -> tuple:
-    """``(threads, cuts of the N_SHARDS shards)`` for :func:`sim.kernels.run_blocks` merging
-    ``n_records`` records (one call for few records)."""
-    threads, cuts = par_cuts(n_records)
-    return threads, even_cuts(N_SHARDS, len(cuts) - 1)
+def _shard_cuts(start) -> tuple:
+    """``(threads, cuts of the shards)`` for :func:`sim.kernels.run_blocks` merging the records of the
+    shards ``start`` (n_shards + 1 offsets; one call for few records)."""
+    threads, cuts = par_cuts(int(start[-1]))
+    return threads, even_cuts(len(start) - 1, len(cuts) - 1)
 
 
-@njit(cache=True, parallel=True)
-def _gt_insert_kernel(tkeys, tvals, counts, cap, start, order, keys, n_in, d_in):
-    for s in prange(start.shape[0] - 1):
+@njit(cache=True, nogil=True)
+def _gt_insert_kernel(tkeys, tvals, counts, cap, start, order, keys, n_in, d_in, sh_lo, sh_hi):
+    for s in range(sh_lo, sh_hi):
         base = s * cap
         for q in range(start[s], start[s + 1]):
             r = order[q]
@@ -208,11 +208,11 @@ def _regrow_kernel(keys, vals, bc, old_keys, old_vals, old_bc, lo, hi, old_cap, 
                     bc[slot, b] = old_bc[q, b]
 
 
-@njit(cache=True, parallel=True)
-def _absent_kernel(tkeys, cap, start, order, keys, absent):
-    """Per shard s, ``absent[s]`` = the incoming records ``order[start[s]:start[s + 1]]`` whose key is
-    not in the map yet (an upper bound on the keys they add)."""
-    for s in prange(start.shape[0] - 1):
+@njit(cache=True, nogil=True)
+def _absent_kernel(tkeys, cap, start, order, keys, absent, sh_lo, sh_hi):
+    """Per shard s in ``sh_lo..sh_hi``, ``absent[s]`` = the incoming records ``order[start[s]:start[s +
+    1]]`` whose key is not in the map yet (an upper bound on the keys they add)."""
+    for s in range(sh_lo, sh_hi):
         c = 0
         for q in range(start[s], start[s + 1]):
             key = keys[order[q]]
@@ -220,9 +220,9 @@ def _absent_kernel(tkeys, cap, start, order, keys, absent):
         absent[s] = c
 
 
-@njit(cache=True, parallel=True)
-def _contains_kernel(tkeys, cap, keys, out):
-    for r in prange(keys.shape[0]):
+@njit(cache=True, nogil=True)
+def _contains_kernel(tkeys, cap, keys, out, r_lo, r_hi):
+    for r in range(r_lo, r_hi):
         key = keys[r]
         s = _shard(key)
         slot = _find(tkeys, s * cap, cap, key)
@@ -470,7 +470,7 @@ class _ShardedMap:
         need = int((self.counts + incoming).max()) if len(incoming) else 0
         if need > LOAD_MAX * self.cap:
             absent = np.zeros(len(incoming), np.int64)
-            _absent_kernel(self.keys, self.cap, start, order, keys, absent)
+            run_blocks(_absent_kernel, *_shard_cuts(start), self.keys, self.cap, start, order, keys, absent)
             need = int((self.counts + absent).max())
         if need > LOAD_MAX * self.cap:
             factor = GROWTH if self.nbytes < LARGE_BYTES else GROWTH_LARGE
@@ -536,7 +536,7 @@ class DayAccumulator:
             return
         start, order = _shard_order_kernel(keys, N_SHARDS)
         self.win.reserve(start, order, keys)
-        run_blocks(_win_insert_kernel, *_shard_cuts(len(keys)), self.win.keys, self.win.vals, self.win.bc,
+        run_blocks(_win_insert_kernel, *_shard_cuts(start), self.win.keys, self.win.vals, self.win.bc,
                    self.win.counts, self.win.cap, start, order, keys, np.ones(len(keys), np.uint16), rssi, rssi,
                    steps, steps, self._empty_bc, bucket, True)
 
@@ -550,7 +550,7 @@ class DayAccumulator:
             keys = (obs[sl].astype(np.uint64) << np.uint64(32)) | adv[sl].astype(np.uint64)
             start, order = _shard_order_kernel(keys, N_SHARDS)
             self.win.reserve(start, order, keys)
-            run_blocks(_win_insert_kernel, *_shard_cuts(len(keys)), self.win.keys, self.win.vals, self.win.bc,
+            run_blocks(_win_insert_kernel, *_shard_cuts(start), self.win.keys, self.win.vals, self.win.bc,
                        self.win.counts, self.win.cap, start, order, keys, n[sl].astype(np.uint16), rsum[sl],
                        rmax[sl], t0[sl], t1[sl], bc[sl], self._empty_b, False)
 
@@ -561,8 +561,8 @@ class DayAccumulator:
             keys = (i[sl].astype(np.uint64) << np.uint64(32)) | j[sl].astype(np.uint64)
             start, order = _shard_order_kernel(keys, N_SHARDS)
             self.gt.reserve(start, order, keys)
-            _gt_insert_kernel(self.gt.keys, self.gt.vals, self.gt.counts, self.gt.cap, start, order, keys,
-                              n[sl].astype(np.int32), d[sl].astype(np.float32))
+            run_blocks(_gt_insert_kernel, *_shard_cuts(start), self.gt.keys, self.gt.vals, self.gt.counts,
+                       self.gt.cap, start, order, keys, n[sl].astype(np.int32), d[sl].astype(np.float32))
 
     @property
     def nbytes(self) -> int:
@@ -650,9 +650,9 @@ class DayAccumulator:
         g["min_dist"] = c["dmin"]
         del c
         fwd = np.empty(len(keys), np.bool_)
-        _contains_kernel(self.win.keys, self.win.cap, keys, fwd)
+        run_blocks(_contains_kernel, *par_cuts(len(keys)), self.win.keys, self.win.cap, keys, fwd)
         keys = (keys << np.uint64(32)) | (keys >> np.uint64(32))        # (j, i): the reverse direction
         rev = np.empty(len(keys), np.bool_)
-        _contains_kernel(self.win.keys, self.win.cap, keys, rev)
+        run_blocks(_contains_kernel, *par_cuts(len(keys)), self.win.keys, self.win.cap, keys, rev)
         g["detected"] = fwd | rev
         return g

@@ -26,10 +26,10 @@ import math
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ble.schema import N_ATT_BUCKETS
-from sim.kernels import run_blocks, weighted_cuts
+from sim.kernels import par_cuts, run_blocks, weighted_cuts
 from sim.positions import seat_position
 from sim.rng import step_seed
 from sim.scanning.runs import _add_scan, _start_run
@@ -137,11 +137,12 @@ def seated_stays(sched, n_homes: int, lo: int, hi: int) -> Stays:
     return Stays(agent, inst, kind, a, b, n)
 
 
-@njit(cache=True, parallel=True)
-def _candidates_kernel(blocks, agent, a, b, phone, n_gt, n_ph):
-    """Per instance c (rows ``blocks[c]:blocks[c + 1]`` of the stays): the stay pairs of different
-    agents that overlap in time (``n_gt[c]``) and of those, pairs of two phones (``n_ph[c]``)."""
-    for c in prange(blocks.shape[0] - 1):
+@njit(cache=True, nogil=True)
+def _candidates_kernel(blocks, agent, a, b, phone, n_gt, n_ph, c_lo, c_hi):
+    """Per instance c in ``c_lo..c_hi`` (rows ``blocks[c]:blocks[c + 1]`` of the stays; serial, ``nogil``:
+    run over chunks by :func:`sim.kernels.run_blocks`): the stay pairs of different agents that overlap
+    in time (``n_gt[c]``) and of those, pairs of two phones (``n_ph[c]``)."""
+    for c in range(c_lo, c_hi):
         g = 0
         p = 0
         for u in range(blocks[c], blocks[c + 1]):
@@ -260,7 +261,8 @@ def eval_stays(radio, stays: Stays, day: int, places, phone, jitter_m: float, ra
     nb = len(stays.blocks) - 1
     n_gt, n_ph = np.zeros(nb, np.int64), np.zeros(nb, np.int64)
     if nb:
-        _candidates_kernel(stays.blocks, stays.agent, stays.a, stays.b, phone, n_gt, n_ph)
+        run_blocks(_candidates_kernel, *par_cuts(nb, 1 << 10), stays.blocks, stays.agent, stays.a,
+                   stays.b, phone, n_gt, n_ph)
     gt_off, ph_off = np.r_[0, np.cumsum(n_gt)], np.r_[0, np.cumsum(n_ph)]
     (p_seen, car, plat, txo, rxo, cdb, pdb, ref, expo, sig, dmin, floor, ceil) = radio.args()
     c = 0

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ble import scan
 from ble.radio import RadioParams, default_params, device_offsets
@@ -207,9 +207,9 @@ def _eval_static_kernel(seed, day, steps, step_s, day_t0, phase, pi, pj, x, y, r
                     bc[q, _bucket(tx_power[adv] - r, edges)] += 1
 
 
-@njit(cache=True, parallel=True)
-def _close_kernel(pi, pj, x, y, close2, ok, dist):
-    for p in prange(pi.shape[0]):
+@njit(cache=True, nogil=True)
+def _close_kernel(pi, pj, x, y, close2, ok, dist, p_lo, p_hi):
+    for p in range(p_lo, p_hi):
         dx = x[pi[p]] - x[pj[p]]
         dy = y[pi[p]] - y[pj[p]]
         d2 = dx * dx + dy * dy
@@ -328,6 +328,6 @@ def eval_close(pi, pj, x, y, close_m: float, mult: int = 1):
     ok = np.empty(len(pi), np.bool_)
     dist = np.empty(len(pi), np.float64)
     if len(pi):
-        _close_kernel(pi, pj, x, y, float(close_m) ** 2, ok, dist)
+        run_blocks(_close_kernel, *par_cuts(len(pi), 1 << 16), pi, pj, x, y, float(close_m) ** 2, ok, dist)
     idx = np.flatnonzero(ok)
     return pi[idx], pj[idx], np.full(len(idx), mult, np.int32), dist[idx]

@@ -159,8 +159,8 @@ def _runs_merge(pk, pn, prs, prm, ps0, ps1, pbc, ck, pi, pj, rssi, step, tx_powe
     run_blocks(_runs_merge_kernel, numba.get_num_threads(), even_cuts(nchunk, nchunk), pk, pn, prs, prm, ps0, ps1,
                pbc, ck, pi, pj, rssi, step, tx_power, edges, cn, crs, crm, cs0, cs1, cbc, fo, fa, fn, frs, frm, fs0,
                fs1, fbc, a_lo, b_lo, nf_end)
-    return int(nf_end[0]) if nchunk == 1 else int(_runs_compact_kernel(a_lo, nf_end, fo, fa, fn, frs, frm, fs0,
-                                                                       fs1, fbc))
+    # called for one range too (a no-op then): every run uses it, so a first run precompiles it
+    return int(_runs_compact_kernel(a_lo, nf_end, fo, fa, fn, frs, frm, fs0, fs1, fbc))
 
 
 #: pairs per merge group of :meth:`PairRuns.update_groups` (memory: the flush buffer holds ~2 rows of 52

@@ -115,9 +115,9 @@ RUN_KERNELS = {
                                 "_window_fill_kernel", "_window_heads_kernel", "_window_order_kernel",
                                 "_window_sort_kernel"),
 }
-#: CPU seconds of a first run's compilation of RUN_KERNELS: 59-72 s cold less 4-5 s warm for a tiny run at load 1-2
-#: (benchmarks/firstrun.py; README Performance)
-FIRST_RUN_COMPILE_S = 60.0
+#: CPU seconds of a first run's compilation of RUN_KERNELS: 35 s cold less 2.4 s warm for a tiny run at load 2.6
+#: (benchmarks/firstrun.py; README Performance; 59-72 s before the scanning kernels ran serial on run_blocks)
+FIRST_RUN_COMPILE_S = 33.0
 
 
 def _version() -> str:

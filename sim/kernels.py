@@ -43,11 +43,13 @@ from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 
 import numba
+import numpy as np
 from numba.core import types as nbtypes
 from numba.core.registry import CPUDispatcher
 
 __all__ = ["announce_compilation", "uncached_kernels", "resolve", "recorded_signatures", "precompile",
-           "compile_all", "run_blocks", "even_cuts"]
+           "compile_all", "run_blocks", "even_cuts",
+           "weighted_cuts", "par_cuts"]
 
 
 def _dispatchers(module: ModuleType):
@@ -300,6 +302,27 @@ def even_cuts(nblk: int, parts: int) -> list:
     :func:`run_blocks`)."""
     k = max(1, min(parts, nblk))
     return [t * nblk // k for t in range(k + 1)]
+
+
+def weighted_cuts(start, parts: int) -> list:
+    """Cuts of the blocks of the offsets ``start`` (n_blocks + 1, non-decreasing) into at most ``parts``
+    contiguous chunks of about equal weight ``start[b + 1] - start[b]`` (for :func:`run_blocks`; block
+    indices 0 .. n_blocks, empty chunks dropped)."""
+    nb = len(start) - 1
+    if parts <= 1 or nb <= 1:
+        return [0, max(nb, 0)]
+    s = np.asarray(start, np.int64) - int(start[0])
+    mid = np.searchsorted(s, np.arange(1, parts, dtype=np.int64) * int(s[-1]) // parts, side="right") - 1
+    return sorted({0, nb, *np.clip(mid, 0, nb).tolist()})
+
+
+def par_cuts(n: int, grain: int = 1 << 14) -> tuple:
+    """``(threads, cuts)`` for :func:`run_blocks` over ``n`` independent items (the iterations of a
+    former ``prange`` loop): numba's thread count (``NUMBA_NUM_THREADS``, as ``prange`` used) and about
+    four chunks a thread of at least ``grain`` items; one call (no thread) below ``2 grain`` items."""
+    threads = numba.get_num_threads()
+    k = max(1, min(4 * threads, n // grain)) if threads > 1 else 1
+    return (threads if k > 1 else 1), even_cuts(n, k)
 
 
 if __name__ == "__main__":          # python -m sim.kernels --compile-all | --compile NAME ... (a worker)

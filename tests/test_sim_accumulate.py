@@ -23,7 +23,7 @@ def _partial(keys, n, rsum, s0):
 
 def _contains(acc, keys):
     out = np.empty(len(keys), np.bool_)
-    _contains_kernel(acc.win.keys, acc.win.cap, keys, out)
+    _contains_kernel(acc.win.keys, acc.win.cap, keys, out, 0, len(keys))
     return out
 
 

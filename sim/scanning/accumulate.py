@@ -29,6 +29,7 @@ from numba import njit, prange
 
 from ble.ids import sim_rids, slot_of
 from ble.schema import GROUND_TRUTH_DTYPE, N_ATT_BUCKETS, WINDOW_DTYPE
+from sim.kernels import even_cuts, par_cuts, run_blocks
 from sim.rng import mix64
 
 __all__ = ["N_SHARDS", "EMPTY", "WIN_SLOT", "GT_SLOT", "LOAD_MAX", "GROWTH", "GROWTH_LARGE", "DayAccumulator",
@@ -127,12 +128,14 @@ WIN_SLOT = np.dtype([("n", "u2"), ("s0", "u2"), ("s1", "u2"), ("pad", "u2"), ("r
 GT_SLOT = np.dtype([("n", "i4"), ("dmin", "f4")])
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def _win_insert_kernel(tkeys, tvals, tbc, counts, cap, start, order, keys, n_in, rsum_in, rmax_in, s0_in, s1_in,
-                       bc_in, bucket_in, single):
-    """Merge records into the window map; ``single``: each record is one scan in bucket ``bucket_in``
-    (``bc_in`` unused), else a partial aggregate with bucket counts ``bc_in``."""
-    for s in prange(start.shape[0] - 1):
+                       bc_in, bucket_in, single, sh_lo, sh_hi):
+    """Merge records into the shards ``sh_lo..sh_hi`` of the window map (serial, ``nogil``: run over
+    chunks of shards by :func:`sim.kernels.run_blocks`, :func:`_shard_cuts`); ``single``: each record
+    is one scan in bucket ``bucket_in`` (``bc_in`` unused), else a partial aggregate with bucket counts
+    ``bc_in``."""
+    for s in range(sh_lo, sh_hi):
         base = s * cap
         for q in range(start[s], start[s + 1]):
             r = order[q]
@@ -161,9 +164,16 @@ def _win_insert_kernel(tkeys, tvals, tbc, counts, cap, start, order, keys, n_in,
                     tbc[slot, b] += bc_in[r, b]
 
 
-@njit(cache=True, parallel=True)
-def _gt_insert_kernel(tkeys, tvals, counts, cap, start, order, keys, n_in, d_in):
-    for s in prange(start.shape[0] - 1):
+def _shard_cuts(start) -> tuple:
+    """``(threads, cuts of the shards)`` for :func:`sim.kernels.run_blocks` merging the records of the
+    shards ``start`` (n_shards + 1 offsets; one call for few records)."""
+    threads, cuts = par_cuts(int(start[-1]))
+    return threads, even_cuts(len(start) - 1, len(cuts) - 1)
+
+
+@njit(cache=True, nogil=True)
+def _gt_insert_kernel(tkeys, tvals, counts, cap, start, order, keys, n_in, d_in, sh_lo, sh_hi):
+    for s in range(sh_lo, sh_hi):
         base = s * cap
         for q in range(start[s], start[s + 1]):
             r = order[q]
@@ -198,11 +208,11 @@ def _regrow_kernel(keys, vals, bc, old_keys, old_vals, old_bc, lo, hi, old_cap, 
                     bc[slot, b] = old_bc[q, b]
 
 
-@njit(cache=True, parallel=True)
-def _absent_kernel(tkeys, cap, start, order, keys, absent):
-    """Per shard s, ``absent[s]`` = the incoming records ``order[start[s]:start[s + 1]]`` whose key is
-    not in the map yet (an upper bound on the keys they add)."""
-    for s in prange(start.shape[0] - 1):
+@njit(cache=True, nogil=True)
+def _absent_kernel(tkeys, cap, start, order, keys, absent, sh_lo, sh_hi):
+    """Per shard s in ``sh_lo..sh_hi``, ``absent[s]`` = the incoming records ``order[start[s]:start[s +
+    1]]`` whose key is not in the map yet (an upper bound on the keys they add)."""
+    for s in range(sh_lo, sh_hi):
         c = 0
         for q in range(start[s], start[s + 1]):
             key = keys[order[q]]
@@ -210,9 +220,9 @@ def _absent_kernel(tkeys, cap, start, order, keys, absent):
         absent[s] = c
 
 
-@njit(cache=True, parallel=True)
-def _contains_kernel(tkeys, cap, keys, out):
-    for r in prange(keys.shape[0]):
+@njit(cache=True, nogil=True)
+def _contains_kernel(tkeys, cap, keys, out, r_lo, r_hi):
+    for r in range(r_lo, r_hi):
         key = keys[r]
         s = _shard(key)
         slot = _find(tkeys, s * cap, cap, key)
@@ -278,19 +288,16 @@ def _window_heads_kernel(slots, tkeys, s0, phase, day_t, scan_s, obs, adv, t0):
         t0[r] = day_t + np.float64(s0[slots[r]]) * scan_s + phase[o]
 
 
-@njit(cache=True, parallel=True)
-def _window_fill_kernel(order, slots, obs, adv, t0, rid, vn, vs1, vrsum, vrmax, vbc, phase, tx_power, day_t,
+@njit(cache=True, nogil=True)
+def _window_fill_kernel(dest, slots, obs, adv, t0, rid, vn, vs1, vrsum, vrmax, vbc, phase, tx_power, day_t,
                         scan_s, w_obs, w_rid, w_t0, w_t1, w_n, w_dur, w_mean, w_max, w_tx, w_att, w_attmin,
-                        w_secs):
-    """Window rows in ``order`` straight into the (strided) fields of the output record array, with the
-    arithmetic (and float32 roundings) of the former numpy expressions. Reads go in slot order (the map
-    is large), each row is written to its sorted position."""
+                        w_secs, u_lo, u_hi):
+    """Window rows ``u_lo..u_hi`` (in slot order) to their sorted positions ``dest`` (the inverse of the
+    row order) straight into the (strided) fields of the output record array, with the arithmetic (and
+    float32 roundings) of the former numpy expressions (serial, ``nogil``: run over chunks by
+    :func:`sim.kernels.run_blocks`). Reads go in slot order (the map is large)."""
     f_scan = np.float32(scan_s)
-    n_rows = order.shape[0]
-    dest = np.empty(n_rows, np.int64)
-    for r in range(n_rows):
-        dest[order[r]] = r
-    for u in prange(n_rows):
+    for u in range(u_lo, u_hi):
         r = dest[u]
         q = slots[u]
         o = obs[u]
@@ -318,11 +325,11 @@ def _win_less(rid, t0, u, v):
     return rid[u] < rid[v] or (rid[u] == rid[v] and t0[u] < t0[v])
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _window_order_kernel(obs, rid, t0, lo, n_obs):
-    """Row order by (observer, rid, t_start), ties in input order (= ``np.lexsort((t0, rid, obs))``):
-    a stable counting sort by observer, then per observer an insertion sort (a stable two-pass merge
-    sort for long segments, :func:`_merge_sort_rows`)."""
+    """Row order by observer (a stable counting sort) and the observers' segments ``start`` (n_obs + 1)
+    of it: ``(start, order)``; :func:`_window_sort_kernel` then sorts each segment by (rid, t_start),
+    ties in input order (together ``np.lexsort((t0, rid, obs))``)."""
     n = obs.shape[0]
     start = np.zeros(n_obs + 1, np.int64)
     for r in range(n):
@@ -335,7 +342,15 @@ def _window_order_kernel(obs, rid, t0, lo, n_obs):
         o = obs[r] - lo
         order[fill[o]] = r
         fill[o] += 1
-    for s in prange(n_obs):
+    return start, order
+
+
+@njit(cache=True, nogil=True)
+def _window_sort_kernel(order, start, rid, t0, s_lo, s_hi):
+    """Sort the observers' segments ``s_lo..s_hi`` (``start``) of ``order`` by (rid, t_start), ties in
+    input order: an insertion sort (a stable two-pass merge sort for long segments,
+    :func:`_merge_sort_rows`); serial, ``nogil``: run over chunks by :func:`sim.kernels.run_blocks`."""
+    for s in range(s_lo, s_hi):
         a = start[s]
         b = start[s + 1]
         if b - a <= 64:
@@ -348,7 +363,6 @@ def _window_order_kernel(obs, rid, t0, lo, n_obs):
                 order[k + 1] = v
         else:
             _merge_sort_rows(order, a, b, rid, t0)
-    return order
 
 
 @njit(cache=True)
@@ -456,7 +470,7 @@ class _ShardedMap:
         need = int((self.counts + incoming).max()) if len(incoming) else 0
         if need > LOAD_MAX * self.cap:
             absent = np.zeros(len(incoming), np.int64)
-            _absent_kernel(self.keys, self.cap, start, order, keys, absent)
+            run_blocks(_absent_kernel, *_shard_cuts(start), self.keys, self.cap, start, order, keys, absent)
             need = int((self.counts + absent).max())
         if need > LOAD_MAX * self.cap:
             factor = GROWTH if self.nbytes < LARGE_BYTES else GROWTH_LARGE
@@ -522,9 +536,9 @@ class DayAccumulator:
             return
         start, order = _shard_order_kernel(keys, N_SHARDS)
         self.win.reserve(start, order, keys)
-        _win_insert_kernel(self.win.keys, self.win.vals, self.win.bc, self.win.counts, self.win.cap, start, order, keys,
-                           np.ones(len(keys), np.uint16), rssi, rssi, steps, steps, self._empty_bc,
-                           bucket, True)
+        run_blocks(_win_insert_kernel, *_shard_cuts(start), self.win.keys, self.win.vals, self.win.bc,
+                   self.win.counts, self.win.cap, start, order, keys, np.ones(len(keys), np.uint16), rssi, rssi,
+                   steps, steps, self._empty_bc, bucket, True)
 
     def add_partial(self, obs, adv, n, rsum, rmax, t0, t1, bc):
         """Aggregates of several scans of one ordered pair (static episodes). Merged :data:`ADD_CHUNK`
@@ -536,9 +550,9 @@ class DayAccumulator:
             keys = (obs[sl].astype(np.uint64) << np.uint64(32)) | adv[sl].astype(np.uint64)
             start, order = _shard_order_kernel(keys, N_SHARDS)
             self.win.reserve(start, order, keys)
-            _win_insert_kernel(self.win.keys, self.win.vals, self.win.bc, self.win.counts, self.win.cap, start, order,
-                               keys, n[sl].astype(np.uint16), rsum[sl], rmax[sl], t0[sl], t1[sl], bc[sl],
-                               self._empty_b, False)
+            run_blocks(_win_insert_kernel, *_shard_cuts(start), self.win.keys, self.win.vals, self.win.bc,
+                       self.win.counts, self.win.cap, start, order, keys, n[sl].astype(np.uint16), rsum[sl],
+                       rmax[sl], t0[sl], t1[sl], bc[sl], self._empty_b, False)
 
     def add_close(self, i, j, n, d):
         """Close (sub)steps of pairs i < j: ``n`` close (sub)steps at distance ``d`` (m)."""
@@ -547,8 +561,8 @@ class DayAccumulator:
             keys = (i[sl].astype(np.uint64) << np.uint64(32)) | j[sl].astype(np.uint64)
             start, order = _shard_order_kernel(keys, N_SHARDS)
             self.gt.reserve(start, order, keys)
-            _gt_insert_kernel(self.gt.keys, self.gt.vals, self.gt.counts, self.gt.cap, start, order, keys,
-                              n[sl].astype(np.int32), d[sl].astype(np.float32))
+            run_blocks(_gt_insert_kernel, *_shard_cuts(start), self.gt.keys, self.gt.vals, self.gt.counts,
+                       self.gt.cap, start, order, keys, n[sl].astype(np.int32), d[sl].astype(np.float32))
 
     @property
     def nbytes(self) -> int:
@@ -603,14 +617,16 @@ class DayAccumulator:
         # order by (observer, rid, t_start), stable (= np.lexsort((t_start, rid, observer))): counting
         # sort by observer, then a sort of each observer's few windows (numba, parallel over observers)
         lo = int(obs.min()) if n else 0
-        order = _window_order_kernel(obs, rid, t0, lo, (int(obs.max()) + 1 - lo) if n else 0)
+        start, order = _window_order_kernel(obs, rid, t0, lo, (int(obs.max()) + 1 - lo) if n else 0)
+        run_blocks(_window_sort_kernel, *par_cuts(len(start) - 1, 1 << 12), order, start, rid, t0)
         w = np.zeros(n, WINDOW_DTYPE)
         if n:
-            _window_fill_kernel(order, slots, obs, adv, t0, rid, m.vals["n"], m.vals["s1"], m.vals["rsum"],
-                                m.vals["rmax"], m.bc, phase, tx_power, day_t, float(scan_s),
-                                w["observer"], w["rid"], w["t_start"], w["t_end"], w["n_scans"], w["duration_s"],
-                                w["rssi_mean"], w["rssi_max"], w["tx_power"], w["att_typical"], w["att_min"],
-                                w["att_secs"])
+            dest = np.empty(n, np.int64)
+            dest[order] = np.arange(n, dtype=np.int64)
+            run_blocks(_window_fill_kernel, *par_cuts(n), dest, slots, obs, adv, t0, rid, m.vals["n"], m.vals["s1"],
+                       m.vals["rsum"], m.vals["rmax"], m.bc, phase, tx_power, day_t, float(scan_s), w["observer"],
+                       w["rid"], w["t_start"], w["t_end"], w["n_scans"], w["duration_s"], w["rssi_mean"],
+                       w["rssi_max"], w["tx_power"], w["att_typical"], w["att_min"], w["att_secs"])
         return w
 
     def ground_truth(self, day: int, sub_s: float, release: bool = False) -> np.ndarray:
@@ -634,9 +650,9 @@ class DayAccumulator:
         g["min_dist"] = c["dmin"]
         del c
         fwd = np.empty(len(keys), np.bool_)
-        _contains_kernel(self.win.keys, self.win.cap, keys, fwd)
+        run_blocks(_contains_kernel, *par_cuts(len(keys)), self.win.keys, self.win.cap, keys, fwd)
         keys = (keys << np.uint64(32)) | (keys >> np.uint64(32))        # (j, i): the reverse direction
         rev = np.empty(len(keys), np.bool_)
-        _contains_kernel(self.win.keys, self.win.cap, keys, rev)
+        run_blocks(_contains_kernel, *par_cuts(len(keys)), self.win.keys, self.win.cap, keys, rev)
         g["detected"] = fwd | rev
         return g

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ble.schema import N_ATT_BUCKETS
+from sim.kernels import even_cuts, run_blocks
 from sim.scanning.step import _EDGES, _bucket
 
 __all__ = ["PairRuns", "CloseRuns"]
@@ -110,38 +111,26 @@ def _runs_merge_range(a, na, b, nb, nf, pk, pn, prs, prm, ps0, ps1, pbc, ck, pi,
     return nf
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def _runs_merge_kernel(pk, pn, prs, prm, ps0, ps1, pbc, ck, pi, pj, rssi, step, tx_power, edges,
-                       cn, crs, crm, cs0, cs1, cbc, fo, fa, fn, frs, frm, fs0, fs1, fbc, nchunk):
-    """:func:`_runs_merge_range` over ``nchunk`` key ranges in parallel. Rows of the current runs have
-    fixed positions (2b, 2b + 1); each range flushes into its own part of the flush arrays (at most two
-    rows per old run, from row 2a on), compacted afterwards in range order — so the result is the same
-    as one sequential merge whatever ``nchunk`` and the thread count. Returns the number flushed."""
-    na = pk.shape[0]
-    nb = ck.shape[0]
-    a_lo = np.empty(nchunk + 1, np.int64)
-    b_lo = np.empty(nchunk + 1, np.int64)
-    a_lo[0] = 0
-    b_lo[0] = 0
-    a_lo[nchunk] = na
-    b_lo[nchunk] = nb
-    for c in range(1, nchunk):
-        if nb > 0:
-            b_lo[c] = c * nb // nchunk
-            if b_lo[c] < nb:
-                a_lo[c] = np.searchsorted(pk, ck[b_lo[c]])
-            else:
-                a_lo[c] = na
-        else:
-            b_lo[c] = 0
-            a_lo[c] = c * na // nchunk
-    nf_end = np.empty(nchunk, np.int64)
-    for c in prange(nchunk):
+                       cn, crs, crm, cs0, cs1, cbc, fo, fa, fn, frs, frm, fs0, fs1, fbc, a_lo, b_lo, nf_end, c_lo,
+                       c_hi):
+    """:func:`_runs_merge_range` over the key ranges ``c_lo..c_hi`` of ``a_lo``, ``b_lo`` (serial, ``nogil``:
+    run over chunks of ranges by :func:`sim.kernels.run_blocks`; :func:`_runs_merge`). Rows of the current
+    runs have fixed positions (2b, 2b + 1); each range flushes into its own part of the flush arrays (at
+    most two rows per old run, from row 2a on; its end in ``nf_end``)."""
+    for c in range(c_lo, c_hi):
         nf_end[c] = _runs_merge_range(a_lo[c], a_lo[c + 1], b_lo[c], b_lo[c + 1], 2 * a_lo[c], pk, pn, prs, prm, ps0,
                                       ps1, pbc, ck, pi, pj, rssi, step, tx_power, edges, cn, crs, crm, cs0, cs1,
                                       cbc, fo, fa, fn, frs, frm, fs0, fs1, fbc)
+
+
+@njit(cache=True)
+def _runs_compact_kernel(a_lo, nf_end, fo, fa, fn, frs, frm, fs0, fs1, fbc):
+    """Compact the flushed rows of the key ranges (range c: rows 2 ``a_lo[c]`` .. ``nf_end[c]``) in range
+    order; returns the number flushed."""
     pos = nf_end[0]
-    for c in range(1, nchunk):
+    for c in range(1, nf_end.shape[0]):
         for src in range(2 * a_lo[c], nf_end[c]):
             if pos != src:
                 fo[pos] = fo[src]
@@ -149,6 +138,29 @@ def _runs_merge_kernel(pk, pn, prs, prm, ps0, ps1, pbc, ck, pi, pj, rssi, step, 
                 _copy_run(fn, frs, frm, fs0, fs1, fbc, src, fn, frs, frm, fs0, fs1, fbc, pos)
             pos += 1
     return pos
+
+
+def _runs_merge(pk, pn, prs, prm, ps0, ps1, pbc, ck, pi, pj, rssi, step, tx_power, edges,
+                cn, crs, crm, cs0, cs1, cbc, fo, fa, fn, frs, frm, fs0, fs1, fbc, nchunk):
+    """:func:`_runs_merge_range` over ``nchunk`` key ranges in parallel (Python threads,
+    :func:`sim.kernels.run_blocks`), the flushed rows compacted in range order — so the result is the same
+    as one sequential merge whatever ``nchunk`` and the thread count. Returns the number flushed."""
+    na = pk.shape[0]
+    nb = ck.shape[0]
+    c = np.arange(nchunk + 1, dtype=np.int64)
+    if nb > 0:
+        b_lo = c * nb // nchunk
+        a_lo = np.searchsorted(pk, ck[np.minimum(b_lo, nb - 1)]).astype(np.int64)
+    else:
+        b_lo = np.zeros(nchunk + 1, np.int64)
+        a_lo = c * na // nchunk
+    a_lo[0], b_lo[0], a_lo[nchunk], b_lo[nchunk] = 0, 0, na, nb
+    nf_end = np.empty(nchunk, np.int64)
+    run_blocks(_runs_merge_kernel, numba.get_num_threads(), even_cuts(nchunk, nchunk), pk, pn, prs, prm, ps0, ps1,
+               pbc, ck, pi, pj, rssi, step, tx_power, edges, cn, crs, crm, cs0, cs1, cbc, fo, fa, fn, frs, frm, fs0,
+               fs1, fbc, a_lo, b_lo, nf_end)
+    # called for one range too (a no-op then): every run uses it, so a first run precompiles it
+    return int(_runs_compact_kernel(a_lo, nf_end, fo, fa, fn, frs, frm, fs0, fs1, fbc))
 
 
 #: pairs per merge group of :meth:`PairRuns.update_groups` (memory: the flush buffer holds ~2 rows of 52
@@ -222,7 +234,7 @@ class PairRuns:
             a0, a1, b0, b1 = int(a_lo[g]), int(a_lo[g + 1]), int(b_lo[g]), int(b_lo[g + 1])
             f = self._flush = self._fit(self._flush, 2 * (a1 - a0), True)
             oa, ob = slice(2 * a0, 2 * a1), slice(2 * b0, 2 * b1)
-            nf = _runs_merge_kernel(pk[a0:a1], old["n"][oa], old["rsum"][oa], old["rmax"][oa], old["s0"][oa],
+            nf = _runs_merge(pk[a0:a1], old["n"][oa], old["rsum"][oa], old["rmax"][oa], old["s0"][oa],
                                     old["s1"][oa], old["bc"][oa], ck[b0:b1], pi[b0:b1], pj[b0:b1], rssi[ob], step,
                                     tx_power, _EDGES, new["n"][ob], new["rsum"][ob], new["rmax"][ob], new["s0"][ob],
                                     new["s1"][ob], new["bc"][ob], f["o"], f["a"], f["n"], f["rsum"], f["rmax"],

@@ -26,9 +26,10 @@ import math
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ble.schema import N_ATT_BUCKETS
+from sim.kernels import par_cuts, run_blocks, weighted_cuts
 from sim.positions import seat_position
 from sim.rng import step_seed
 from sim.scanning.runs import _add_scan, _start_run
@@ -136,11 +137,12 @@ def seated_stays(sched, n_homes: int, lo: int, hi: int) -> Stays:
     return Stays(agent, inst, kind, a, b, n)
 
 
-@njit(cache=True, parallel=True)
-def _candidates_kernel(blocks, agent, a, b, phone, n_gt, n_ph):
-    """Per instance c (rows ``blocks[c]:blocks[c + 1]`` of the stays): the stay pairs of different
-    agents that overlap in time (``n_gt[c]``) and of those, pairs of two phones (``n_ph[c]``)."""
-    for c in prange(blocks.shape[0] - 1):
+@njit(cache=True, nogil=True)
+def _candidates_kernel(blocks, agent, a, b, phone, n_gt, n_ph, c_lo, c_hi):
+    """Per instance c in ``c_lo..c_hi`` (rows ``blocks[c]:blocks[c + 1]`` of the stays; serial, ``nogil``:
+    run over chunks by :func:`sim.kernels.run_blocks`): the stay pairs of different agents that overlap
+    in time (``n_gt[c]``) and of those, pairs of two phones (``n_ph[c]``)."""
+    for c in range(c_lo, c_hi):
         g = 0
         p = 0
         for u in range(blocks[c], blocks[c + 1]):
@@ -200,26 +202,27 @@ def _pair_steps(s0, s1, qi, qj, xs, ys, i, j, ph, g, p, sseed, range2, close2, s
     return ne
 
 
-@njit(cache=True, parallel=True)
-def _eval_stays_kernel(c_lo, c_hi, blocks, agent, kind, inst, a, b, phone, gt_off, ph_off, seed, day, seat_x,
+@njit(cache=True, nogil=True)
+def _eval_stays_kernel(c0, blocks, agent, kind, inst, a, b, phone, gt_off, ph_off, seed, day, seat_x,
                        seat_y, inst_type, inst_w, inst_h, type_move, jitter, range2, close2, sub, p_seen, carriage,
                        platform, tx_off, rx_off, car_db, plat_db, ref, expo, sigma, dmin, floor, ceil, edges,
-                       tx_power, gi, gj, gn, gd, ro, ra, n_out, rsum, rmax, sfirst, slast, bc, n_eval):
-    """Instances ``c_lo..c_hi`` (rows of ``blocks``): every overlapping stay pair (i < j) at each step
+                       tx_power, gi, gj, gn, gd, ro, ra, n_out, rsum, rmax, sfirst, slast, bc, n_eval, c_lo, c_hi):
+    """Instances ``c_lo..c_hi`` (rows of ``blocks``) of the block from instance ``c0`` (serial, ``nogil``:
+    run over chunks by :func:`sim.kernels.run_blocks`): every overlapping stay pair (i < j) at each step
     of its overlap, exactly as step by step (:func:`_pair_steps`). Ground-truth row ``gt_off[c] -
-    gt_off[c_lo] + k`` of the instance's k-th pair: (i ``gi``, j ``gj``, close (sub)steps ``gn``, min
+    gt_off[c0] + k`` of the instance's k-th pair: (i ``gi``, j ``gj``, close (sub)steps ``gn``, min
     distance ``gd`` m, float32); radio rows ``2 p`` (observer ``ro`` i, advertiser ``ra`` j) and ``2 p +
-    1`` (j, i) of its k'-th phone pair (p = ``ph_off[c] - ph_off[c_lo] + k'``): scans (u2), RSSI sum
+    1`` (j, i) of its k'-th phone pair (p = ``ph_off[c] - ph_off[c0] + k'``): scans (u2), RSSI sum
     and max (dBm, f4), first and last step (u2), bucket counts (u2, (rows, N_ATT_BUCKETS)); ``n_eval[c]``:
     phone pair-steps within range."""
     sseed = np.empty(b.max() + 1 if b.shape[0] else 1, np.uint64)    # each step's stream seed, once
     for s in range(sseed.shape[0]):
         sseed[s] = step_seed(seed, day, s)
-    for c in prange(c_lo, c_hi):
+    for c in range(c_lo, c_hi):
         lo, hi = blocks[c], blocks[c + 1]
         xs, ys, off = _stay_xy(lo, hi, agent, kind, inst, a, b, seed, day, seat_x, seat_y, inst_type, inst_w,
                                inst_h, type_move, jitter)
-        g, p, ne = gt_off[c] - gt_off[c_lo], ph_off[c] - ph_off[c_lo], 0
+        g, p, ne = gt_off[c] - gt_off[c0], ph_off[c] - ph_off[c0], 0
         for u in range(lo, hi):
             for v in range(u + 1, hi):
                 s0, s1 = max(a[u], a[v]), min(b[u], b[v])
@@ -258,7 +261,8 @@ def eval_stays(radio, stays: Stays, day: int, places, phone, jitter_m: float, ra
     nb = len(stays.blocks) - 1
     n_gt, n_ph = np.zeros(nb, np.int64), np.zeros(nb, np.int64)
     if nb:
-        _candidates_kernel(stays.blocks, stays.agent, stays.a, stays.b, phone, n_gt, n_ph)
+        run_blocks(_candidates_kernel, *par_cuts(nb, 1 << 10), stays.blocks, stays.agent, stays.a,
+                   stays.b, phone, n_gt, n_ph)
     gt_off, ph_off = np.r_[0, np.cumsum(n_gt)], np.r_[0, np.cumsum(n_ph)]
     (p_seen, car, plat, txo, rxo, cdb, pdb, ref, expo, sig, dmin, floor, ceil) = radio.args()
     c = 0
@@ -272,13 +276,14 @@ def eval_stays(radio, stays: Stays, day: int, places, phone, jitter_m: float, ra
         rsum, rmax = np.empty(2 * P, np.float32), np.empty(2 * P, np.float32)
         bc = np.empty((2 * P, N_ATT_BUCKETS), np.uint16)
         n_eval = np.zeros(nb, np.int64)
-        with numba.parallel_chunksize(4):      # dynamic chunks: instance sizes vary (offices 12, factories 80)
-            _eval_stays_kernel(c, c_hi, stays.blocks, stays.agent, stays.kind, stays.inst, stays.a, stays.b,
-                               phone, gt_off, ph_off, radio.seed, np.int64(day), places.seat_x, places.seat_y,
-                               places.inst_type, places.inst_w, places.inst_h, places.type_move, float(jitter_m),
-                               float(range_m) ** 2, float(close_m) ** 2, np.int64(sub), p_seen, car, plat, txo, rxo,
-                               cdb, pdb, ref, expo, sig, dmin, floor, ceil, _EDGES, radio.tx_power, gi, gj, gn, gd,
-                               ro, ra, n, rsum, rmax, s0, s1, bc, n_eval)
+        threads = numba.get_num_threads()       # dynamic chunks: instance sizes vary (offices 12, factories 80)
+        cuts = [c + t for t in weighted_cuts(gt_off[c:c_hi + 1], 16 * threads if threads > 1 else 1)]
+        run_blocks(_eval_stays_kernel, threads, cuts, c, stays.blocks, stays.agent, stays.kind, stays.inst,
+                   stays.a, stays.b, phone, gt_off, ph_off, radio.seed, np.int64(day), places.seat_x,
+                   places.seat_y, places.inst_type, places.inst_w, places.inst_h, places.type_move,
+                   float(jitter_m), float(range_m) ** 2, float(close_m) ** 2, np.int64(sub), p_seen, car, plat,
+                   txo, rxo, cdb, pdb, ref, expo, sig, dmin, floor, ceil, _EDGES, radio.tx_power, gi, gj, gn, gd,
+                   ro, ra, n, rsum, rmax, s0, s1, bc, n_eval)
         k = np.flatnonzero(n > 0)
         g = np.flatnonzero(gn > 0)
         yield ((ro[k], ra[k], n[k], rsum[k], rmax[k], s0[k], s1[k], bc[k]), (gi[g], gj[g], gn[g], gd[g]),

@@ -28,11 +28,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ble import scan
 from ble.radio import RadioParams, default_params, device_offsets
 from ble.schema import ATT_EDGES, N_ATT_BUCKETS
+from sim.kernels import par_cuts, run_blocks
 from sim.rng import SALT_SCAN_PHASE, hash4, pair_hash, pair_normals, step_seed, u01, u32_pair
 
 __all__ = ["Radio", "device_table", "radio_params", "scan_p_seen", "cutoff_report", "eval_scan_rssi",
@@ -131,13 +132,14 @@ def _bucket(a, edges):
     return b
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def _eval_step_kernel(seed, day, step, pi, pj, x, y, range2, p_seen, carriage, platform, tx_off, rx_off,
-                      car_db, plat_db, ref, expo, sigma, dmin, floor, ceil, rssi):
-    """Both directions of every phone pair: rssi[2p] = j seen by i, rssi[2p + 1] = i seen by j (NaN: not
-    logged, also beyond ``range2`` (m²))."""
+                      car_db, plat_db, ref, expo, sigma, dmin, floor, ceil, rssi, p_lo, p_hi):
+    """Both directions of the phone pairs ``p_lo..p_hi`` (serial, ``nogil``: run over chunks by
+    :func:`sim.kernels.run_blocks`): rssi[2p] = j seen by i, rssi[2p + 1] = i seen by j (NaN: not logged,
+    also beyond ``range2`` (m²))."""
     sseed = step_seed(seed, day, step)
-    for p in prange(pi.shape[0]):
+    for p in range(p_lo, p_hi):
         i = pi[p]
         j = pj[p]
         dx = x[i] - x[j]
@@ -157,14 +159,15 @@ def _eval_step_kernel(seed, day, step, pi, pj, x, y, range2, p_seen, carriage, p
         rssi[2 * p + 1] = b
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def _eval_static_kernel(seed, day, steps, step_s, day_t0, phase, pi, pj, x, y, range2, p_seen, carriage,
                         platform, tx_off, rx_off, car_db, plat_db, ref, expo, sigma, dmin, floor, ceil, edges,
-                        tx_power, n_out, rsum, rmax, sfirst, slast, bc):
-    """A static episode: fixed positions over the scans ``steps``; per ordered pair (row 2p: j seen by
-    i, 2p + 1: i seen by j) the aggregate of the scans it was logged in — exactly the draws of the
-    step-by-step evaluation."""
-    for p in prange(pi.shape[0]):
+                        tx_power, n_out, rsum, rmax, sfirst, slast, bc, p_lo, p_hi):
+    """A static episode: fixed positions over the scans ``steps``; per ordered pair ``p_lo..p_hi`` (row
+    2p: j seen by i, 2p + 1: i seen by j; serial, ``nogil``: run over chunks by
+    :func:`sim.kernels.run_blocks`) the aggregate of the scans it was logged in — exactly the draws of
+    the step-by-step evaluation."""
+    for p in range(p_lo, p_hi):
         i = pi[p]
         j = pj[p]
         dx = x[i] - x[j]
@@ -204,9 +207,9 @@ def _eval_static_kernel(seed, day, steps, step_s, day_t0, phase, pi, pj, x, y, r
                     bc[q, _bucket(tx_power[adv] - r, edges)] += 1
 
 
-@njit(cache=True, parallel=True)
-def _close_kernel(pi, pj, x, y, close2, ok, dist):
-    for p in prange(pi.shape[0]):
+@njit(cache=True, nogil=True)
+def _close_kernel(pi, pj, x, y, close2, ok, dist, p_lo, p_hi):
+    for p in range(p_lo, p_hi):
         dx = x[pi[p]] - x[pj[p]]
         dy = y[pi[p]] - y[pj[p]]
         d2 = dx * dx + dy * dy
@@ -277,8 +280,8 @@ def eval_scan_rssi(radio: Radio, day: int, step: int, pi, pj, x, y, range_m: flo
     rssi = np.empty(2 * npair, np.float64)
     (p_seen, car, plat, txo, rxo, cdb, pdb, ref, expo, sig, dmin, floor, ceil) = radio.args()
     if npair:
-        _eval_step_kernel(radio.seed, np.int64(day), np.int64(step), pi, pj, x, y, float(range_m) ** 2, p_seen,
-                          car, plat, txo, rxo, cdb, pdb, ref, expo, sig, dmin, floor, ceil, rssi)
+        run_blocks(_eval_step_kernel, *par_cuts(npair), radio.seed, np.int64(day), np.int64(step), pi, pj, x, y,
+                   float(range_m) ** 2, p_seen, car, plat, txo, rxo, cdb, pdb, ref, expo, sig, dmin, floor, ceil, rssi)
     return rssi
 
 
@@ -308,10 +311,10 @@ def eval_static(radio: Radio, day: int, steps: np.ndarray, pi, pj, x, y, range_m
     bc = np.empty((2 * npair, N_ATT_BUCKETS), np.uint16)
     (p_seen, car, plat, txo, rxo, cdb, pdb, ref, expo, sig, dmin, floor, ceil) = radio.args()
     if npair and len(steps):
-        _eval_static_kernel(radio.seed, np.int64(day), steps.astype(np.int64), radio.step_s, day * 86400.0,
-                            radio.phase, pi, pj, x, y, float(range_m) ** 2, p_seen, car, plat, txo, rxo, cdb,
-                            pdb, ref, expo, sig, dmin, floor, ceil, _EDGES, radio.tx_power, n, rsum, rmax, t0, t1,
-                            bc)
+        run_blocks(_eval_static_kernel, *par_cuts(npair, max(64, (1 << 14) // len(steps))), radio.seed,
+                   np.int64(day), steps.astype(np.int64), radio.step_s, day * 86400.0, radio.phase, pi, pj, x, y,
+                   float(range_m) ** 2, p_seen, car, plat, txo, rxo, cdb, pdb, ref, expo, sig, dmin, floor, ceil,
+                   _EDGES, radio.tx_power, n, rsum, rmax, t0, t1, bc)
     idx = np.flatnonzero(n > 0)
     p, k = idx >> 1, idx & 1
     obs = np.where(k == 0, pi[p], pj[p])
@@ -325,6 +328,6 @@ def eval_close(pi, pj, x, y, close_m: float, mult: int = 1):
     ok = np.empty(len(pi), np.bool_)
     dist = np.empty(len(pi), np.float64)
     if len(pi):
-        _close_kernel(pi, pj, x, y, float(close_m) ** 2, ok, dist)
+        run_blocks(_close_kernel, *par_cuts(len(pi), 1 << 16), pi, pj, x, y, float(close_m) ** 2, ok, dist)
     idx = np.flatnonzero(ok)
     return pi[idx], pj[idx], np.full(len(idx), mult, np.int32), dist[idx]

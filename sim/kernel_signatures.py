@@ -6,82 +6,82 @@ arguments change (``tests/test_sim_budget.py`` checks them against a simulation)
 NUMBA_VERSION = '0.68.1'
 
 KERNELS = {
-    'sim.positions._positions_kernel': (  # 2.62 s
+    'sim.positions._positions_kernel': (  # 4.00 s
         ["(int64, int64, uint64, int64, int64, float64, bool, Array(int32, 2, 'C', False, aligned=True), Array(int32, 2, 'C', False, aligned=True), Array(int64, 2, 'C', False, aligned=True), Array(int8, 2, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), float64, float64, Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True))"],
-        2.62),
+        4.0),
     'sim.neighbours._bounds_kernel': (  # 0.28 s
         ["(Array(float64, 2, 'C', False, aligned=True),)"],
         0.28),
-    'sim.cell_list._buckets_kernel': (  # 1.50 s
+    'sim.cell_list._buckets_kernel': (  # 1.60 s
         ["(Array(uint64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, int64, int64, Array(float64, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), int64, int64)"],
-        1.5),
-    'sim.cell_list._pair_scatter_kernel': (  # 0.21 s
+        1.6),
+    'sim.cell_list._pair_scatter_kernel': (  # 0.23 s
         ["(Array(uint64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, int64, Array(int64, 2, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), int64, int64)"],
-        0.21),
-    'sim.cell_list._points_kernel': (  # 0.31 s
+        0.23),
+    'sim.cell_list._points_kernel': (  # 0.36 s
         ["(Array(float64, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), float64, float64, float64, int64, int64, int64, int64, int64, bool, Array(int64, 2, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), int64, int64)"],
-        0.31),
-    'sim.cell_list._scan_kernel': (  # 1.13 s
+        0.36),
+    'sim.cell_list._scan_kernel': (  # 1.32 s
         ["(Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, int64, float64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, int64, Array(uint64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 2, 'C', False, aligned=True), int64, int64)"],
-        1.13),
-    'sim.scanning.step._close_kernel': (  # 0.17 s
+        1.32),
+    'sim.scanning.step._close_kernel': (  # 0.21 s
         ["(Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), float64, Array(bool, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), int64, int64)"],
-        0.17),
-    'sim.scanning.step._eval_static_kernel': (  # 1.68 s
+        0.21),
+    'sim.scanning.step._eval_static_kernel': (  # 2.23 s
         ["(uint64, int64, Array(int64, 1, 'C', False, aligned=True), float64, float64, Array(float64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), float64, float64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 2, 'C', False, aligned=True), float64, float64, float64, float64, float64, float64, Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), int64, int64)"],
-        1.68),
-    'sim.scanning.step._eval_step_kernel': (  # 1.37 s
+        2.23),
+    'sim.scanning.step._eval_step_kernel': (  # 1.24 s
         ["(uint64, int64, int64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), float64, float64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 2, 'C', False, aligned=True), float64, float64, float64, float64, float64, float64, Array(float64, 1, 'C', False, aligned=True), int64, int64)"],
-        1.37),
-    'sim.scanning.step._phases': (  # 0.31 s
+        1.24),
+    'sim.scanning.step._phases': (  # 0.36 s
         ["(uint64, Array(uint64, 1, 'C', False, aligned=True))"],
-        0.31),
-    'sim.scanning.runs._close_runs_kernel': (  # 0.30 s
+        0.36),
+    'sim.scanning.runs._close_runs_kernel': (  # 0.57 s
         ["(Array(uint64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True))"],
-        0.3),
-    'sim.scanning.runs._runs_compact_kernel': (  # 0.32 s
+        0.57),
+    'sim.scanning.runs._runs_compact_kernel': (  # 0.62 s
         ["(Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True))"],
-        0.32),
-    'sim.scanning.runs._runs_merge_kernel': (  # 2.18 s
+        0.62),
+    'sim.scanning.runs._runs_merge_kernel': (  # 2.93 s
         ["(Array(uint64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), uint16, Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, int64)"],
-        2.18),
-    'sim.scanning.stays._candidates_kernel': (  # 0.32 s
+        2.93),
+    'sim.scanning.stays._candidates_kernel': (  # 0.36 s
         ["(Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(bool, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, int64)"],
-        0.32),
-    'sim.scanning.stays._eval_stays_kernel': (  # 6.30 s
+        0.36),
+    'sim.scanning.stays._eval_stays_kernel': (  # 6.61 s
         ["(int64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(bool, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), uint64, int64, Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), float64, float64, float64, int64, float64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 2, 'C', False, aligned=True), float64, float64, float64, float64, float64, float64, Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, int64)"],
-        6.3),
-    'sim.scanning.stays._stays_kernel': (  # 1.04 s
+        6.61),
+    'sim.scanning.stays._stays_kernel': (  # 1.22 s
         ["(Array(int32, 2, 'C', False, aligned=True), Array(int32, 2, 'C', False, aligned=True), Array(int64, 2, 'C', False, aligned=True), Array(int8, 2, 'C', False, aligned=True), int64, int64, int64, bool, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True))"],
-        1.04),
+        1.22),
     'sim.scanning.accumulate._contains_kernel': (  # 0.34 s
         ["(Array(uint64, 1, 'C', False, aligned=True), int64, Array(uint64, 1, 'C', False, aligned=True), Array(bool, 1, 'C', False, aligned=True), int64, int64)"],
         0.34),
-    'sim.scanning.accumulate._gt_insert_kernel': (  # 0.54 s
+    'sim.scanning.accumulate._gt_insert_kernel': (  # 0.40 s
         ["(Array(uint64, 1, 'C', False, aligned=True), Array(Record([('n', {'type': int32, 'offset': 0, 'alignment': None, 'title': None, }), ('dmin', {'type': float32, 'offset': 4, 'alignment': None, 'title': None, })], 8, False), 1, 'C', False, aligned=False), Array(int64, 1, 'C', False, aligned=True), int64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), int64, int64)"],
-        0.54),
-    'sim.scanning.accumulate._obs_counts_kernel': (  # 0.17 s
+        0.4),
+    'sim.scanning.accumulate._obs_counts_kernel': (  # 0.13 s
         ["(Array(uint64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True))"],
-        0.17),
-    'sim.scanning.accumulate._piece_slots_kernel': (  # 1.14 s
+        0.13),
+    'sim.scanning.accumulate._piece_slots_kernel': (  # 1.20 s
         ["(Array(uint64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64)"],
-        1.14),
+        1.2),
     'sim.scanning.accumulate._shard_order_kernel': (  # 0.47 s
         ["(Array(uint64, 1, 'C', False, aligned=True), int64)"],
         0.47),
-    'sim.scanning.accumulate._win_insert_kernel': (  # 0.88 s
+    'sim.scanning.accumulate._win_insert_kernel': (  # 0.63 s
         ["(Array(uint64, 1, 'C', False, aligned=True), Array(Record([('n', {'type': uint16, 'offset': 0, 'alignment': None, 'title': None, }), ('s0', {'type': uint16, 'offset': 2, 'alignment': None, 'title': None, }), ('s1', {'type': uint16, 'offset': 4, 'alignment': None, 'title': None, }), ('pad', {'type': uint16, 'offset': 6, 'alignment': None, 'title': None, }), ('rmax', {'type': float32, 'offset': 8, 'alignment': None, 'title': None, }), ('rsum', {'type': float32, 'offset': 12, 'alignment': None, 'title': None, })], 16, False), 1, 'C', False, aligned=False), Array(uint16, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), bool, int64, int64)"],
-        0.88),
-    'sim.scanning.accumulate._window_fill_kernel': (  # 0.81 s
+        0.63),
+    'sim.scanning.accumulate._window_fill_kernel': (  # 0.88 s
         ["(Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(uint16, 1, 'A', False, aligned=True), Array(uint16, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), float64, float64, Array(int64, 1, 'A', False, aligned=True), Array(uint64, 1, 'A', False, aligned=True), Array(float64, 1, 'A', False, aligned=True), Array(float64, 1, 'A', False, aligned=True), Array(int32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 2, 'A', False, aligned=True), int64, int64)"],
-        0.81),
-    'sim.scanning.accumulate._window_heads_kernel': (  # 0.17 s
+        0.88),
+    'sim.scanning.accumulate._window_heads_kernel': (  # 0.25 s
         ["(Array(int64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(uint16, 1, 'A', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), float64, float64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True))"],
-        0.17),
-    'sim.scanning.accumulate._window_order_kernel': (  # 0.27 s
+        0.25),
+    'sim.scanning.accumulate._window_order_kernel': (  # 0.35 s
         ["(Array(int64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), int64, int64)"],
-        0.27),
-    'sim.scanning.accumulate._window_sort_kernel': (  # 0.82 s
+        0.35),
+    'sim.scanning.accumulate._window_sort_kernel': (  # 1.07 s
         ["(Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), int64, int64)"],
-        0.82),
+        1.07),
 }

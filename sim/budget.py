@@ -24,7 +24,9 @@ simulation) the first day's maps were sized from the expected windows per agent 
 windows extracted in pieces of whole observers and the pair runs flushed in key-range groups: a
 10^6-agent day used 347 CPU-s at load ~5 (~220 s quiet by the former wall / CPU ratio) and peaked at
 6,785 MiB, set by the evening peak of away pairs (their runs' state, ~190 B a pair) on top of the 3.9 GiB
-maps; a 10^5-agent day 1,351 MiB.
+maps; a 10^5-agent day 1,351 MiB. Re-measured quiet on the final code of that round (the scanning kernels
+serial on ``sim.kernels.run_blocks`` threads too; load 1.2-2.0): a 10^6-agent day took 263 s (418 CPU-s)
+and peaked at 6,962 MiB; a 10^5-agent day 25.7 s, 1,367 MiB.
 
 A sweep (``proxitrace sweep``) also builds each day's pair table, which holds that day's windows whole
 (``tracing.pipeline.pairs_from_run``): measured on Lạng Sơn x0.128 (100,000 agents), one day, one
@@ -54,13 +56,12 @@ __all__ = ["BYTES_PER_AGENT", "BASE_BYTES", "SECONDS_PER_AGENT_DAY", "ANALYSIS_B
            "distinct_pairs_per_agent", "estimate", "estimate_sweep", "check_fits",
            "describe"]
 
-#: peak resident bytes per agent of one simulated day (6,785 MiB at 10^6 agents, less the fixed part)
-BYTES_PER_AGENT = 6_800
+#: peak resident bytes per agent of one simulated day (6,962 MiB at 10^6 agents, less the fixed part)
+BYTES_PER_AGENT = 7_000
 #: fixed resident bytes (interpreter, numpy/pyarrow/numba, compiled kernels)
 BASE_BYTES = 300 * 2**20
-#: wall seconds per agent-day on the reference machine at load 1-2 (~220 s for 10^6 agents x 1 day: 347
-#: CPU-s measured at load ~5, at the former quiet wall / CPU ratio 280 / 449)
-SECONDS_PER_AGENT_DAY = 2.2e-4
+#: wall seconds per agent-day on the reference machine at load 1-2 (263 s for 10^6 agents x 1 day)
+SECONDS_PER_AGENT_DAY = 2.65e-4
 #: peak resident bytes per agent of a sweep's pair-table unit of one day (2.70 GB at 312,662 agents and
 #: 1.14 GB at 10^5, less the fixed part: 7.6 and 8.3 KB; rounded up)
 ANALYSIS_BYTES_PER_AGENT = 8_500

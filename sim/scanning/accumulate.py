@@ -609,6 +609,7 @@ class DayAccumulator:
         m = self.win
         n = len(slots)
         day_t = day * 86400.0
+        tx_power = np.ascontiguousarray(tx_power, dtype=np.float32)   # one specialisation (dBm, as stored)
         obs = np.empty(n, np.int64)
         adv = np.empty(n, np.int64)
         t0 = np.empty(n, np.float64)

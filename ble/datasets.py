@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from ble._util import first_non_utf8
+from ble._util import first_non_utf8, is_utf8
 
 __all__ = ["PLATFORMS", "RSSI_SENTINELS", "FEET_M", "DatasetError", "RssiData", "MIT_CARRIAGE", "load_mit",
            "load_herald", "PCNG_CARRIAGE", "load_pcng", "load_all", "CalibrationTable",
@@ -190,6 +190,8 @@ def _to_float(col: pa.Array, path: Path, line_of: np.ndarray, what: str) -> np.n
 
 def _read_csv_strings(path: Path) -> pa.Table:
     """A header + rows CSV as a table of strings; a row with the wrong column count raises naming its line."""
+    if not is_utf8(path):       # first: pyarrow cannot hand a non-UTF-8 bad row to the handler below
+        _raise_if_not_utf8(path)
     bad = []
 
     def bad_row(row):            # pyarrow's row.number is the 1-based physical line (header = line 1)
@@ -317,6 +319,11 @@ def _mit_file(path: Path):
     ln = line_no[bt]
     rssi = _to_float(pc.list_element(f, 1), path, ln, "RSSI")
     tx = _to_float(pc.list_element(f, 3), path, ln, "TX power")
+    with np.errstate(invalid="ignore"):    # -999 is the log's "unknown"; others must be a radio's dBm
+        bad_tx = (tx != -999.0) & ~((tx >= -100.0) & (tx <= 40.0))
+    if bad_tx.any():
+        i = int(np.flatnonzero(bad_tx)[0])
+        raise DatasetError(f"{path}: line {ln[i]}: TX power {tx[i]:g} dBm is outside [-100, 40] dBm")
     tss = ts.take(pa.array(bt))
     okts = pc.match_substring_regex(tss, _TS_RE).to_numpy(zero_copy_only=False)
     if not okts.all():

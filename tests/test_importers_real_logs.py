@@ -190,3 +190,21 @@ def test_zip_contact_list_read_or_named(tmp_path):
         z.writestr("b.csv", "i,j\n0,1\n")
     with pytest.raises(ValueError, match=r"two\.zip: line 0: a \.zip archive with 2 files"):
         read_contacts(z2)
+
+
+def test_mit_tx_power_outside_a_radio_range_names_its_line(tmp_path):
+    # a damaged TX power must not become inf in the float32 column: it names its line instead
+    p = tmp_path / "tx_log.txt"
+    p.write_text(MIT_GENERIC.replace(",8.0,2.0", ",1e40,2.0"))
+    with pytest.raises(F.FormatError, match=r"tx_log\.txt:2: TX power 1e\+40 dBm is outside"):
+        F.read_full("mit", [p])
+
+
+@pytest.mark.filterwarnings("error")
+def test_labelled_csv_bad_row_that_is_not_utf8_names_its_line_quietly(tmp_path):
+    # a row with too many fields and a non-UTF-8 byte: pyarrow cannot pass it to the bad-row handler
+    # (an "Exception ignored" on stderr); the UTF-8 check before reading names the line instead
+    p = tmp_path / "lab.csv"
+    p.write_bytes(LABELLED.encode() + b"-60,1.0,hand,,ios,run0,\xed\n")
+    with pytest.raises(DatasetError, match=r"lab\.csv: line 26: not UTF-8 text"):
+        load_labelled_csv(p)

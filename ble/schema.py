@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 __all__ = ["SCHEMA_VERSION", "ATT_EDGES", "N_ATT_BUCKETS", "SIGHTING_DTYPE", "WINDOW_DTYPE",
-           "GROUND_TRUTH_DTYPE", "CONTACT_DTYPE", "CHECKIN_DTYPE", "SCHEMAS", "RecordError", "empty", "validate", "to_table",
+           "GROUND_TRUTH_DTYPE", "CONTACT_DTYPE", "CHECKIN_DTYPE", "SCHEMAS", "RecordError", "empty", "validate", "validate_columns", "to_table",
            "from_table", "atomic_path", "write_atomic_bytes", "write_text_atomic", "write_parquet",
            "read_parquet", "read_meta", "ParquetAppender", "PARQUET_ENCODING", "parquet_options", "shown",
            "check_out_path"]
@@ -232,15 +232,51 @@ def validate(arr: np.ndarray, kind: str, source: str = "<array>", row_offset: in
 
     ``row_offset`` is added to reported row numbers (for chunked reads). ``columns``: contiguous copies
     of ``arr``'s fields by name (:class:`ParquetAppender` makes them for the table anyway; checking them
-    is several times faster than checking the strided fields). Returns ``arr`` unchanged.
+    is several times faster than checking the strided fields). Returns ``arr`` unchanged. To check some
+    fields held as columns, without records: :func:`validate_columns`.
     """
     dtype = SCHEMAS[kind]
     if arr.dtype != dtype:
         missing = [n for n in dtype.names if arr.dtype.names is None or n not in arr.dtype.names]
         raise RecordError(f"{source}: not a {kind} array (missing fields {missing or '?'}; "
                           f"dtype {arr.dtype})")
-    cols = columns if columns is not None else arr
-    for name in dtype.names:
+    _check_values(columns if columns is not None else arr, dtype.names, len(arr), kind, source, row_offset)
+    return arr
+
+
+def validate_columns(columns: dict, kind: str, source: str = "<columns>", row_offset: int = 0) -> dict:
+    """Check the given fields of ``kind`` records held as columns, and only those.
+
+    ``columns``: ``{field: array}`` for any subset of ``SCHEMAS[kind]``'s fields, each of the field's
+    dtype and of shape ``(n,) + field shape`` (one ``n`` for all). Each column's values are checked as
+    :func:`validate` checks them (finite, NaN only where allowed, in range; same messages), and the checks
+    between fields (windows: ``t_end >= t_start``; ground truth: ``i < j``) where both fields are given.
+    Raises :class:`RecordError` naming ``source`` and the row (from ``row_offset``), or the column whose
+    name, dtype or shape is wrong. Returns ``columns`` unchanged.
+    """
+    dtype = SCHEMAS[kind]
+    n = None
+    for name, col in columns.items():
+        if name not in dtype.names:
+            raise RecordError(f"{source}: {name!r} is not a field of {kind} records (fields: "
+                              f"{', '.join(dtype.names)})")
+        want, shape = dtype[name], np.shape(col)
+        if (getattr(col, "dtype", None) != want.base or len(shape) != 1 + len(want.shape)
+                or shape[1:] != want.shape or (n is not None and shape[0] != n)):
+            raise RecordError(f"{source}: column {name!r} has dtype {getattr(col, 'dtype', type(col).__name__)} "
+                              f"and shape {shape}, expected {want.base} and shape "
+                              f"{('n' if n is None else n,) + want.shape}")
+        n = shape[0]
+    names = [f for f in dtype.names if f in columns]
+    _check_values(columns, names, n or 0, kind, source, row_offset)
+    return columns
+
+
+def _check_values(cols, names, n: int, kind: str, source: str, row_offset: int) -> None:
+    """The value checks of :func:`validate` on fields ``names`` of ``cols`` (records or columns by name,
+    ``n`` rows): finiteness and ranges per field, then the checks between fields where both are among
+    ``names``."""
+    for name in names:
         col = cols[name]
         if col.ndim > 1:
             col2 = col.reshape(len(col), int(np.prod(col.shape[1:])))  # -1 fails on 0 rows
@@ -266,15 +302,14 @@ def validate(arr: np.ndarray, kind: str, source: str = "<array>", row_offset: in
                 r = rows[0]
                 raise RecordError(f"{source}: row {r + row_offset}: column {name!r} value {shown(col[r])} "
                                   f"outside [{lo}, {hi}]")
-    if kind == "windows" and len(arr):
+    if kind == "windows" and n and "t_start" in names and "t_end" in names:
         rows = np.flatnonzero(cols["t_end"] < cols["t_start"])
         if rows.size:
             raise RecordError(f"{source}: row {rows[0] + row_offset}: t_end before t_start")
-    if kind in ("ground_truth",) and len(arr):
+    if kind in ("ground_truth",) and n and "i" in names and "j" in names:
         rows = np.flatnonzero(cols["i"] >= cols["j"])
         if rows.size:
             raise RecordError(f"{source}: row {rows[0] + row_offset}: expected i < j")
-    return arr
 
 
 def to_table(arr: np.ndarray, kind: str, meta: dict | None = None, *, columns: dict | None = None) -> pa.Table:
@@ -301,28 +336,45 @@ def to_table(arr: np.ndarray, kind: str, meta: dict | None = None, *, columns: d
 def from_table(table: pa.Table, kind: str, source: str = "<table>", row_offset: int = 0) -> np.ndarray:
     """pyarrow Table -> validated structured array of ``kind`` (errors name rows from ``row_offset``)."""
     dtype = SCHEMAS[kind]
-    missing = [n for n in dtype.names if n not in table.column_names]
-    if missing:
-        raise RecordError(f"{source}: missing columns {missing} for {kind}")
+    _need_columns(table.column_names, kind, source)
     out = np.empty(table.num_rows, dtype=dtype)
     for name in dtype.names:
-        col = table.column(name)
-        try:
-            if len(dtype[name].shape):
-                flat = col.combine_chunks().flatten().to_numpy(zero_copy_only=False)
-                out[name] = flat.reshape(table.num_rows, *dtype[name].shape)
-            else:
-                if col.null_count:
-                    row = row_offset + int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
-                    if dtype[name].kind != "f":
-                        raise RecordError(f"{source}: row {row}: column {name!r} is null")
-                    col = col.fill_null(float("nan"))
-                out[name] = col.to_numpy(zero_copy_only=False)
-        except RecordError:
-            raise
-        except (ValueError, TypeError, pa.ArrowInvalid) as e:
-            raise RecordError(f"{source}: column {name!r} cannot be read as {dtype[name]}: {e}") from e
+        _arrow_column(table.column(name), name, dtype[name], table.num_rows, source, row_offset, out[name])
     return validate(out, kind, source, row_offset=row_offset)
+
+
+def _need_columns(have, kind: str, source: str) -> None:
+    """``RecordError`` naming ``source`` unless the column names ``have`` include every field of ``kind``."""
+    missing = [n for n in SCHEMAS[kind].names if n not in have]
+    if missing:
+        raise RecordError(f"{source}: missing columns {missing} for {kind}")
+
+
+def _arrow_column(col, name: str, dt: np.dtype, n: int, source: str, row_offset: int, dst=None):
+    """One Arrow column (``Array`` or ``ChunkedArray``, ``n`` rows) of field ``name`` (dtype ``dt``) as
+    numpy: written into ``dst`` (a record array's field), or returned contiguous of ``dt.base`` and shape
+    ``(n,) + dt.shape``. Nulls: NaN in float fields, else ``RecordError`` naming the row (from
+    ``row_offset``); values that do not convert: ``RecordError`` naming the column."""
+    try:
+        if dt.shape:
+            if isinstance(col, pa.ChunkedArray):
+                col = col.combine_chunks()
+            a = col.flatten().to_numpy(zero_copy_only=False).reshape(n, *dt.shape)
+        else:
+            if col.null_count:
+                row = row_offset + int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
+                if dt.kind != "f":
+                    raise RecordError(f"{source}: row {row}: column {name!r} is null")
+                col = col.fill_null(float("nan"))
+            a = col.to_numpy(zero_copy_only=False)
+        if dst is None:
+            return np.ascontiguousarray(a, dtype=dt.base)
+        dst[...] = a
+    except RecordError:
+        raise
+    except (ValueError, TypeError, pa.ArrowInvalid) as e:
+        raise RecordError(f"{source}: column {name!r} cannot be read as {dt}: {e}") from e
+    return None
 
 
 def atomic_path(path: str | os.PathLike):
@@ -400,36 +452,73 @@ def _stored_kind(path: Path, md: dict | None, kind: str | None) -> str:
     return kind
 
 
-def iter_parquet(path: str | os.PathLike, kind: str, rows: int, key: str):
+def iter_parquet(path: str | os.PathLike, kind: str, rows: int, key: str, columns=None):
     """A proxitrace Parquet file's records of ``kind`` in blocks of about ``rows`` rows, in file order,
     none splitting a run of equal ``key`` values (the last value's rows move to the next block), so
     that per-key reductions of the blocks, concatenated, equal those of the whole file. Memory: about
-    one block. A file not sorted by ``key`` is yielded whole (one block). Errors name the file and row."""
+    one block. A file not sorted by ``key``, or of at most ``rows`` rows, is yielded whole (one block).
+
+    ``columns``: ``None`` yields record arrays (``SCHEMAS[kind]``, validated as :func:`read_parquet`'s);
+    a list of field names yields the same blocks as dicts ``{field: array}`` of those fields and ``key``
+    (contiguous, the field's dtype, shape ``(n,) + field shape``), checked by :func:`validate_columns`:
+    the other columns are neither decoded nor checked, and no records are built (about 100 bytes a
+    window where records and their Arrow batch take 250). Errors name the file and row; a name that is
+    not a field of ``kind``: ``ValueError`` before the file is opened."""
     path = Path(path)
+    dtype = SCHEMAS[kind]
+    names = None
+    if columns is not None:
+        if isinstance(columns, str):
+            columns = [columns]
+        bad = [c for c in columns if c not in dtype.names]
+        if bad or key not in dtype.names:
+            raise ValueError(f"iter_parquet: columns {bad or [key]} are not fields of {kind} records "
+                             f"(fields: {', '.join(dtype.names)})")
+        names = [n for n in dtype.names if n in columns or n == key]
     try:
         pf = pq.ParquetFile(path)
     except (OSError, pa.ArrowInvalid) as e:
         raise RecordError(f"{path}: not a readable Parquet file: {e}") from e
     _stored_kind(path, pf.schema_arrow.metadata, kind)
-    k = pq.read_table(path, columns=[key]).column(key).to_numpy()   # 8 bytes a row: is it sorted?
+    _need_columns(pf.schema_arrow.names, kind, str(path))
+    try:
+        k = pf.read(columns=[key]).column(key).to_numpy()   # 8 bytes a row: is it sorted?
+    except (OSError, pa.ArrowInvalid) as e:
+        raise RecordError(f"{path}: not a readable Parquet file: {e}") from e
     sorted_keys = bool(np.all(k[1:] >= k[:-1]))
     del k
     if not sorted_keys or pf.metadata.num_rows <= rows:
-        yield read_parquet(path, kind)
+        if names is None:
+            yield read_parquet(path, kind)
+        else:
+            yield _block_columns(pf.read(columns=names), kind, path, 0)
         return
     carry, offset = None, 0
-    for batch in pf.iter_batches(batch_size=int(rows)):
-        a = from_table(pa.Table.from_batches([batch]), kind, str(path), offset)
-        offset += len(a)
+    for batch in pf.iter_batches(batch_size=int(rows), columns=names):
+        if names is None:
+            a = from_table(pa.Table.from_batches([batch]), kind, str(path), offset)
+        else:
+            a = _block_columns(batch, kind, path, offset)
+        offset += batch.num_rows
         if carry is not None:
-            a = np.concatenate([carry, a])
+            a = np.concatenate([carry, a]) if names is None else {n: np.concatenate([carry[n], v])
+                                                                  for n, v in a.items()}
         k = a[key]
         cut = int(np.searchsorted(k, k[-1], "left"))
-        carry = a[cut:]
+        carry = a[cut:] if names is None else {n: v[cut:] for n, v in a.items()}
         if cut:
-            yield a[:cut]
-    if carry is not None and len(carry):
+            yield a[:cut] if names is None else {n: v[:cut] for n, v in a.items()}
+    if carry is not None and len(carry[key]):
         yield carry
+
+
+def _block_columns(batch, kind: str, path: Path, offset: int) -> dict:
+    """A record batch or table of ``kind`` columns -> ``{field: contiguous array}``, checked by
+    :func:`validate_columns` (errors name ``path`` and rows from ``offset``)."""
+    dtype, n = SCHEMAS[kind], batch.num_rows
+    out = {name: _arrow_column(batch.column(name), name, dtype[name], n, str(path), offset)
+           for name in batch.schema.names}
+    return validate_columns(out, kind, str(path), offset)
 
 
 def read_meta(path: str | os.PathLike) -> dict:

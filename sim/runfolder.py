@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ble.schema import WINDOW_DTYPE, RecordError, _stored_kind, from_table, iter_parquet, read_parquet, validate
+from ble.schema import WINDOW_DTYPE, RecordError, from_table, iter_parquet, read_parquet
 from sim.qr import CHECKIN_DTYPE, QRParams, checkins_from_visits, visits_from_schedule
 from sim.run import build_world, day_schedule
 from sim.scenario import Scenario
@@ -142,41 +142,17 @@ class RunFolder:
     def window_columns(self, day: int, rows: int | None = None, columns=None):
         """:meth:`window_blocks` as dicts of contiguous columns, ``{field: array}`` (``WINDOW_DTYPE``'s
         fields and dtypes, ``att_secs`` (n, N_ATT_BUCKETS)), validated as :meth:`windows` is, without
-        building records: about 100 bytes a window where records and their Arrow batch take 250.
+        building records (``ble.schema.iter_parquet``'s columns mode): about 100 bytes a window where
+        records and their Arrow batch take 250.
 
         ``columns``: the fields to read (default all; ``observer``, ``t_start`` and ``t_end`` always):
         the others are neither decoded nor checked (``att_secs``, a list column, is half the decoding)."""
         f = self.window_files().get(int(day))
         if f is None:
             return
-        rows = WINDOW_BLOCK_ROWS if rows is None else int(rows)
-        try:
-            pf = pq.ParquetFile(f)
-            k = pq.read_table(f, columns=["observer"]).column("observer").to_numpy()   # sorted?
-        except (OSError, pa.ArrowInvalid, KeyError) as e:
-            raise RecordError(f"{f}: not a readable windows file: {e}") from e
-        _stored_kind(f, pf.schema_arrow.metadata, "windows")
-        missing = [n for n in WINDOW_DTYPE.names if n not in pf.schema_arrow.names]
-        if missing:
-            raise RecordError(f"{f}: missing columns {missing} for windows")
-        ordered = bool(np.all(k[1:] >= k[:-1]))
-        del k
-        if not ordered:                                        # not sorted by observer: one block
-            rows = max(rows, pf.metadata.num_rows)
-        carry, offset = None, 0
         names = [n for n in WINDOW_DTYPE.names if columns is None or n in columns or n in _ALWAYS]
-        for batch in pf.iter_batches(batch_size=rows, columns=names):
-            a = _window_columns(batch, f, offset)
-            offset += batch.num_rows
-            if carry is not None:
-                a = {n: np.concatenate([carry[n], a[n]]) for n in a}
-            # the last observer's rows go to the next block (all of them where the file is not sorted)
-            cut = int(np.searchsorted(a["observer"], a["observer"][-1], "left")) if ordered else 0
-            carry = {n: v[cut:] for n, v in a.items()}
-            if cut:
-                yield {n: v[:cut] for n, v in a.items()}
-        if carry is not None and len(carry["observer"]):
-            yield carry
+        yield from iter_parquet(f, "windows", WINDOW_BLOCK_ROWS if rows is None else int(rows), "observer",
+                                columns=names)
 
     @property
     def ground_truth_path(self) -> Path:
@@ -244,33 +220,3 @@ class RunFolder:
 #: window fields every block of :meth:`RunFolder.window_columns` holds (blocks are cut by observer; the
 #: validation compares t_end with t_start)
 _ALWAYS = ("observer", "t_start", "t_end")
-
-
-def _window_columns(batch: pa.RecordBatch, path: Path, offset: int) -> dict:
-    """A record batch of a windows file -> validated contiguous numpy columns (errors name file and row,
-    as ``ble.schema.from_table``'s)."""
-    out = {}
-    for name in batch.schema.names:
-        dt, col = WINDOW_DTYPE[name], batch.column(name)
-        try:
-            if dt.shape:
-                a = col.flatten().to_numpy(zero_copy_only=False).reshape(batch.num_rows, *dt.shape)
-            else:
-                if col.null_count:
-                    row = offset + int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
-                    if dt.kind != "f":
-                        raise RecordError(f"{path}: row {row}: column {name!r} is null")
-                    col = col.fill_null(float("nan"))
-                a = col.to_numpy(zero_copy_only=False)
-            out[name] = np.ascontiguousarray(a, dtype=dt.base)
-        except RecordError:
-            raise
-        except (ValueError, TypeError, pa.ArrowInvalid) as e:
-            raise RecordError(f"{path}: column {name!r} cannot be read as {dt}: {e}") from e
-    # validate reads only the dtype and length of its record argument when given the columns; a column
-    # not read is given empty (nothing to check)
-    n = batch.num_rows
-    empty = {f: np.zeros((0,) + WINDOW_DTYPE[f].shape, WINDOW_DTYPE[f].base) for f in WINDOW_DTYPE.names}
-    validate(np.broadcast_to(np.zeros((), WINDOW_DTYPE), (n,)), "windows", str(path), offset,
-             columns={**empty, **out})
-    return out

@@ -209,3 +209,37 @@ def test_window_pieces_are_the_blocks_rows_in_order():
         want = [whole[lo:lo + 250] for lo in range(0, len(whole), 250)]
         assert [s.tobytes() for s in slices[k]] == [s.tobytes() for s in want]
     assert len(slices[1]) == 0 and len(slices[0]) >= 2
+
+
+def test_map_kernels_prefetch_their_slots_and_results_do_not_change():
+    """The inserts, probes and the extraction group-prefetch the map's lines (ble._prefetch, 1-D and 2-D
+    arrays); the merged values are those of the records whatever the group boundaries."""
+    import platform
+
+    from ble._prefetch import prefetch
+    from numba import njit
+
+    from sim.scanning.accumulate import _GROUP
+
+    @njit
+    def rows_sum(a):                       # prefetch of a 2-D array's rows: a no-op for the result
+        t = 0
+        for i in range(a.shape[0]):
+            prefetch(a, min(i + 4, a.shape[0] - 1))
+            t += a[i, 1]
+        return t
+
+    a = np.arange(60, dtype=np.int64).reshape(20, 3)
+    assert rows_sum(a) == a[:, 1].sum()
+    keys = (np.arange(5 * _GROUP + 3, dtype=np.uint64) % np.uint64(7)) << np.uint64(32)   # 7 keys, repeated
+    acc = DayAccumulator(64)
+    acc.add_partial(*_partial(keys, np.ones(len(keys)), np.full(len(keys), -50.0, np.float32),
+                              np.arange(len(keys), dtype=np.uint16)))
+    k, vals, _ = acc.win.items()
+    o = np.argsort(k)
+    expect = np.bincount((keys >> np.uint64(32)).astype(np.int64), minlength=7)
+    assert np.array_equal(vals["n"][o], expect)
+    assert np.array_equal(vals["s0"][o], np.arange(7)) and np.allclose(vals["rsum"][o], -50.0 * expect)
+    assert _contains(acc, keys).all()
+    if platform.machine() in ("x86_64", "AMD64"):        # (a kernel loaded from numba's cache has no asm)
+        assert "prefetch" in rows_sum.inspect_asm(rows_sum.signatures[0])

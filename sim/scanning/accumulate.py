@@ -27,6 +27,7 @@ import sys
 import numpy as np
 from numba import njit, prange
 
+from ble._prefetch import prefetch
 from ble.ids import sim_rids, slot_of
 from ble.schema import GROUND_TRUTH_DTYPE, N_ATT_BUCKETS, WINDOW_DTYPE
 from sim.kernels import even_cuts, par_cuts, run_blocks
@@ -128,18 +129,80 @@ WIN_SLOT = np.dtype([("n", "u2"), ("s0", "u2"), ("s1", "u2"), ("pad", "u2"), ("r
 GT_SLOT = np.dtype([("n", "i4"), ("dmin", "f4")])
 
 
+#: records whose home slots are requested at once (group prefetching: their cache misses overlap)
+_GROUP = 32
+#: rows ahead whose map slots a sequential extraction requests (software pipelining)
+_AHEAD = 16
+
+
+@njit(cache=True, inline="always")
+def _home(key, base, cap):
+    """Home slot of ``key`` in the shard region at ``base`` of ``cap`` slots (:func:`_find`)."""
+    h = (mix64(key) >> _HOME_SHIFT) & _LOW32
+    return base + np.int64((h * np.uint64(cap)) >> np.uint64(32))
+
+
+@njit(cache=True, inline="always")
+def _group(keys, r, n, sh_lo, sh_hi, cap, tkeys, tvals, tbc, gr, gs, gh):
+    """The next (up to :data:`_GROUP`) records from ``r`` on whose shard lies in ``sh_lo..sh_hi``, in input
+    order: their indices, shards and home slots into ``gr``, ``gs``, ``gh``, the lines of their home
+    slots (key, values, bucket counts) requested. Returns (records in the group, the next ``r``)."""
+    m = 0
+    while r < n and m < _GROUP:
+        key = keys[r]
+        s = _shard(key)
+        if s >= sh_lo and s < sh_hi:
+            h = _home(key, s * cap, cap)
+            prefetch(tkeys, h)
+            prefetch(tvals, h)
+            prefetch(tbc, h)
+            gr[m] = r
+            gs[m] = s
+            gh[m] = h
+            m += 1
+        r += 1
+    return m, r
+
+
+@njit(cache=True, inline="always")
+def _claim_at(tkeys, counts, s, base, cap, key, pos):
+    """:func:`_claim` from the home slot ``pos`` (absolute, already computed)."""
+    pos -= base
+    while True:
+        k = tkeys[base + pos]
+        if k == key or k == EMPTY:
+            break
+        pos += 1
+        if pos == cap:
+            pos = 0
+    slot = base + pos
+    new = tkeys[slot] == EMPTY
+    if new:
+        tkeys[slot] = key
+        counts[s] += 1
+    return slot, new
+
+
 @njit(cache=True, nogil=True)
-def _win_insert_kernel(tkeys, tvals, tbc, counts, cap, start, order, keys, n_in, rsum_in, rmax_in, s0_in, s1_in,
-                       bc_in, bucket_in, single, sh_lo, sh_hi):
-    """Merge records into the shards ``sh_lo..sh_hi`` of the window map (serial, ``nogil``: run over
-    chunks of shards by :func:`sim.kernels.run_blocks`, :func:`_shard_cuts`); ``single``: each record
-    is one scan in bucket ``bucket_in`` (``bc_in`` unused), else a partial aggregate with bucket counts
-    ``bc_in``."""
-    for s in range(sh_lo, sh_hi):
-        base = s * cap
-        for q in range(start[s], start[s + 1]):
-            r = order[q]
-            slot, new = _claim(tkeys, counts, s, base, cap, keys[r])
+def _win_insert_kernel(tkeys, tvals, tbc, counts, cap, keys, n_in, rsum_in, rmax_in, s0_in, s1_in, bc_in,
+                       bucket_in, single, sh_lo, sh_hi):
+    """Merge the records (``keys``, input order) of the shards ``sh_lo..sh_hi`` into the window map
+    (serial, ``nogil``: run over chunks of shards by :func:`sim.kernels.run_blocks`,
+    :func:`_shard_cuts`); ``single``: each record is one scan in bucket ``bucket_in`` (``bc_in``
+    unused), else a partial aggregate with bucket counts ``bc_in``. Records are read in input order
+    (each shard merges its records in that order, whatever the chunks) and merged in groups whose
+    home slots are prefetched together (:func:`_group`)."""
+    gr = np.empty(_GROUP, np.int64)
+    gs = np.empty(_GROUP, np.int64)
+    gh = np.empty(_GROUP, np.int64)
+    n = keys.shape[0]
+    r = 0
+    while r < n:
+        m, r = _group(keys, r, n, sh_lo, sh_hi, cap, tkeys, tvals, tbc, gr, gs, gh)
+        for g in range(m):
+            q = gr[g]
+            s = gs[g]
+            slot, new = _claim_at(tkeys, counts, s, s * cap, cap, keys[q], gh[g])
             v = tvals[slot]
             if new:
                 v.n = 0
@@ -149,42 +212,51 @@ def _win_insert_kernel(tkeys, tvals, tbc, counts, cap, start, order, keys, n_in,
                 v.s1 = 0
                 for b in range(tbc.shape[1]):
                     tbc[slot, b] = 0
-            v.n += n_in[r]
-            v.rsum += rsum_in[r]
-            if rmax_in[r] > v.rmax:
-                v.rmax = rmax_in[r]
-            if s0_in[r] < v.s0:
-                v.s0 = s0_in[r]
-            if s1_in[r] > v.s1:
-                v.s1 = s1_in[r]
+            v.n += n_in[q]
+            v.rsum += rsum_in[q]
+            if rmax_in[q] > v.rmax:
+                v.rmax = rmax_in[q]
+            if s0_in[q] < v.s0:
+                v.s0 = s0_in[q]
+            if s1_in[q] > v.s1:
+                v.s1 = s1_in[q]
             if single:
-                tbc[slot, bucket_in[r]] += 1
+                tbc[slot, bucket_in[q]] += 1
             else:
                 for b in range(tbc.shape[1]):
-                    tbc[slot, b] += bc_in[r, b]
+                    tbc[slot, b] += bc_in[q, b]
 
 
 def _shard_cuts(start) -> tuple:
     """``(threads, cuts of the shards)`` for :func:`sim.kernels.run_blocks` merging the records of the
-    shards ``start`` (n_shards + 1 offsets; one call for few records)."""
+    shards ``start`` (n_shards + 1 offsets; one call for few records). Every chunk reads all the
+    records' keys (in input order), so there are few: two a thread."""
     threads, cuts = par_cuts(int(start[-1]))
-    return threads, even_cuts(len(start) - 1, len(cuts) - 1)
+    return threads, even_cuts(len(start) - 1, min(len(cuts) - 1, 2 * threads))
 
 
 @njit(cache=True, nogil=True)
-def _gt_insert_kernel(tkeys, tvals, counts, cap, start, order, keys, n_in, d_in, sh_lo, sh_hi):
-    for s in range(sh_lo, sh_hi):
-        base = s * cap
-        for q in range(start[s], start[s + 1]):
-            r = order[q]
-            slot, new = _claim(tkeys, counts, s, base, cap, keys[r])
+def _gt_insert_kernel(tkeys, tvals, counts, cap, keys, n_in, d_in, sh_lo, sh_hi):
+    """:func:`_win_insert_kernel` for the ground truth's map (close (sub)steps ``n_in``, distance
+    ``d_in`` m)."""
+    gr = np.empty(_GROUP, np.int64)
+    gs = np.empty(_GROUP, np.int64)
+    gh = np.empty(_GROUP, np.int64)
+    n = keys.shape[0]
+    r = 0
+    while r < n:
+        m, r = _group(keys, r, n, sh_lo, sh_hi, cap, tkeys, tvals, tvals, gr, gs, gh)
+        for g in range(m):
+            q = gr[g]
+            s = gs[g]
+            slot, new = _claim_at(tkeys, counts, s, s * cap, cap, keys[q], gh[g])
             v = tvals[slot]
             if new:
                 v.n = 0
                 v.dmin = np.inf
-            v.n += n_in[r]
-            if d_in[r] < v.dmin:
-                v.dmin = d_in[r]
+            v.n += n_in[q]
+            if d_in[q] < v.dmin:
+                v.dmin = d_in[q]
 
 
 @njit(cache=True, parallel=True)
@@ -222,11 +294,29 @@ def _absent_kernel(tkeys, cap, start, order, keys, absent, sh_lo, sh_hi):
 
 @njit(cache=True, nogil=True)
 def _contains_kernel(tkeys, cap, keys, out, r_lo, r_hi):
-    for r in range(r_lo, r_hi):
-        key = keys[r]
-        s = _shard(key)
-        slot = _find(tkeys, s * cap, cap, key)
-        out[r] = tkeys[slot] == key
+    """``out[r]`` = ``keys[r]`` is in the map, for ``r_lo <= r < r_hi``: groups of :data:`_GROUP` keys
+    whose home slots are requested together, then probed."""
+    gh = np.empty(_GROUP, np.int64)
+    for g0 in range(r_lo, r_hi, _GROUP):
+        g1 = min(g0 + _GROUP, r_hi)
+        for r in range(g0, g1):
+            key = keys[r]
+            s = _shard(key)
+            h = _home(key, s * cap, cap)
+            prefetch(tkeys, h)
+            gh[r - g0] = h
+        for r in range(g0, g1):
+            key = keys[r]
+            base = _shard(key) * cap
+            pos = gh[r - g0] - base
+            while True:
+                k = tkeys[base + pos]
+                if k == key or k == EMPTY:
+                    break
+                pos += 1
+                if pos == cap:
+                    pos = 0
+            out[r] = k == key
 
 
 @njit(cache=True)
@@ -280,7 +370,13 @@ def _piece_slots_kernel(tkeys, piece_of_obs, n_pieces):
 
 @njit(cache=True)
 def _window_heads_kernel(slots, tkeys, s0, phase, day_t, scan_s, obs, adv, t0):
-    for r in range(slots.shape[0]):
+    """Observer, advertiser and first scan time (s) of the used map ``slots`` (their key and value lines
+    requested :data:`_AHEAD` rows ahead: the slots are spread over the whole map)."""
+    n = slots.shape[0]
+    for r in range(n):
+        if r + _AHEAD < n:
+            prefetch(tkeys, slots[r + _AHEAD])
+            prefetch(s0, slots[r + _AHEAD])
         k = tkeys[slots[r]]
         o = np.int64(k >> np.uint64(32))
         obs[r] = o
@@ -295,9 +391,16 @@ def _window_fill_kernel(dest, slots, obs, adv, t0, rid, vn, vs1, vrsum, vrmax, v
     """Window rows ``u_lo..u_hi`` (in slot order) to their sorted positions ``dest`` (the inverse of the
     row order) straight into the (strided) fields of the output record array, with the arithmetic (and
     float32 roundings) of the former numpy expressions (serial, ``nogil``: run over chunks by
-    :func:`sim.kernels.run_blocks`). Reads go in slot order (the map is large)."""
+    :func:`sim.kernels.run_blocks`). Reads go in slot order; the slots, spread over the whole map, and
+    the output rows are requested :data:`_AHEAD` rows ahead."""
     f_scan = np.float32(scan_s)
     for u in range(u_lo, u_hi):
+        if u + _AHEAD < u_hi:
+            qa = slots[u + _AHEAD]
+            prefetch(vn, qa)
+            prefetch(vbc, qa)
+            prefetch(w_secs, dest[u + _AHEAD])
+            prefetch(w_obs, dest[u + _AHEAD])
         r = dest[u]
         q = slots[u]
         o = obs[u]
@@ -537,7 +640,7 @@ class DayAccumulator:
         start, order = _shard_order_kernel(keys, N_SHARDS)
         self.win.reserve(start, order, keys)
         run_blocks(_win_insert_kernel, *_shard_cuts(start), self.win.keys, self.win.vals, self.win.bc,
-                   self.win.counts, self.win.cap, start, order, keys, np.ones(len(keys), np.uint16), rssi, rssi,
+                   self.win.counts, self.win.cap, keys, np.ones(len(keys), np.uint16), rssi, rssi,
                    steps, steps, self._empty_bc, bucket, True)
 
     def add_partial(self, obs, adv, n, rsum, rmax, t0, t1, bc):
@@ -551,7 +654,7 @@ class DayAccumulator:
             start, order = _shard_order_kernel(keys, N_SHARDS)
             self.win.reserve(start, order, keys)
             run_blocks(_win_insert_kernel, *_shard_cuts(start), self.win.keys, self.win.vals, self.win.bc,
-                       self.win.counts, self.win.cap, start, order, keys, n[sl].astype(np.uint16), rsum[sl],
+                       self.win.counts, self.win.cap, keys, n[sl].astype(np.uint16), rsum[sl],
                        rmax[sl], t0[sl], t1[sl], bc[sl], self._empty_b, False)
 
     def add_close(self, i, j, n, d):
@@ -562,7 +665,7 @@ class DayAccumulator:
             start, order = _shard_order_kernel(keys, N_SHARDS)
             self.gt.reserve(start, order, keys)
             run_blocks(_gt_insert_kernel, *_shard_cuts(start), self.gt.keys, self.gt.vals, self.gt.counts,
-                       self.gt.cap, start, order, keys, n[sl].astype(np.int32), d[sl].astype(np.float32))
+                       self.gt.cap, keys, n[sl].astype(np.int32), d[sl].astype(np.float32))
 
     @property
     def nbytes(self) -> int:

@@ -1,45 +1,8 @@
-"""``prefetch(arr, i)``: a software prefetch of ``arr[i]`` for numba kernels.
-
-numba has no prefetch builtin; this intrinsic emits LLVM's ``llvm.prefetch`` (read, highest temporal
-locality, data cache: ``prefetcht0`` on x86-64), which tells the CPU to start loading the cache line
-of ``arr[i]`` without waiting for it and without faulting.  Used by the ID matching
-(:mod:`tracing.core.matching`) for group prefetching: the hash-table slots of a block's filter
-candidates are requested all at once, then read, so their cache misses overlap instead of queueing
-behind one another.  ``arr`` is a 1-D numba array, ``i`` an integer index; the caller keeps
-``0 <= i < len(arr)`` (no bounds check, no wrap-around of negative indices).  A no-op for the
-result of any computation: only timing changes.
-
-``llvmlite`` is numba's own code generator (a required dependency of numba), not a further one.
-"""
+"""``prefetch(arr, i)``: a software prefetch of ``arr[i]`` for numba kernels (the ID matching's group
+prefetching, :mod:`tracing.core.matching`).  The intrinsic lives in :mod:`ble._prefetch` (the simulator
+uses it too, and ``sim`` does not import ``tracing``); this module re-exports it."""
 from __future__ import annotations
 
-from llvmlite import ir
-from numba import types
-from numba.core import cgutils
-from numba.core.extending import intrinsic
+from ble._prefetch import prefetch
 
 __all__ = ["prefetch"]
-
-
-@intrinsic
-def prefetch(typingctx, arr, i):
-    """``prefetch(arr, i)`` in a numba kernel: request the cache line of ``arr[i]`` (1-D array, integer
-    ``i`` in range); returns nothing."""
-    if not (isinstance(arr, types.Array) and arr.ndim == 1 and isinstance(i, types.Integer)):
-        return None
-    sig = types.void(arr, i)
-
-    def codegen(context, builder, signature, args):
-        aryty, ity = signature.args
-        ary = context.make_array(aryty)(context, builder, args[0])
-        idx = context.cast(builder, args[1], ity, types.intp)
-        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [idx], wraparound=False)
-        i8p = ir.IntType(8).as_pointer()
-        i32 = ir.IntType(32)
-        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
-        # (address, rw = 0: read, locality = 3: keep in all cache levels, cache type = 1: data)
-        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
-        return context.get_dummy_value()
-
-    return sig, codegen

@@ -322,3 +322,36 @@ def test_pair_order_of_sorted_daily_rows_is_lexsort():
     shuffled = rng.permutation(obs.size)
     o2, s2 = obs[shuffled], src[shuffled]
     assert np.array_equal(pj.pair_order(o2, s2, 4), np.lexsort((np.maximum(o2, s2), np.minimum(o2, s2))))
+
+
+def test_read_ahead_is_one_block_ahead_in_order_and_stops():
+    """The pairs unit's read-ahead thread yields the blocks in order, decodes at most one block beyond the
+    caller's (the memory of two blocks), passes a reader's error on after the blocks before it, and stops
+    with the caller."""
+    import threading
+    produced, asked = [], {i: threading.Event() for i in range(12)}
+
+    def gen(n, fail_at=None):
+        for i in range(n):
+            if i == fail_at:
+                raise ValueError(f"bad block {i}")
+            produced.append(i)
+            asked[i].set()
+            yield i
+
+    assert list(P._read_ahead(gen(6))) == list(range(6))
+    produced.clear()
+    for e in asked.values():
+        e.clear()
+    it = P._read_ahead(gen(10))
+    assert next(it) == 0
+    assert asked[1].wait(20)                 # the next block is decoded while the caller holds block 0 ...
+    assert not asked[2].wait(0.3)            # ... and no further
+    assert next(it) == 1 and asked[2].wait(20)
+    it.close()
+    assert not any(t.name == "pairs-read-ahead" and t.is_alive() for t in threading.enumerate())
+    got = []
+    with pytest.raises(ValueError, match="bad block 3"):
+        for b in P._read_ahead(gen(6, fail_at=3)):
+            got.append(b)
+    assert got == [0, 1, 2]

@@ -27,7 +27,9 @@ into one window whose ``rid`` is the ID of the first slot seen (``run.json``: ``
 from __future__ import annotations
 
 import logging
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from tqdm import tqdm
@@ -174,11 +176,77 @@ def _reads_att_secs(rule: Rule) -> bool:
     return not (rule.kind == "v1_risk_score" and rule.params["attenuation_duration"] is None)
 
 
+def _read_ahead(blocks):
+    """Iterate ``blocks`` (a generator) one item ahead on a background thread: the next block is read
+    and decoded (pyarrow decodes without the GIL) while the caller computes on the current one, so at
+    most two blocks are in memory (the caller's and the next). Items, and an exception raised by
+    ``blocks``, arrive in order; a caller that stops early stops the thread (after its current item)."""
+    slot, ready, done = threading.Semaphore(0), [], threading.Event()
+    cond = threading.Condition()
+
+    def work():
+        try:
+            for item in blocks:
+                with cond:
+                    ready.append(("item", item))
+                    cond.notify()
+                del item
+                slot.acquire()                              # wait until the caller took it
+                if done.is_set():
+                    return
+        except BaseException as e:                          # handed to the caller, raised there
+            with cond:
+                ready.append(("error", e))
+                cond.notify()
+            return
+        finally:
+            blocks.close()
+        with cond:
+            ready.append(("end", None))
+            cond.notify()
+
+    t = threading.Thread(target=work, name="pairs-read-ahead", daemon=True)
+    t.start()
+    try:
+        while True:
+            with cond:
+                while not ready:
+                    cond.wait()
+                kind, item = ready.pop(0)
+            if kind == "end":
+                return
+            if kind == "error":
+                raise item
+            slot.release()                                  # the worker may decode the next one
+            yield item
+            del item
+    finally:
+        done.set()
+        slot.release()
+        t.join()
+
+
 def _day_pairs(run: RunFolder, d: int, agent, key, rule: Rule, have_gt: bool, close_minutes: float,
                chunk_ids: int) -> tuple[np.ndarray, dict]:
     """Day ``d``'s pair table and match counts. Memory: the day's rolling-ID matches (12 bytes a window),
-    one block of windows as columns with its daily sums and verdicts, and 41 bytes per directed daily
-    row kept (:data:`_SLIM`) for the pair table."""
+    one block of windows as columns with its daily sums and verdicts and the next block (read ahead on a
+    thread, :func:`_read_ahead`), 41 bytes per directed daily row kept (:data:`_SLIM`) for the pair
+    table, and the day's ground truth (read on a second thread meanwhile)."""
+    with ThreadPoolExecutor(1, thread_name_prefix="pairs-gt") as pool:   # the ground truth read meanwhile
+        gt = pool.submit(run.ground_truth, d) if have_gt else None
+        cols = [f for f in WINDOW_FIELDS if f != "att_secs" or _reads_att_secs(rule)]
+        blocks = _read_ahead(run.window_columns(d, columns=cols))   # first blocks decoded during matching
+        try:
+            return _day_rows(run, d, agent, key, rule, close_minutes, chunk_ids, blocks,
+                             gt.result if gt is not None else lambda: None)
+        finally:
+            blocks.close()                               # stops the reading thread on an error
+
+
+def _day_rows(run: RunFolder, d: int, agent, key, rule: Rule, close_minutes: float, chunk_ids: int, blocks,
+              ground_truth) -> tuple[np.ndarray, dict]:
+    """The body of :func:`_day_pairs`: ``blocks``, the day's window column blocks; ``ground_truth()``,
+    the day's ground truth (or None)."""
     st = dict(windows=0, matched=0, unmatched=0, own_id=0, slot_mismatch=0)
     source, slot = resolve_sources(run.window_rids(d), agent, key, d, chunk_ids)  # IDs regenerated once
     slot = slot.astype(np.int32)            # global 900 s slot (< 2**31 up to day 22 million)
@@ -186,8 +254,7 @@ def _day_pairs(run: RunFolder, d: int, agent, key, rule: Rule, have_gt: bool, cl
     keep = {f: np.empty(n, t) for f, t in _SLIM}           # at most one daily row per window
     lo = r = 0
     buf = None
-    cols = [f for f in WINDOW_FIELDS if f != "att_secs" or _reads_att_secs(rule)]
-    for w in run.window_columns(d, columns=cols):        # blocks of whole observers: memory of one block
+    for w in blocks:                                     # blocks of whole observers: memory of two blocks
         m = len(w["observer"])
         src, sl = source[lo:lo + m], slot[lo:lo + m]
         lo += m
@@ -212,7 +279,7 @@ def _day_pairs(run: RunFolder, d: int, agent, key, rule: Rule, have_gt: bool, cl
     if lo != n:
         raise ValueError(f"{run.path}: day {d}: the windows file changed while it was read ({lo} of {n} rows)")
     del source, slot, buf
-    gt = run.ground_truth(d) if have_gt else None
+    gt = ground_truth()
     order = pair_order(keep["observer"][:r], keep["source"][:r], d)
     for f in keep:                                       # one column at a time: one extra column of memory
         keep[f] = keep[f][:r][order]

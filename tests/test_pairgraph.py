@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tracing.core import pairgraph as pg
+from tracing.core.pairfold import strictly_sorted
 from tracing.core.coverage import (OnePass, close_degree, collapse_pairs, collapse_stream, compact_stream,
                                    pair_graph)
 from tracing.core.pairs import PAIR_DTYPE
@@ -58,6 +59,53 @@ def _bytes_equal(a: dict, b: dict):
         assert x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes(), k
 
 
+def _directed(g):
+    """The graph's directed edges grouped by source in the kernels' order (a source's upper edges, then
+    its lower ones): indptr, dst, flags, tmin, tmax per directed edge."""
+    n = g.n
+    up, low = np.diff(g.indptr), np.diff(g.rptr)
+    f = g.flags[g.reid]
+    src = np.concatenate([np.repeat(np.arange(n), up), np.repeat(np.arange(n), low)])
+    o = np.argsort(src, kind="stable")
+    cols = (np.concatenate([g.dst, g.rsrc]), np.concatenate([g.flags, (f & 1) | ((f & 2) << 1) | ((f & 4) >> 1)]),
+            np.concatenate([g.tmin, g.tmin[g.reid]]), np.concatenate([g.tmax, g.tmax[g.reid]]))
+    return (np.concatenate([[0], np.cumsum(up + low)]),) + tuple(x[o] for x in cols)
+
+
+def test_pairs_are_stored_once_and_read_in_the_old_directed_order():
+    """Both directions of every flagged pair grouped by source as the directed graph that stored each
+    direction (the stable argsort of concatenate([i, j])) had them, from one copy of the pairs."""
+    n, full = 400, np.concatenate(_days(seed=7))
+    c = collapse_pairs(full, n)
+    k = c["true"] | c["notify_j"] | c["notify_i"]
+    assert not k.all()
+    i, j, tc, nj, ni = (c[x][k] for x in ("i", "j", "true", "notify_j", "notify_i"))
+    src, o = np.concatenate([i, j]), np.argsort(np.concatenate([i, j]), kind="stable")
+    want = (np.concatenate([[0], np.cumsum(np.bincount(src, minlength=n))]), np.concatenate([j, i])[o],
+            np.concatenate([tc + 2 * nj + 4 * ni, tc + 2 * ni + 4 * nj]).astype(np.uint8)[o],
+            np.concatenate([c["t_min"][k]] * 2)[o], np.concatenate([c["t_max"][k]] * 2)[o])
+    g = pair_graph(c, n)
+    for w, x in zip(want, _directed(g)):
+        assert np.asarray(w).tobytes() == np.asarray(x, w.dtype).tobytes()
+    assert len(g.dst) == k.sum() and g.nbytes == 29 * k.sum() + 2 * 8 * (n + 1)
+
+
+def test_sorted_day_tables_fold_in_place_like_the_collapse():
+    """Stored day tables (sorted, one row per pair) are merged as they are, from a PAIR_DTYPE array or a
+    mapping of its columns, mixed with tables that need collapsing first: the same collapsed pairs."""
+    n, days = 400, _days(seed=8, n_days=5)
+    stored = [compact_stream([d], n) for d in days]             # sorted by (i, j): one row per pair kept
+    stored = [s[np.r_[True, (np.diff(s["i"]) != 0) | (np.diff(s["j"]) != 0)]] for s in stored]
+    assert all(strictly_sorted(s["i"], s["j"]) for s in stored)
+    assert not any(strictly_sorted(d["i"], d["j"]) for d in days)
+    mixed = [stored[0], {k: stored[1][k] for k in stored[1].dtype.names}, days[2], stored[3], days[4]]
+    got = collapse_stream(mixed, n)
+    want = _reference_collapse(np.concatenate([stored[0], stored[1], days[2], stored[3], days[4]]), n)
+    _bytes_equal(want, got)
+    with pytest.raises(ValueError, match="outside 0..399"):
+        collapse_stream([{**{k: stored[0][k] for k in stored[0].dtype.names}, "j": stored[0]["j"] + 400}], n)
+
+
 def test_pair_order_is_the_stable_argsort():
     n, full = 400, np.concatenate(_days())
     assert np.array_equal(pg.pair_order(full["i"], full["j"], n),
@@ -89,10 +137,8 @@ def test_a_consumed_collapse_builds_the_same_graph_and_is_freed():
     keep, c = pair_graph(collapse_pairs(full, n), n), collapse_pairs(full, n)
     g = pair_graph(c, n, consume=True)
     assert c == {}                                             # emptied: its arrays can be freed
-    for name in ("indptr", "dst", "flags", "tmin", "tmax"):
-        assert getattr(g, name).tobytes() == getattr(keep, name).tobytes()
-    for k in keep.nets:
-        assert all(x.tobytes() == y.tobytes() for x, y in zip(keep.nets[k], g.nets[k]))
+    for x, y in zip(g.arrays, keep.arrays):
+        assert x.tobytes() == y.tobytes()
     with pytest.raises(ValueError, match="2\\*\\*31"):
         collapse_pairs(full, 2**31)
 
@@ -124,17 +170,17 @@ def test_one_walk_equals_the_three_f2_passes_for_any_split():
     f0 = np.sort(rng.choice(n, 40, replace=False))
     is_f0 = np.zeros(n, bool)
     is_f0[f0] = True
-    etrue, warn, logs = ((g.flags & b) != 0 for b in (1, 2, 4))
-    dst = g.dst.astype(np.int64)
-    args = (g.indptr, dst, etrue)
-    thr, dl = f2_thresholds(*args, warn, logs, g.tmin, g.tmax, ranks, delay, f0, is_f0)
-    ideal = f2_thresholds(*args, etrue, etrue, g.tmin, g.tmax, ranks, np.zeros(n), f0, is_f0)[0]
-    anyr = f2_thresholds(g.indptr, dst, etrue | warn | logs, warn, logs, g.tmin, g.tmax, ranks, np.zeros(n),
+    indptr, dst, flags, tmin, tmax = _directed(g)
+    etrue, warn, logs = ((flags & b) != 0 for b in (1, 2, 4))
+    args = (indptr, dst.astype(np.int64), etrue)
+    thr, dl = f2_thresholds(*args, warn, logs, tmin, tmax, ranks, delay, f0, is_f0)
+    ideal = f2_thresholds(*args, etrue, etrue, tmin, tmax, ranks, np.zeros(n), f0, is_f0)[0]
+    anyr = f2_thresholds(*args[:2], etrue | warn | logs, warn, logs, tmin, tmax, ranks, np.zeros(n),
                          f0, is_f0)[0]
     assert len(thr) > 100 and np.isfinite(thr).any() and np.isinf(thr).any()
     for parts in (1, 3):          # the index cases split between threads: the same bytes
-        got = [np.concatenate(x) for x in zip(*(pg._f2_kernel(g.indptr, g.dst, g.flags, g.tmin, g.tmax,
-                                                               ranks, delay, p, pg._f2_scratch(n, is_f0))
+        got = [np.concatenate(x) for x in zip(*(pg._f2_kernel(g.arrays, ranks, delay, p,
+                                                               pg._f2_scratch(n, is_f0))
                                                 for p in np.array_split(f0, parts)))]
         assert got[0].tobytes() == thr.tobytes() and got[1].tobytes() == dl.tobytes()
         assert np.sort(got[2]).tobytes() == np.sort(ideal).tobytes()
@@ -160,7 +206,7 @@ def test_a_shared_graph_gives_the_curves_of_the_table():
 
 
 def test_networks_percolate_like_the_edge_lists():
-    from tracing.core.percolation import newman_ziff, newman_ziff_csr, order_from_ranks
+    from tracing.core.percolation import newman_ziff, order_from_ranks
 
     n, full = 400, np.concatenate(_days(seed=6))
     c = collapse_pairs(full, n)
@@ -169,7 +215,7 @@ def test_networks_percolate_like_the_edge_lists():
                                       np.random.default_rng(8).random(n)))
     notified = c["notify_i"] | c["notify_j"]
     for name, e in (("", c["true"] & notified), ("notified_", notified), ("ideal_", c["true"])):
-        for x, y in zip(newman_ziff(n, c["i"][e], c["j"][e], order), newman_ziff_csr(*g.nets[name], order)):
+        for x, y in zip(newman_ziff(n, c["i"][e], c["j"][e], order), g.percolation(name, order)):
             assert x.tobytes() == y.tobytes()
 
 

@@ -72,12 +72,13 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
 from tracing.core.checks import quiet_nan
-from tracing.core.pairgraph import PairGraph, collapse_sorted, fold_collapsed, merge_compact, pair_order
+from tracing.core.pairfold import FoldedPairs, strictly_sorted
+from tracing.core.pairgraph import PairGraph, collapse_sorted, merge_compact, pair_order
 from tracing.core.pairs import PAIR_DTYPE
-from tracing.core.percolation import newman_ziff_csr, order_from_ranks
+from tracing.core.percolation import order_from_ranks
 
 __all__ = ["METRICS", "DelayModel", "sample_index_cases", "close_degree", "collapse_pairs", "compact_pairs",
-           "compact_stream", "collapse_stream", "pair_graph", "PairGraph", "OnePass",
+           "compact_stream", "fold_stream", "collapse_stream", "pair_graph", "PairGraph", "OnePass",
            "coverage_curve", "coverage_at"]
 
 METRICS = ("f1_coverage", "f1_precision", "f2_coverage", "largest_component", "mean_finite_cluster",
@@ -178,24 +179,57 @@ def compact_stream(tables, n: int) -> np.ndarray:
     return acc
 
 
-def collapse_stream(tables, n: int) -> dict:
-    """:func:`collapse_pairs` of the concatenation of an iterable of pair tables (e.g. a run's days, read
-    one at a time), folded in one table at a time: memory is the collapsed pairs (27 bytes each; twice
-    that during a fold) plus one day, never the whole pair-day table."""
-    acc = collapse_pairs(np.zeros(0, PAIR_DTYPE), n)
+_DAY_COLUMNS = ("i", "j", "t_first", "true_close", "notify_j", "notify_i")
+
+
+def fold_stream(tables, n: int) -> FoldedPairs:
+    """The distinct pairs of an iterable of pair tables (e.g. a run's days, read one at a time; each a
+    ``PAIR_DTYPE`` array or a mapping of its columns ``i, j, t_first, true_close, notify_j, notify_i``)
+    folded in one table at a time, in place (:class:`tracing.core.pairfold.FoldedPairs`, 21 bytes a
+    pair): memory is the distinct pairs plus one day, never the whole pair-day table.  A table sorted by
+    ``(i, j)`` with one row per pair (a stored day) is merged as it is, any other is collapsed first."""
+    if not 1 <= int(n) < 2**31:
+        raise ValueError(f"coverage: population size n must be in 1..2**31-1, got {n}")
+    acc = FoldedPairs(n)
     for t in tables:
-        acc = fold_collapsed(acc, collapse_pairs(t, n))
+        if isinstance(t, np.ndarray) and t.dtype != PAIR_DTYPE:
+            raise ValueError(f"expected a PAIR_DTYPE array, got {t.dtype}")
+        cols = [np.asarray(t[k]) for k in _DAY_COLUMNS]
+        i, j = cols[0], cols[1]
+        if len(i) and (i.min() < 0 or j.max() >= n):
+            raise ValueError(f"pair table has agents outside 0..{n - 1}")
+        if np.any(i >= j):
+            raise ValueError("pair table rows must have i < j")
+        if strictly_sorted(i, j):
+            i, j = (np.ascontiguousarray(x, dtype=np.int32) for x in (i, j))    # agents < 2**31
+            t0, tc, nj, ni = (np.ascontiguousarray(x, dtype=PAIR_DTYPE[k])
+                              for x, k in zip(cols[2:], _DAY_COLUMNS[2:]))
+            acc.add(i, j, t0, t0, tc, nj, ni)
+            continue
+        c = collapse_sorted(pair_order(i, j, n), *cols)
+        acc.add(c["i"], c["j"], c["t_min"], c["t_max"], c["true"], c["notify_j"], c["notify_i"])
     return acc
+
+
+def collapse_stream(tables, n: int) -> dict:
+    """:func:`collapse_pairs` of the concatenation of an iterable of pair tables, folded in one table at
+    a time (:func:`fold_stream`)."""
+    return fold_stream(tables, n).to_dict()
 
 
 def pair_graph(pairs, n: int, consume: bool = False) -> PairGraph:
     """The replicate-independent part of :class:`OnePass` (:class:`PairGraph`) for a ``PAIR_DTYPE``
-    table or a :func:`collapse_pairs` / :func:`collapse_stream` dict; build it once and pass it to
-    every ``OnePass`` (and :func:`close_degree`) of replicates drawn on the same pairs.  ``consume``:
-    a given dict is emptied once the graph no longer needs it (see :class:`PairGraph`)."""
+    table, a :func:`collapse_pairs` / :func:`collapse_stream` dict or a :func:`fold_stream` result (its
+    arrays become the graph's); build it once and pass it to every ``OnePass`` (and
+    :func:`close_degree`) of replicates drawn on the same pairs.  ``consume``: a given dict is emptied
+    once the graph has read it."""
     n = int(n)
     if n < 1:
         raise ValueError("coverage: population size n must be >= 1")
+    if isinstance(pairs, FoldedPairs):
+        if pairs.n != n:
+            raise ValueError(f"pair_graph: the folded pairs have {pairs.n} agents, not n={n}")
+        return PairGraph(pairs, n)
     if isinstance(pairs, dict):
         return PairGraph(pairs, n, consume=consume)
     return PairGraph(collapse_pairs(pairs, n), n, consume=True)     # our own dict: freed early
@@ -277,7 +311,7 @@ class OnePass:
         # traceable network (truly close and notified), notified network, close-contact network
         self._order = order_from_ranks(ranks)
         self._sorted_ranks = ranks[self._order]
-        self._nets = {name: newman_ziff_csr(indptr, idx, self._order) for name, (indptr, idx) in g.nets.items()}
+        self._nets = {name: g.percolation(name, self._order) for name in ("", "notified_", "ideal_")}
         self._largest, self._chi = self._nets[""]
 
     def evaluate(self, grid) -> dict:

@@ -1,6 +1,5 @@
-"""Numba kernels behind the one-pass curves (:mod:`tracing.core.coverage`): collapse a pair table,
-fold day tables into a compact one, and build the directed contact graph -- linear passes over flat
-arrays, no comparison sort.
+"""Numba kernels behind the one-pass curves (:mod:`tracing.core.coverage`): collapse a pair table
+and build the contact graph -- linear passes over flat arrays, no comparison sort.
 
 * :func:`pair_order` -- the stable order of a pair table by ``(i, j)``: the permutation of
   ``numpy.argsort(i * n + j, kind="stable")``: identity for a sorted table (every compact table), a
@@ -12,9 +11,9 @@ arrays, no comparison sort.
 * :func:`merge_compact` -- fold one collapsed day into a compact table (both sorted by ``(i, j)``): a
   merge of two sorted lists, so the fold's memory is the two inputs and the output, not a re-sort of
   their concatenation; the result equals ``compact_pairs(concatenate([acc, day]))``.
-* :func:`directed_csr` -- both directions of every pair grouped by source (a stable counting sort: the
-  order of ``numpy.argsort(concatenate([i, j]), kind="stable")``) with the edge attributes.
-* :func:`sub_csr` -- the CSR of the directed edges selected by a mask (Newman--Ziff's input).
+* :class:`PairGraph` -- the folded pairs (:mod:`tracing.core.pairfold`), each stored once, with a
+  reverse index: both directions of every pair grouped by source without a second copy of the pairs;
+  the F0 edges, the F2 walk and the networks' percolation read it.
 
 The wrappers in :mod:`tracing.core.coverage` validate; the kernels assume valid input (``0 <= i < j <
 n``).
@@ -26,7 +25,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
-__all__ = ["pair_order", "collapse_sorted", "merge_compact", "fold_collapsed", "PairGraph"]
+from tracing.core.pairfold import FoldedPairs
+from tracing.core.percolation import _find
+
+__all__ = ["pair_order", "collapse_sorted", "merge_compact", "PairGraph"]
 
 
 @numba.njit(cache=True)
@@ -225,146 +227,132 @@ def merge_compact(acc: np.ndarray, day: dict, out_dtype) -> np.ndarray:
     return out
 
 
-@numba.njit(cache=True)
-def _fold_collapsed_kernel(ai, aj, atc, anj, ani, amin, amax, di, dj, dtc, dnj, dni, dmin, dmax, write, o):
-    """Merge two collapsed tables (sorted by (i, j), one row per pair) into ``o`` (i, j, true, notify_j,
-    notify_i, t_min, t_max arrays); counts the pairs only unless ``write``.  Returns the count."""
-    oi, oj, otc, onj, oni, omin, omax = o
-    na, nd = ai.shape[0], di.shape[0]
-    ka, kd, q = 0, 0, 0
-    while ka < na or kd < nd:
-        if kd >= nd:
-            ta, td = True, False
-        elif ka >= na:
-            ta, td = False, True
-        else:
-            ta = ai[ka] < di[kd] or (ai[ka] == di[kd] and aj[ka] <= dj[kd])
-            td = di[kd] < ai[ka] or (di[kd] == ai[ka] and dj[kd] <= aj[ka])
-        if write:
-            tc, nj, ni, lo, hi = False, False, False, np.nan, np.nan
-            if ta:
-                oi[q], oj[q] = ai[ka], aj[ka]
-                tc, nj, ni, lo, hi = atc[ka], anj[ka], ani[ka], amin[ka], amax[ka]
-            else:
-                oi[q], oj[q] = di[kd], dj[kd]
-            if td:
-                tc |= dtc[kd]
-                nj |= dnj[kd]
-                ni |= dni[kd]
-                if not np.isnan(dmin[kd]) and (np.isnan(lo) or dmin[kd] < lo):
-                    lo = dmin[kd]
-                if not np.isnan(dmax[kd]) and (np.isnan(hi) or dmax[kd] > hi):
-                    hi = dmax[kd]
-            otc[q], onj[q], oni[q], omin[q], omax[q] = tc, nj, ni, lo, hi
-        ka += ta
-        kd += td
-        q += 1
-    return q
-
-
-_KEYS = ("i", "j", "true", "notify_j", "notify_i", "t_min", "t_max")
-
-
-def fold_collapsed(acc: dict, day: dict) -> dict:
-    """The collapsed table (``coverage.collapse_pairs``' dict) of the rows of two collapsed tables: the
-    same as collapsing all their rows at once (``fmin`` / ``fmax`` and ``or`` are exact)."""
-    args = tuple(acc[k] for k in _KEYS) + tuple(day[k] for k in _KEYS)
-    e32, eb, ef = np.zeros(0, np.int32), np.zeros(0, np.bool_), np.zeros(0)
-    g = _fold_collapsed_kernel(*args, False, (e32, e32, eb, eb, eb, ef, ef))
-    o = (np.empty(g, np.int32), np.empty(g, np.int32), np.empty(g, np.bool_), np.empty(g, np.bool_),
-         np.empty(g, np.bool_), np.empty(g), np.empty(g))
-    _fold_collapsed_kernel(*args, True, o)
-    return dict(zip(_KEYS, o))
-
-
 # directed edge flags: bit 0 truly close, bit 1 dst warned if src is an index case, bit 2 src's log
-# of dst passes the rule
+# of dst passes the rule (a pair's byte is that of its edge i -> j: true, notify_j, notify_i)
 _TRUE, _WARN, _LOGS = 1, 2, 4
 
 
 @numba.njit(cache=True)
-def _csr_kernel(i, j, tc, nj, ni, tmin, tmax, n):
-    """Both directions of every pair with a flag grouped by source, the i -> j edges first then j -> i
-    (the stable order of ``argsort(concatenate([i, j]))``).  Pairs neither truly close nor notified either
-    way count nowhere in the curves (no F1, no F2 path, no network) and are left out.  Returns indptr
-    (n+1,), dst int32, flags uint8, tmin, tmax (s) per directed edge."""
-    m = i.shape[0]
-    indptr = np.zeros(n + 1, np.int64)
-    for k in range(m):
-        if tc[k] or nj[k] or ni[k]:
-            indptr[i[k] + 1] += 1
-            indptr[j[k] + 1] += 1
+def _reverse_kernel(indptr, dst):
+    """The lower half of the graph: for each agent v, the pairs (i, v) in pair order -- ``rptr`` int64
+    (n+1,), their ``i`` (int32) and pair ids (int32)."""
+    n, m = indptr.shape[0] - 1, dst.shape[0]
+    rptr = np.zeros(n + 1, np.int64)
+    for e in range(m):
+        rptr[dst[e] + 1] += 1
     for v in range(n):
-        indptr[v + 1] += indptr[v]
-    cur = indptr[:-1].copy()
-    dst = np.empty(indptr[n], np.int32)
-    flags = np.empty(indptr[n], np.uint8)
-    t0 = np.empty(indptr[n])
-    t1 = np.empty(indptr[n])
-    for half in range(2):
-        for k in range(m):
-            if not (tc[k] or nj[k] or ni[k]):
-                continue
-            s, d = (i[k], j[k]) if half == 0 else (j[k], i[k])
-            w, lg = (nj[k], ni[k]) if half == 0 else (ni[k], nj[k])
-            e = cur[s]
-            cur[s] += 1
-            dst[e] = d
-            flags[e] = np.uint8(_TRUE * tc[k] + _WARN * w + _LOGS * lg)
-            t0[e] = tmin[k]
-            t1[e] = tmax[k]
-    return indptr, dst, flags, t0, t1
+        rptr[v + 1] += rptr[v]
+    cur = rptr[:-1].copy()
+    rsrc = np.empty(m, np.int32)
+    reid = np.empty(m, np.int32)
+    for s in range(n):
+        for e in range(indptr[s], indptr[s + 1]):
+            r = cur[dst[e]]
+            cur[dst[e]] = r + 1
+            rsrc[r] = s
+            reid[r] = e
+    return rptr, rsrc, reid
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _deg(g, s):
+    """Directed edges out of ``s`` in the graph tuple ``g`` (:attr:`PairGraph.arrays`)."""
+    return g[0][s + 1] - g[0][s] + g[5][s + 1] - g[5][s]
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _edge(g, s, k):
+    """The ``k``-th directed edge out of ``s``: the pairs (s, j) by j, then the pairs (i, s) in pair
+    order.  Returns (pair id, destination, flags of the direction s -> destination)."""
+    indptr, dst, flags, rptr, rsrc, reid = g[0], g[1], g[2], g[5], g[6], g[7]
+    nf = indptr[s + 1] - indptr[s]
+    if k < nf:
+        e = indptr[s] + k
+        return e, np.int64(dst[e]), np.int64(flags[e])
+    r = rptr[s] + k - nf
+    e = np.int64(reid[r])
+    f = np.int64(flags[e])
+    return e, np.int64(rsrc[r]), (f & _TRUE) | ((f & _WARN) << 1) | ((f & _LOGS) >> 1)
 
 
 @numba.njit(cache=True)
-def _sub_csr_kernel(indptr, dst, flags, need_all, need_any):
-    """CSR (indptr, int32 indices) of the directed edges whose flags have every bit of ``need_all`` and
-    (unless it is 0) some bit of ``need_any`` -- in the same order."""
-    n = indptr.shape[0] - 1
-    out_ptr = np.zeros(n + 1, np.int64)
-    for v in range(n):
-        c = 0
-        for e in range(indptr[v], indptr[v + 1]):
-            f = flags[e]
-            c += (f & need_all) == need_all and (need_any == 0 or (f & need_any) != 0)
-        out_ptr[v + 1] = out_ptr[v] + c
-    out = np.empty(out_ptr[n], np.int32)
-    q = 0
-    for e in range(dst.shape[0]):
-        f = flags[e]
-        if (f & need_all) == need_all and (need_any == 0 or (f & need_any) != 0):
-            out[q] = dst[e]
-            q += 1
-    return out_ptr, out
-
-
-@numba.njit(cache=True)
-def _f0_edges_kernel(indptr, dst, flags, f0):
+def _f0_edges_kernel(g, f0):
     """Directed edges from the index cases ``f0`` (sorted): those to a larger agent (pair (a, b) with
     a = i), then those to a smaller one (pair (b, a)).  Returns a, b, truly close, notified."""
     m1, m2 = 0, 0
     for a in f0:
-        for e in range(indptr[a], indptr[a + 1]):
-            if dst[e] > a:
-                m1 += 1
-            else:
-                m2 += 1
+        m1 += g[0][a + 1] - g[0][a]
+        m2 += g[5][a + 1] - g[5][a]
     a_out = np.empty(m1 + m2, np.int64)
     b_out = np.empty(m1 + m2, np.int64)
     tc = np.empty(m1 + m2, np.bool_)
     nt = np.empty(m1 + m2, np.bool_)
     q1, q2 = 0, m1
     for a in f0:
-        for e in range(indptr[a], indptr[a + 1]):
-            q = q1 if dst[e] > a else q2
-            a_out[q], b_out[q] = a, dst[e]
-            tc[q] = (flags[e] & _TRUE) != 0
-            nt[q] = (flags[e] & _WARN) != 0
-            if dst[e] > a:
+        for k in range(_deg(g, a)):
+            e, b, f = _edge(g, a, k)
+            q = q1 if b > a else q2
+            a_out[q], b_out[q] = a, b
+            tc[q] = (f & _TRUE) != 0
+            nt[q] = (f & _WARN) != 0
+            if b > a:
                 q1 += 1
             else:
                 q2 += 1
     return a_out, b_out, tc, nt, m1
+
+
+@numba.njit(cache=True)
+def _degree_kernel(g, bit):
+    """Directed edges out of every agent whose flags have ``bit`` (int64 (n,))."""
+    n = g[0].shape[0] - 1
+    out = np.zeros(n, np.int64)
+    for s in range(n):
+        for k in range(_deg(g, s)):
+            out[s] += (_edge(g, s, k)[2] & bit) != 0
+    return out
+
+
+@numba.njit(cache=True)
+def _newman_ziff_kernel(g, need_all, need_any, order):
+    """:func:`tracing.core.percolation.newman_ziff_csr` on the network of the pairs whose flags have
+    every bit of ``need_all`` and (unless 0) some bit of ``need_any`` (both masks symmetric in the two
+    directions): the same union-find, read off the graph -- the largest cluster and the mean finite
+    cluster size after each addition depend on the network only, not on the order of a node's edges."""
+    n = g[0].shape[0] - 1
+    m = order.shape[0]
+    parent = np.full(n, -1, np.int64)  # -1 = not occupied
+    size = np.zeros(n, np.int64)
+    largest = np.zeros(m, np.int64)
+    chi = np.zeros(m, np.float64)
+    big, sum_sq = 0, 0
+    for k in range(m):
+        v = order[k]
+        parent[v] = v
+        size[v] = 1
+        sum_sq += 1
+        rv = v
+        for x in range(_deg(g, v)):
+            e, u, f = _edge(g, v, x)
+            if (f & need_all) != need_all or (need_any != 0 and (f & need_any) == 0) or parent[u] < 0:
+                continue
+            ru = _find(parent, u)
+            if ru == rv:
+                continue
+            su, sv = size[ru], size[rv]
+            sum_sq += 2 * su * sv  # (su + sv)^2 - su^2 - sv^2
+            if su < sv:
+                parent[ru] = rv
+                size[rv] = su + sv
+            else:
+                parent[rv] = ru
+                size[ru] = su + sv
+                rv = ru
+        big = max(big, size[rv])
+        largest[k] = big
+        if k + 1 > big:
+            chi[k] = (sum_sq - big * big) / (k + 1 - big)
+    return largest, chi
 
 
 @numba.njit(cache=True, nogil=True)
@@ -384,7 +372,7 @@ _S1, _S2, _S3, _SB, _BEST, _BESTD, _BESTI, _RANK = range(8)
 
 
 @numba.njit(cache=True, nogil=True)
-def _f2_kernel(indptr, dst, flags, tmin, tmax, ranks, delay_b, f0, st):
+def _f2_kernel(g, ranks, delay_b, f0, st):
     """The three all-levels F2 passes of the one-pass curves in one walk over the paths a -> b -> c
     (a in ``f0``; the rule of ``propagation.f2_thresholds``, whose three calls this equals): per index
     case, its true second-degree contacts c (a -> b and b -> c truly close, c not a truly close
@@ -397,7 +385,7 @@ def _f2_kernel(indptr, dst, flags, tmin, tmax, ranks, delay_b, f0, st):
     in one cache line), column ``_S1`` -1 for F0 members and -3 elsewhere.  Returns (thr, delay,
     thr_ideal, thr_any) float64: the first three per true F2, in order of discovery.  Each index case's
     results depend on it alone (so ``f0`` may be split between threads)."""
-    n = indptr.shape[0] - 1
+    n, tmin, tmax = g[0].shape[0] - 1, g[3], g[4]
     for c in range(n):
         st[c, _S2] = -1.0            # c listed as a true F2 of a (its ideal threshold set with it)
         st[c, _S3] = -1.0            # c listed as reached over any pair
@@ -410,26 +398,25 @@ def _f2_kernel(indptr, dst, flags, tmin, tmax, ranks, delay_b, f0, st):
         a = f0[ia]
         fa = np.float64(ia)
         ra = ranks[a]
-        for e in range(indptr[a], indptr[a + 1]):      # S1: 2 ia + 1 true close contact, 2 ia any
-            if flags[e] != 0 and st[dst[e], _S1] != -1.0:
-                st[dst[e], _S1] = 2.0 * fa + (flags[e] & _TRUE)
+        for k in range(_deg(g, a)):                    # S1: 2 ia + 1 true close contact, 2 ia any
+            e, b, f = _edge(g, a, k)
+            if f != 0 and st[b, _S1] != -1.0:
+                st[b, _S1] = 2.0 * fa + (f & _TRUE)
         nl, nl3 = 0, 0
-        for e1 in range(indptr[a], indptr[a + 1]):
-            f1 = flags[e1]
+        for k1 in range(_deg(g, a)):
+            e1, b, f1 = _edge(g, a, k1)
             pt, pw = (f1 & _TRUE) != 0, (f1 & _WARN) != 0
-            b = dst[e1]
             thr_ab = max(ra, ranks[b])
             t1 = tmin[e1]
             d = delay_b[b]
-            for e2 in range(indptr[b], indptr[b + 1]):
-                c = dst[e2]
+            for k2 in range(_deg(g, b)):
+                e2, c, f2 = _edge(g, b, k2)
                 t2 = tmax[e2]
                 if c == a or not (np.isnan(t1) or np.isnan(t2) or t2 >= t1):
                     continue
                 x = st[c, _S1]
                 if x == -1.0 or x == 2.0 * fa + 1.0:        # F0, or a true close contact of a
                     continue
-                f2 = flags[e2]
                 thr = max(thr_ab, st[c, _RANK])
                 if pt and (f2 & _TRUE):
                     if st[c, _S2] != fa:
@@ -478,52 +465,68 @@ def _f2_scratch(n: int, is_f0: np.ndarray) -> np.ndarray:
 
 class PairGraph:
     """The replicate-independent part of the one-pass curves (:class:`tracing.core.coverage.OnePass`):
-    the collapsed pairs as a directed graph -- both directions of every pair grouped by source
-    (``indptr`` int64 (n+1,), ``dst`` int32, ``flags`` uint8 (bit 0 truly close, bit 1 dst warned if
-    src is an index case, bit 2 src's log of dst passes), ``tmin`` / ``tmax`` float64 s) -- and the
-    symmetric CSRs (indptr, int32 indices) of its three networks (``nets``: ``""`` traceable = close and
-    notified, ``"notified_"``, ``"ideal_"`` = close).  Pairs without any flag are left out (they count in
-    no metric).  Built once per pair table, shared by every
-    replicate drawn on it; 42 bytes per flagged pair plus the networks (~9 more; the collapsed dict is not
-    kept).
+    the flagged pairs, each stored once, as a directed graph.  The upper half is the CSR of the pairs
+    (i, j) by i (``indptr`` int64 (n+1,), ``dst`` = j int32, ``flags`` uint8 of the edge i -> j: bit 0
+    truly close, bit 1 dst warned if src is an index case, bit 2 src's log of dst passes; ``tmin`` /
+    ``tmax`` float64 s); the lower half lists, for each agent v, the pairs (i, v) in pair order
+    (``rptr`` int64 (n+1,), ``rsrc`` = i int32, ``reid`` = pair id int32; their direction's flags are
+    the pair's with bits 1 and 2 exchanged).  A source's edges -- the upper ones, then the lower ones --
+    come in the order of ``argsort(concatenate([i, j]), kind="stable")`` over the pairs.  Pairs without
+    any flag are left out (they count in no metric); the three networks of the curves (traceable,
+    notified, ideal) are read off the flags (:meth:`percolation`).  Built once per pair table, shared by
+    every replicate drawn on it: 29 bytes per flagged pair (8 of them the lower half).
 
-    ``collapsed``: :func:`tracing.core.coverage.collapse_pairs`' dict; ``n``: the population size;
-    ``consume``: empty ``collapsed`` (``dict.clear``) once the directed graph is built, before the
-    networks are, so that its arrays (27 bytes a pair) are freed there where nothing else holds them
-    (a sweep's curves unit: the peak is then the larger of collapsed + graph and graph + networks).
+    ``pairs``: a :class:`tracing.core.pairfold.FoldedPairs` (its arrays become the graph's: it is
+    emptied) or :func:`tracing.core.coverage.collapse_pairs`' dict; ``n``: the population size;
+    ``consume``: empty the dict (``dict.clear``) once it has been read.
     """
 
-    def __init__(self, collapsed: dict, n: int, consume: bool = False):
+    def __init__(self, pairs, n: int, consume: bool = False):
         if n >= 2**31:
             raise ValueError(f"PairGraph: at most 2**31 - 1 agents, got n={n}")
         self.n = int(n)
-        self.n_pairs = len(collapsed["i"])
-        c = collapsed
-        self.indptr, self.dst, self.flags, self.tmin, self.tmax = _csr_kernel(
-            c["i"], c["j"], c["true"], c["notify_j"], c["notify_i"], c["t_min"], c["t_max"], self.n)
-        if consume:
-            collapsed.clear()
-        del c
-        self.nets = {name: _sub_csr_kernel(self.indptr, self.dst, self.flags, need_all, need_any)
-                     for name, need_all, need_any in (("", _TRUE, _WARN | _LOGS), ("notified_", 0, _WARN | _LOGS),
-                                                      ("ideal_", _TRUE, 0))}
+        if isinstance(pairs, dict):
+            f = FoldedPairs.from_collapsed(pairs, self.n)
+            if consume:
+                pairs.clear()
+        else:
+            f = pairs
+        self.n_pairs = f.n_pairs
+        f.drop_unflagged()
+        if f.n_pairs >= 2**31:
+            raise ValueError(f"PairGraph: at most 2**31 - 1 flagged pairs, got {f.n_pairs}")
+        self.indptr, self.dst, self.flags, self.tmin, self.tmax = f.ptr, f.j, f.flags, f.tmin, f.tmax
+        f.__init__(0)                                            # the arrays are ours now
+        self.rptr, self.rsrc, self.reid = _reverse_kernel(self.indptr, self.dst)
+
+    @property
+    def arrays(self) -> tuple:
+        """(indptr, dst, flags, tmin, tmax, rptr, rsrc, reid): the kernels' graph argument."""
+        return (self.indptr, self.dst, self.flags, self.tmin, self.tmax, self.rptr, self.rsrc, self.reid)
 
     @property
     def nbytes(self) -> int:
-        arrays = [self.indptr, self.dst, self.flags, self.tmin, self.tmax]
-        return sum(a.nbytes for a in arrays) + sum(p.nbytes + x.nbytes for p, x in self.nets.values())
+        return sum(a.nbytes for a in self.arrays)
 
     def close_degree(self) -> np.ndarray:
         """Distinct truly close contacts per agent (int64 (n,))."""
-        cs = np.zeros(len(self.flags) + 1, np.int64)
-        np.cumsum((self.flags & _TRUE) != 0, out=cs[1:])
-        return cs[self.indptr[1:]] - cs[self.indptr[:-1]]
+        return _degree_kernel(self.arrays, _TRUE)
+
+    def percolation(self, network: str, order: np.ndarray):
+        """Newman--Ziff (``percolation.newman_ziff_csr``'s ``largest``, ``chi``) of a network: ``""``
+        traceable (truly close and notified either way), ``"notified_"``, ``"ideal_"`` (truly close),
+        adding the agents ``order`` (distinct)."""
+        need_all, need_any = {"": (_TRUE, _WARN | _LOGS), "notified_": (0, _WARN | _LOGS),
+                              "ideal_": (_TRUE, 0)}[network]
+        if len(order) == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float64)
+        return _newman_ziff_kernel(self.arrays, need_all, need_any, np.asarray(order, np.int64))
 
     def f0_edges(self, f0: np.ndarray):
         """``(a, b, true, notified)`` of every pair with an index case a (``f0`` sorted, distinct): the
         pairs with ``i`` in F0 then those with ``j`` in F0, each in (i, j) order -- the order of
         ``collapse_pairs``' rows, which the curve's delay sums keep."""
-        a, b, tc, nt, m1 = _f0_edges_kernel(self.indptr, self.dst, self.flags, f0)
+        a, b, tc, nt, m1 = _f0_edges_kernel(self.arrays, f0)
         o = m1 + np.argsort(b[m1:], kind="stable")       # (b, a) order: pairs (i = b, j = a)
         for x in (a, b, tc, nt):
             x[m1:] = x[o]
@@ -533,7 +536,7 @@ class PairGraph:
         """:func:`_f2_kernel` on this graph; the index cases split into ``numba.get_num_threads()``
         contiguous parts run in threads (the kernel releases the GIL), results concatenated in order:
         identical for any number of threads."""
-        args = (self.indptr, self.dst, self.flags, self.tmin, self.tmax, ranks, delay_b)
+        args = (self.arrays, ranks, delay_b)
         k = max(1, min(numba.get_num_threads(), len(f0) // 8))
         parts = np.array_split(f0, k)
         if k == 1:

@@ -7,8 +7,8 @@ cases -- 200 at 100,000 agents; per-agent sync phases), each evaluated at 21 ado
 ``0, 0.05, .., 1``:
 
 ours
-    ``tracing.core.coverage.pair_graph`` of the pair-day table once (collapse by counting sorts, the
-    directed graph and its three networks; timed), then per replicate ``OnePass(graph, ...)`` and one
+    ``tracing.core.coverage.pair_graph`` of the pair-day table once (collapse by counting sorts, each
+    pair stored once with a reverse index; timed), then per replicate ``OnePass(graph, ...)`` and one
     ``.evaluate(grid)``.
 previous
     the previous round's code (:mod:`benchmarks._onepass_previous`, verbatim): the table compacted once
@@ -33,7 +33,7 @@ Inputs
 Memory as days grow (``analysis-memory``, size = days)
     the sweep's analysis of one replicate of a simulated 20,000-agent province (cached like the
     province): the ``pairs`` units (``pairs_from_run`` one day at a time, each day saved to a file) and
-    then the ``curves`` unit (ours: the days collapsed and folded one at a time into a ``PairGraph``,
+    then the ``curves`` unit (ours: the days folded in one at a time, in place, into a ``PairGraph``,
     as ``tracing.sweep.tasks.curves_task``; previous: ``compact_stream`` + ``OnePass`` on the compact
     table) for 1, 2, 6 and 14 days.  The row's peak memory is that of the whole analysis.
 """
@@ -212,13 +212,13 @@ def details(curves) -> dict:
 def warmup() -> None:
     """Every kernel of ours and of the previous code on a tiny table (compilation is never timed)."""
     from benchmarks._onepass_previous import OnePassPrevious, compact_stream
-    from tracing.core.coverage import OnePass, collapse_stream, pair_graph
+    from tracing.core.coverage import OnePass, fold_stream, pair_graph
 
     days = synthetic_days(40, 2, rows_per_agent_day=3)
     inp = synthetic_replicates(np.concatenate(days), 40, k=1)
     agree(ours(inp), "previous", previous(inp))
     ranks, f0, ph = inp["reps"][0]
-    OnePass(pair_graph(collapse_stream(days, 40), 40), 40, ranks, f0, sync_phase_h=ph).evaluate(GRID)
+    OnePass(pair_graph(fold_stream(days, 40), 40), 40, ranks, f0, sync_phase_h=ph).evaluate(GRID)
     OnePassPrevious(compact_stream(days, 40), 40, ranks, f0, sync_phase_h=ph).evaluate(GRID)
 
 
@@ -286,10 +286,10 @@ def _analysis(inp, onepass_of_days):
 
 
 def mem_ours(inp):
-    from tracing.core.coverage import OnePass, collapse_stream, pair_graph
+    from tracing.core.coverage import OnePass, fold_stream, pair_graph
 
     def one(files, n, ranks, f0, ph):
-        g = pair_graph(collapse_stream((np.load(f) for f in files), n), n)
+        g = pair_graph(fold_stream((np.load(f) for f in files), n), n)
         return OnePass(g, n, ranks, f0, sync_phase_h=ph)
     return _analysis(inp, one)
 

@@ -240,3 +240,28 @@ def test_pairs_without_any_flag_change_nothing():
     f0 = rng.choice(n, 30, replace=False)
     _bytes_equal(OnePass(full, n, ranks, f0).evaluate(FINE), OnePass(more, n, ranks, f0).evaluate(FINE))
     assert pair_graph(more, n).nbytes == pair_graph(full, n).nbytes
+
+
+def test_curves_unit_reads_six_columns_one_row_group_at_a_time(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tracing.sweep.tasks import _curves_columns
+
+    n, day = 400, compact_stream(_days(seed=10, n_days=1), 400)
+    day = day[np.r_[True, (np.diff(day["i"]) != 0) | (np.diff(day["j"]) != 0)]]     # a stored day
+    path = tmp_path / "day.parquet"
+    pq.write_table(pa.table({k: np.ascontiguousarray(day[k]) for k in day.dtype.names}), path,
+                   row_group_size=500)
+    assert pq.ParquetFile(path).num_row_groups > 2
+    cols = _curves_columns(path)
+    assert list(cols) == ["i", "j", "t_first", "true_close", "notify_j", "notify_i"]
+    assert cols["i"].dtype == cols["j"].dtype == np.int32
+    for k, x in cols.items():
+        assert np.array_equal(x, day[k], equal_nan=True)
+    _bytes_equal(collapse_pairs(day, n), collapse_stream([cols], n))
+    bad = day.copy()
+    bad["j"][-1] = 2**31
+    pq.write_table(pa.table({k: np.ascontiguousarray(bad[k]) for k in bad.dtype.names}), path)
+    with pytest.raises(ValueError, match="day.parquet: agent ids outside"):
+        _curves_columns(path)

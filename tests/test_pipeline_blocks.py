@@ -355,3 +355,18 @@ def test_read_ahead_is_one_block_ahead_in_order_and_stops():
         for b in P._read_ahead(gen(6, fail_at=3)):
             got.append(b)
     assert got == [0, 1, 2]
+
+
+def test_runs_order_is_lexsort_within_observer_runs():
+    """window_sums' order for one day's windows sorted by observer (each observer's rows sorted by source:
+    insertion up to 32 rows, mergesort above) is np.lexsort's by (observer, source), ties in row order;
+    observers out of order are reported (False) so that the counting passes take over."""
+    rng = np.random.default_rng(12)
+    obs = np.sort(rng.integers(0, 300, 20000))
+    obs[5000:5400] = obs[5000]                                   # a run above the insertion sort's 32 rows
+    obs = np.maximum.accumulate(obs)
+    src = rng.integers(0, 40, obs.size)                          # many ties within a run
+    order = np.empty(obs.size, np.int32)
+    assert pj._runs_order_kernel(obs, src, order)
+    assert np.array_equal(order, np.lexsort((src, obs)))
+    assert not pj._runs_order_kernel(obs[::-1].copy(), src, order)

@@ -217,6 +217,35 @@ def _runs(order, a, b, c):
     return starts[:g + 1].copy()
 
 
+@njit(cache=True)
+def _runs_order_kernel(obs, src, order):
+    """Stable order by (obs, src) of rows already sorted by ``obs`` (n,) int64: each run of equal
+    observers sorted by ``src`` (n,) int64 (insertion sort up to 32 rows, else numpy's stable
+    mergesort), written to ``order`` (n,) int32/int64. Returns False, ``order`` unfinished, when ``obs``
+    is not non-decreasing. The permutation is ``np.lexsort((src, obs))``'s."""
+    n = obs.size
+    lo = 0
+    while lo < n:
+        hi = lo + 1
+        while hi < n and obs[hi] == obs[lo]:
+            hi += 1
+        if hi < n and obs[hi] < obs[lo]:
+            return False
+        if hi - lo <= 32:
+            for k in range(lo, hi):
+                v, q = src[k], k
+                while q > lo and src[order[q - 1]] > v:
+                    order[q] = order[q - 1]
+                    q -= 1
+                order[q] = k
+        else:
+            sub = np.argsort(src[lo:hi], kind="mergesort")
+            for k in range(hi - lo):
+                order[lo + k] = lo + sub[k]
+        lo = hi
+    return True
+
+
 @njit(cache=True, inline="always")
 def _wmean(x, w, order, lo, m, buf, buf2):
     """numpy's ``where(den > 0, num / den, nan)`` of x weighted by w over ``order[lo:lo + m]`` (values
@@ -306,7 +335,12 @@ def window_sums(cols: dict, source: np.ndarray, day: np.ndarray, out_dtype: np.d
     m = keep.size
     obs = c["observer"]
     src = np.ascontiguousarray(source, dtype=np.int64)
-    order = stable_order(m, ([(day, None, 0)] if day.size > 1 else []) + [(src, None, 0), (obs, None, 0)])
+    order = None
+    if day.size == 1 and m:              # one day, observers sorted (a windows file): sort each observer's rows
+        order = np.empty(m, np.int32 if m < 2**31 else np.int64)
+        order = order if _runs_order_kernel(obs, src, order) else None
+    if order is None:
+        order = stable_order(m, ([(day, None, 0)] if day.size > 1 else []) + [(src, None, 0), (obs, None, 0)])
     day = day if day.size == m else np.full(m, day[0], dtype=np.int64)   # one per row: no branch in the kernels
     starts = _runs(order, obs, src, day) if m else np.zeros(1, np.int64)
     g = starts.size - 1

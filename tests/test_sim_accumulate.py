@@ -243,3 +243,25 @@ def test_map_kernels_prefetch_their_slots_and_results_do_not_change():
     assert _contains(acc, keys).all()
     if platform.machine() in ("x86_64", "AMD64"):        # (a kernel loaded from numba's cache has no asm)
         assert "prefetch" in rows_sum.inspect_asm(rows_sum.signatures[0])
+
+
+def test_window_rows_sorted_by_observer_rid_and_start_as_lexsort():
+    """Extraction order = np.lexsort((t_start, rid, observer)), for observers with few windows (insertion
+    sort) and with more than 64 (merge sort), with equal rids (one advertiser key, one slot) broken by
+    the start time; every row's fields follow its rid."""
+    rng = np.random.default_rng(5)
+    obs = np.r_[np.zeros(150, np.int64), np.repeat(np.arange(1, 40), 7)]         # observer 0: 150 windows
+    adv = np.r_[np.arange(1, 151), np.tile(np.arange(100, 107), 39)].astype(np.int64)
+    m = len(obs)
+    keys = (obs.astype(np.uint64) << np.uint64(32)) | adv.astype(np.uint64)
+    bc = np.zeros((m, N_ATT_BUCKETS), np.uint16)
+    bc[:, 2] = 1
+    s0 = rng.integers(0, 3, m).astype(np.uint16)              # few start steps: equal rids (same slot)
+    acc = DayAccumulator(64)
+    acc.add_partial(obs, adv, np.ones(m, np.int32), (-60.0 - adv % 5).astype(np.float32),
+                    np.full(m, -60.0, np.float32), s0, s0, bc)
+    rid_keys = (np.arange(200) % 3).astype(np.uint64) + np.uint64(1)          # three device keys: rid ties
+    w = acc.windows(rid_keys, np.full(200, -10.0, np.float32), 300.0, 0, np.zeros(200))
+    assert len(w) == m
+    assert np.array_equal(np.lexsort((w["t_start"], w["rid"], w["observer"])), np.arange(m))
+    assert np.array_equal(np.sort(w["rssi_mean"]), np.sort((-60.0 - adv % 5).astype(np.float32)))

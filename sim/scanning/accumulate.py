@@ -431,8 +431,9 @@ def _win_less(rid, t0, u, v):
 @njit(cache=True)
 def _window_order_kernel(obs, rid, t0, lo, n_obs):
     """Row order by observer (a stable counting sort) and the observers' segments ``start`` (n_obs + 1)
-    of it: ``(start, order)``; :func:`_window_sort_kernel` then sorts each segment by (rid, t_start),
-    ties in input order (together ``np.lexsort((t0, rid, obs))``)."""
+    of it, with ``rid`` and ``t0`` in that order: ``(start, order, rid_o, t0_o)``;
+    :func:`_window_sort_kernel` then sorts each segment by (rid, t_start), ties in input order
+    (together ``np.lexsort((t0, rid, obs))``)."""
     n = obs.shape[0]
     start = np.zeros(n_obs + 1, np.int64)
     for r in range(n):
@@ -441,31 +442,48 @@ def _window_order_kernel(obs, rid, t0, lo, n_obs):
         start[s + 1] += start[s]
     fill = start[:-1].copy()
     order = np.empty(n, np.int64)
+    rid_o = np.empty(n, np.uint64)
+    t0_o = np.empty(n, np.float64)
     for r in range(n):
         o = obs[r] - lo
-        order[fill[o]] = r
-        fill[o] += 1
-    return start, order
+        f = fill[o]
+        order[f] = r
+        rid_o[f] = rid[r]
+        t0_o[f] = t0[r]
+        fill[o] = f + 1
+    return start, order, rid_o, t0_o
 
 
 @njit(cache=True, nogil=True)
-def _window_sort_kernel(order, start, rid, t0, s_lo, s_hi):
+def _window_sort_kernel(order, start, rid, t0, rid_o, t0_o, s_lo, s_hi):
     """Sort the observers' segments ``s_lo..s_hi`` (``start``) of ``order`` by (rid, t_start), ties in
-    input order: an insertion sort (a stable two-pass merge sort for long segments,
-    :func:`_merge_sort_rows`); serial, ``nogil``: run over chunks by :func:`sim.kernels.run_blocks`."""
+    input order: an insertion sort of the segment's (rid, t_start, row) in place, from the copies
+    ``rid_o``, ``t0_o`` of ``rid``, ``t0`` in ``order``'s order (read in sequence; stable, so ties keep
+    the rows' increasing input order; a stable
+    two-pass merge sort for long segments, :func:`_merge_sort_rows`), the copies permuted with the
+    rows; serial, ``nogil``: run over chunks by :func:`sim.kernels.run_blocks`."""
     for s in range(s_lo, s_hi):
         a = start[s]
         b = start[s + 1]
-        if b - a <= 64:
-            for q in range(a + 1, b):
-                v = order[q]
-                k = q - 1
-                while k >= a and _win_less(rid, t0, v, order[k]):
-                    order[k + 1] = order[k]
-                    k -= 1
-                order[k + 1] = v
-        else:
+        if b - a > 64:
             _merge_sort_rows(order, a, b, rid, t0)
+            for q in range(a, b):                   # the copies follow the rows
+                rid_o[q] = rid[order[q]]
+                t0_o[q] = t0[order[q]]
+            continue
+        for q in range(a + 1, b):
+            v = order[q]
+            r = rid_o[q]
+            t = t0_o[q]
+            k = q - 1
+            while k >= a and (r < rid_o[k] or (r == rid_o[k] and t < t0_o[k])):
+                rid_o[k + 1] = rid_o[k]
+                t0_o[k + 1] = t0_o[k]
+                order[k + 1] = order[k]
+                k -= 1
+            rid_o[k + 1] = r
+            t0_o[k + 1] = t
+            order[k + 1] = v
 
 
 @njit(cache=True)
@@ -721,8 +739,9 @@ class DayAccumulator:
         # order by (observer, rid, t_start), stable (= np.lexsort((t_start, rid, observer))): counting
         # sort by observer, then a sort of each observer's few windows (numba, parallel over observers)
         lo = int(obs.min()) if n else 0
-        start, order = _window_order_kernel(obs, rid, t0, lo, (int(obs.max()) + 1 - lo) if n else 0)
-        run_blocks(_window_sort_kernel, *par_cuts(len(start) - 1, 1 << 12), order, start, rid, t0)
+        start, order, rid_o, t0_o = _window_order_kernel(obs, rid, t0, lo, (int(obs.max()) + 1 - lo) if n else 0)
+        run_blocks(_window_sort_kernel, *par_cuts(len(start) - 1, 1 << 12), order, start, rid, t0, rid_o, t0_o)
+        del rid_o, t0_o
         w = np.zeros(n, WINDOW_DTYPE)
         if n:
             dest = np.empty(n, np.int64)

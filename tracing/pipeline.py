@@ -7,7 +7,7 @@ in the days:
 
 1. **Matching** (what the health service and the phones do): every phone's 96 rolling IDs of the day
    are regenerated from ``keys.parquet`` (:func:`ble.ids.sim_rids`, one ID per 900 s slot) and
-   hash-joined with the windows' rolling IDs (:func:`tracing.core.matching.match_hits`); a matched window
+   hash-joined with the windows' rolling IDs (:func:`tracing.core.matching.match_ids`); a matched window
    gets its advertiser device as ``source``. Unmatched windows are counted and reported (a warning
    and the ``stats`` dict), never silently dropped.
 2. **Daily sums** per (observer, source, day) (:func:`tracing.rules.daily_sums`) and the close-contact
@@ -38,7 +38,7 @@ from ble.ids import BLUEZONE_IDS_PER_DAY, BLUEZONE_SLOT_S, sim_rids
 from ble.schema import WINDOW_DTYPE
 from sim.runfolder import RunFolder
 from tracing.core.coverage import compact_pairs
-from tracing.core.matching import match_hits
+from tracing.core.matching import match_ids
 from tracing.core.pairjoin import WINDOW_FIELDS, pair_order, pair_table, window_sums
 from tracing.core.pairs import PAIR_DTYPE
 from tracing.core.rules import DAILY_DTYPE, Rule, daily_sums, evaluate, load_rule
@@ -79,15 +79,20 @@ def resolve_sources(rids, agent, key, day: int, chunk_ids: int = CHUNK_IDS
     for lo in range(0, key.size, per_chunk):          # loop over key chunks, not over windows
         k = key[lo:lo + per_chunk]
         published = np.ascontiguousarray(sim_rids(k[:, None], slots[None, :]).reshape(-1))
+        # match_ids, one index per record: nearly every window matches, where match_hits (made for
+        # logs that mostly do not) would probe most blocks twice
         if lo == 0:                                     # every window still unresolved: no index copy
-            h, idx = match_hits(rids, published)
+            idx = match_ids(rids, published)
+            h = np.flatnonzero(idx >= 0)
+            idx = idx[h]
         else:
             todo = np.flatnonzero(source < 0)
             if todo.size == 0:
                 break
-            rec, idx = match_hits(rids[todo], published)
-            h = todo[rec]
-            del todo, rec
+            idx = match_ids(rids[todo], published)
+            ok = np.flatnonzero(idx >= 0)
+            idx, h = idx[ok], todo[ok]
+            del todo, ok
         source[h] = agent[lo + idx // BLUEZONE_IDS_PER_DAY]
         slot[h] = slots[idx % BLUEZONE_IDS_PER_DAY]
     return source, slot
@@ -280,14 +285,12 @@ def _day_rows(run: RunFolder, d: int, agent, key, rule: Rule, close_minutes: flo
         raise ValueError(f"{run.path}: day {d}: the windows file changed while it was read ({lo} of {n} rows)")
     del source, slot, buf
     gt = ground_truth()
-    order = pair_order(keep["observer"][:r], keep["source"][:r], d)
-    for f in keep:                                       # one column at a time: one extra column of memory
-        keep[f] = keep[f][:r][order]
-    del order
-    k = keep
+    k = {f: v[:r] for f, v in keep.items()}
+    del keep
+    order = pair_order(k["observer"], k["source"], d)    # the merge reads the rows through it: no sorted copy
     part = pair_table(k["observer"], k["source"], d, k["notify"], k["minutes"], k["t_first"], k["att_mean"],
-                      k["duration_s"], gt if gt is not None and len(gt) else None, close_minutes, ordered=True)
-    del keep, k, gt
+                      k["duration_s"], gt if gt is not None and len(gt) else None, close_minutes, order=order)
+    del k, order, gt
     if rule.kind == "ideal":     # the ideal rule notifies exactly the true close contacts
         part["notify_i"] = part["true_close"]
         part["notify_j"] = part["true_close"]

@@ -285,12 +285,14 @@ def _day_rows(run: RunFolder, d: int, agent, key, rule: Rule, close_minutes: flo
         raise ValueError(f"{run.path}: day {d}: the windows file changed while it was read ({lo} of {n} rows)")
     del source, slot, buf
     gt = ground_truth()
-    k = {f: v[:r] for f, v in keep.items()}
-    del keep
-    order = pair_order(k["observer"], k["source"], d)    # the merge reads the rows through it: no sorted copy
+    order = pair_order(keep["observer"][:r], keep["source"][:r], d)
+    for f in keep:                                       # one column at a time: one extra column of memory
+        keep[f] = keep[f][:r][order]                     # (the merge reading through order instead: 2x slower)
+    del order
+    k = keep
     part = pair_table(k["observer"], k["source"], d, k["notify"], k["minutes"], k["t_first"], k["att_mean"],
-                      k["duration_s"], gt if gt is not None and len(gt) else None, close_minutes, order=order)
-    del k, order, gt
+                      k["duration_s"], gt if gt is not None and len(gt) else None, close_minutes, ordered=True)
+    del keep, k, gt
     if rule.kind == "ideal":     # the ideal rule notifies exactly the true close contacts
         part["notify_i"] = part["true_close"]
         part["notify_j"] = part["true_close"]

@@ -361,23 +361,22 @@ def window_sums(cols: dict, source: np.ndarray, day: np.ndarray, out_dtype: np.d
 # Directed daily rows + ground truth -> the pair table
 # ----------------------------------------------------------------------------------------------------
 @njit(cache=True, inline="always")
-def _dir_group(k, k2, order, obs, j, notify, minutes, t_first, att, dur, buf, buf2):
-    """Reduce directed rows ``order[k:k2]`` of pair (i, j): (notify_j, notify_i, minutes max, t_first min,
+def _dir_group(k, k2, obs, j, notify, minutes, t_first, att, dur, buf, buf2):
+    """Reduce directed rows ``k:k2`` of pair (i, j): (notify_j, notify_i, minutes max, t_first min,
     duration-weighted attenuation) as ``pairs_from_daily`` defines them."""
     nj, ni = False, False
-    mn, tf = minutes[order[k]], t_first[order[k]]
+    mn, tf = minutes[k], t_first[k]
     for q in range(k, k2):
-        p = order[q]
-        if notify[p]:
-            if obs[p] == j:
+        if notify[q]:
+            if obs[q] == j:
                 nj = True
             else:
                 ni = True
         if q > k:
-            mn, tf = _np_max(mn, minutes[p]), _np_min(tf, t_first[p])
-        a = np.float64(att[p])
+            mn, tf = _np_max(mn, minutes[q]), _np_min(tf, t_first[q])
+        a = np.float64(att[q])
         fin = np.isfinite(a)
-        wd = dur[p] if fin else 0.0
+        wd = dur[q] if fin else 0.0
         buf[q - k] = (a if fin else 0.0) * wd
         buf2[q - k] = wd
     den = _reduceat_sum(buf2, k2 - k)
@@ -385,24 +384,23 @@ def _dir_group(k, k2, order, obs, j, notify, minutes, t_first, att, dur, buf, bu
 
 
 @njit(cache=True, inline="always")
-def _dkey(obs, src, order, k):
-    """(i, j) = (min, max) of observer and source of directed row ``order[k]``."""
-    p = order[k]
-    return (min(obs[p], src[p]), max(obs[p], src[p]))
+def _dkey(obs, src, k):
+    """(i, j) = (min, max) of observer and source of directed row k."""
+    return (min(obs[k], src[k]), max(obs[k], src[k]))
 
 
 @njit(cache=True, inline="always")
-def _next_group(obs, src, order, gi, gj, k, l):
-    """The next pair of the merge of the directed rows ``order[k:]`` and the ground-truth rows from ``l``
+def _next_group(obs, src, gi, gj, k, l):
+    """The next pair of the merge of the directed rows from ``k`` and the ground-truth rows from ``l``
     (both sorted by (i, j)): (from directed rows?, from ground truth?, (i, j), end k2, end l2)."""
-    n, m = order.size, gi.size
-    dk = _dkey(obs, src, order, k) if k < n else (np.int64(0), np.int64(0))
+    n, m = obs.size, gi.size
+    dk = _dkey(obs, src, k) if k < n else (np.int64(0), np.int64(0))
     gk = (gi[l], gj[l]) if l < m else (np.int64(0), np.int64(0))
     take_d = k < n and (l >= m or dk <= gk)
     take_g = l < m and (k >= n or gk <= dk)
     key = dk if take_d else gk
     k2, l2 = k, l
-    while take_d and k2 < n and _dkey(obs, src, order, k2) == key:
+    while take_d and k2 < n and _dkey(obs, src, k2) == key:
         k2 += 1
     while take_g and l2 < m and (gi[l2], gj[l2]) == key:
         l2 += 1
@@ -410,16 +408,15 @@ def _next_group(obs, src, order, gi, gj, k, l):
 
 
 @njit(cache=True)
-def _merge_count(obs, src, order, gi, gj):
-    """Rows of the merge of one day's directed rows ``order`` (n,) int32/int64 (in the order of min, max
-    of observer/source) and its ground-truth rows (sorted by i, j): (rows, largest directed group, largest
-    ground-truth group); rows is -1 where the directed rows are not in that order. obs, src: int64 rows
-    (any number); gi, gj (m,) int64."""
-    n, m = order.size, gi.size
+def _merge_count(obs, src, gi, gj):
+    """Rows of the merge of one day's directed rows (sorted by min, max of observer/source) and its
+    ground-truth rows (sorted by i, j): (rows, largest directed group, largest ground-truth group); rows
+    is -1 where the directed rows are not sorted. All (n,)/(m,) int64."""
+    n, m = obs.size, gi.size
     k, l, r, dmax, gmax = 0, 0, 0, 1, 1
     while k < n or l < m:
-        take_d, take_g, key, k2, l2 = _next_group(obs, src, order, gi, gj, k, l)
-        if take_d and k2 < n and _dkey(obs, src, order, k2) < key:
+        take_d, take_g, key, k2, l2 = _next_group(obs, src, gi, gj, k, l)
+        if take_d and k2 < n and _dkey(obs, src, k2) < key:
             return -1, 0, 0
         dmax, gmax = max(dmax, k2 - k), max(gmax, l2 - l)
         k, l, r = k2, l2, r + 1
@@ -427,26 +424,24 @@ def _merge_count(obs, src, order, gi, gj):
 
 
 @njit(cache=True)
-def _merge_fill(obs, src, order, d, notify, minutes, t_first, att, dur, gi, gj, gmc, gt_t, dedupe,
-                close_minutes, buf, buf2, r, o_i, o_j, o_day, o_tf, o_close, o_nj, o_ni, o_min, o_att):
+def _merge_fill(obs, src, d, notify, minutes, t_first, att, dur, gi, gj, gmc, gt_t, dedupe, close_minutes,
+                buf, buf2, r, o_i, o_j, o_day, o_tf, o_close, o_nj, o_ni, o_min, o_att):
     """Write the pair rows of day ``d`` of :func:`_merge_count`'s merge into ``o_*`` (the
     :data:`PAIR_DTYPE` fields) from row ``r`` on.
 
-    Directed rows, read in the order ``order`` (n,): obs, src i8, notify, minutes f4 (min), t_first (s),
-    att f4 (dB), dur (s) (each indexed by row, in any number). Ground
+    Directed rows (n,): obs, src i8, notify, minutes f4 (min), t_first (s), att f4 (dB), dur (s). Ground
     truth (m,): gi, gj i8, gmc f4 minutes close (min), gt_t f8 (s, or empty): earliest time. ``dedupe``:
     ground-truth rows of one pair summed as ``np.add.reduceat`` and stored as float32 before the
     threshold, else summed from 0 as ``np.bincount``; ``buf``, ``buf2``: scratch, at least the largest group.
     """
-    n, m = order.size, gi.size
+    n, m = obs.size, gi.size
     k, l = 0, 0
     while k < n or l < m:
-        take_d, take_g, key, k2, l2 = _next_group(obs, src, order, gi, gj, k, l)
+        take_d, take_g, key, k2, l2 = _next_group(obs, src, gi, gj, k, l)
         o_day[r], o_i[r], o_j[r] = d, key[0], key[1]
         nj, ni, mn, tf, at = False, False, 0.0, np.nan, np.nan
         if take_d:
-            nj, ni, mn, tf, at = _dir_group(k, k2, order, obs, key[1], notify, minutes, t_first, att, dur,
-                                            buf, buf2)
+            nj, ni, mn, tf, at = _dir_group(k, k2, obs, key[1], notify, minutes, t_first, att, dur, buf, buf2)
         close = 0.0
         if take_g and dedupe:
             for s in range(l, l2):
@@ -544,7 +539,7 @@ def _day_slices(day: np.ndarray, n: int) -> dict:
 
 
 def pair_table(obs, src, day, notify, minutes, t_first, att, dur, ground_truth=None,
-               close_minutes: float = 15.0, ordered: bool = False, order=None) -> np.ndarray:
+               close_minutes: float = 15.0, ordered: bool = False) -> np.ndarray:
     """The pair table (:data:`tracing.core.pairs.PAIR_DTYPE`, sorted by day, i, j) of directed daily rows.
 
     Parameters
@@ -565,11 +560,9 @@ def pair_table(obs, src, day, notify, minutes, t_first, att, dur, ground_truth=N
     close_minutes : float
         Minutes within the close distance for ``true_close``.
     ordered : bool
-        The rows are in :func:`pair_order` already; checked (``ValueError``).
-    order : (n,) int or None
-        The rows' :func:`pair_order`, where the caller has it (checked: a permutation that orders the rows,
-        else ``ValueError``); computed here when None and not ``ordered``. The merge reads the rows
-        through it: no sorted copy of the columns is made.
+        The rows are in :func:`pair_order` already (a caller that gathers its columns itself, freeing
+        each unsorted one at once); checked (``ValueError``). Otherwise they are gathered into that
+        order here (a copy of the columns), so that the merge reads them in sequence.
 
     See :func:`tracing.pipeline.pairs_from_daily` for the fields; callers check their arguments there.
     """
@@ -580,19 +573,11 @@ def pair_table(obs, src, day, notify, minutes, t_first, att, dur, ground_truth=N
     if any(x.shape != (n,) for x in cols):
         raise ValueError(f"pair_table: every directed column needs {n} rows")
     dday = _as_day(day, n)
-    idx = np.int32 if n < 2**31 else np.int64
-    if order is not None:
-        order = np.asarray(order)
-        if order.shape != (n,) or (n and order.dtype.kind not in "iu"):
-            raise ValueError(f"pair_table: order must be a permutation of the {n} rows (pair_order's)")
-        order = np.ascontiguousarray(order, dtype=idx)
-        if not _is_permutation(order):
-            raise ValueError(f"pair_table: order must be a permutation of the {n} rows (pair_order's)")
-    elif ordered:
-        order = np.arange(n, dtype=idx)
-    else:
+    if not ordered:
         order = pair_order(cols[0], cols[1], dday)
-    dday = dday[order] if dday.size > 1 else dday     # the rows' days in the merge's order
+        cols = [x[order] for x in cols]              # gathered once: the merge reads them in sequence
+        dday = dday[order] if dday.size > 1 else dday
+        del order
     gt = ground_truth if ground_truth is not None else np.zeros(0, GROUND_TRUTH_DTYPE)
     m = len(gt)
     dedupe = gt.dtype == GROUND_TRUTH_DTYPE
@@ -610,31 +595,18 @@ def pair_table(obs, src, day, notify, minutes, t_first, att, dur, ground_truth=N
     plan, rows, big = [], 0, 1
     for d in sorted(set(dsl) | set(gsl)):           # loop over days (a few), each a kernel over its rows
         a, b = dsl.get(d, slice(0, 0)), gsl.get(d, slice(0, 0))
-        r, dmax, gmax = _merge_count(cols[0], cols[1], order[a], g["i"][b], g["j"][b])
+        r, dmax, gmax = _merge_count(cols[0][a], cols[1][a], g["i"][b], g["j"][b])
         if r < 0:
-            raise ValueError("pair_table: ordered=True or order= given, but the rows are not in pair_order")
+            raise ValueError("pair_table: ordered=True but the rows are not in pair_order")
         plan.append((d, a, b, rows, r))
         rows, big = rows + r, max(big, dmax, gmax)
     out = np.zeros(max(rows, 2), PAIR_DTYPE)     # fields of >= 2 rows: one compiled layout
     buf, buf2 = np.empty(big), np.empty(big)
     for d, a, b, lo, _ in plan:
-        _merge_fill(cols[0], cols[1], order[a], d, *cols[2:], g["i"][b], g["j"][b],
+        _merge_fill(cols[0][a], cols[1][a], d, *(x[a] for x in cols[2:]), g["i"][b], g["j"][b],
                     g["minutes_close"][b], gt_t[b] if gt_t.size else gt_t, dedupe, float(close_minutes),
                     buf, buf2, lo, *(out[f] for f in _OUT))
     return out[:rows]
-
-
-@njit(cache=True)
-def _is_permutation(order):
-    """True when ``order`` (n,) int32/int64 holds each of 0 .. n-1 once."""
-    n = order.size
-    seen = np.zeros(n, np.bool_)
-    for k in range(n):
-        p = order[k]
-        if p < 0 or p >= n or seen[p]:
-            return False
-        seen[p] = True
-    return True
 
 
 def _gt_order(gi, gj, gday):

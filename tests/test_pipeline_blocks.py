@@ -370,3 +370,21 @@ def test_runs_order_is_lexsort_within_observer_runs():
     assert pj._runs_order_kernel(obs, src, order)
     assert np.array_equal(order, np.lexsort((src, obs)))
     assert not pj._runs_order_kernel(obs[::-1].copy(), src, order)
+
+
+def test_keep_columns_copies_the_pair_fields_of_daily_rows():
+    """keep_columns (one pass over the records) writes the daily rows' observer, source, t_first, att_mean
+    and duration_s where numpy's per-field copies would; columns of another dtype or too short are refused."""
+    rng = np.random.default_rng(4)
+    w = random_windows(rng, 3000, 40)
+    daily = daily_sums(w, random_sources(rng, w, 40), 0)
+    keep = {f: np.full(len(daily) + 10, -7, daily.dtype[f]) for f in pj.KEEP_FIELDS}
+    want = {f: v.copy() for f, v in keep.items()}
+    for f in pj.KEEP_FIELDS:
+        want[f][5:5 + len(daily)] = daily[f]
+    pj.keep_columns(daily, keep, 5)
+    assert all(same(keep[f], want[f]) for f in pj.KEEP_FIELDS)
+    with pytest.raises(ValueError, match="keep_columns"):
+        pj.keep_columns(daily, {**keep, "att_mean": keep["att_mean"].astype(np.float64)}, 5)
+    with pytest.raises(ValueError, match="keep_columns"):
+        pj.keep_columns(daily, keep, 11)

@@ -39,7 +39,7 @@ from ble.schema import WINDOW_DTYPE
 from sim.runfolder import RunFolder
 from tracing.core.coverage import compact_pairs
 from tracing.core.matching import match_ids
-from tracing.core.pairjoin import WINDOW_FIELDS, pair_order, pair_table, window_sums
+from tracing.core.pairjoin import WINDOW_FIELDS, keep_columns, pair_order, pair_table, window_sums
 from tracing.core.pairs import PAIR_DTYPE
 from tracing.core.rules import DAILY_DTYPE, Rule, daily_sums, evaluate, load_rule
 
@@ -277,8 +277,7 @@ def _day_rows(run: RunFolder, d: int, agent, key, rule: Rule, close_minutes: flo
         g = len(daily)
         for f, v in (("notify", notify), ("minutes", minutes)):
             keep[f][r:r + g] = v
-        for f in ("observer", "source", "t_first", "att_mean", "duration_s"):
-            keep[f][r:r + g] = daily[f]
+        keep_columns(daily, keep, r)                      # observer, source, t_first, att_mean, duration_s
         r += g
         del daily, notify, minutes
     if lo != n:

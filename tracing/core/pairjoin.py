@@ -25,7 +25,7 @@ from numba import njit
 from ble.schema import GROUND_TRUTH_DTYPE
 from tracing.core.pairs import PAIR_DTYPE
 
-__all__ = ["stable_order", "window_sums", "pair_order", "pair_table", "WINDOW_FIELDS"]
+__all__ = ["stable_order", "window_sums", "keep_columns", "pair_order", "pair_table", "WINDOW_FIELDS"]
 
 #: a key is counting-sorted while its range is at most this many buckets per row (else np.lexsort)
 _BUCKETS_PER_ROW = 8
@@ -128,7 +128,7 @@ def _np_fmin(a, b):
 # ----------------------------------------------------------------------------------------------------
 # Stable order by small integer keys
 # ----------------------------------------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _count_pass(a, b, mode, base, nb, perm, out):
     """One stable counting-sort pass: ``out`` = ``perm`` reordered by the rows' keys.
 
@@ -197,7 +197,7 @@ def stable_order(n: int, passes) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------
 # Windows -> per (observer, source, day) sums
 # ----------------------------------------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _runs(order, a, b, c):
     """Starts of runs of equal (a, b, c) (each (n,)) along ``order``, plus the end: (groups + 1,) int64."""
     n = order.size
@@ -217,7 +217,7 @@ def _runs(order, a, b, c):
     return starts[:g + 1].copy()
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _runs_order_kernel(obs, src, order):
     """Stable order by (obs, src) of rows already sorted by ``obs`` (n,) int64: each run of equal
     observers sorted by ``src`` (n,) int64 (insertion sort up to 32 rows, else numpy's stable
@@ -260,7 +260,7 @@ def _wmean(x, w, order, lo, m, buf, buf2):
     return _reduceat_sum(buf, m) / den if den > 0 else np.nan
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _window_sums_kernel(order, starts, obs, src, day, t_start, t_end, n_scans, dur, rssi_mean, rssi_max,
                         att_typ, att_min, att_secs, o_obs, o_src, o_day, o_nw, o_tf, o_tl, o_ns, o_dur, o_secs,
                         o_rm, o_rx, o_am, o_an):
@@ -357,6 +357,30 @@ def window_sums(cols: dict, source: np.ndarray, day: np.ndarray, out_dtype: np.d
     return out[:g]
 
 
+@njit(cache=True, nogil=True)
+def _keep_kernel(obs, src, tf, am, dur, k_obs, k_src, k_tf, k_am, k_dur, r):
+    """Copy g = obs.size daily rows' fields (strided views of one record array: obs, src i8, tf f8 (s),
+    am f4 (dB), dur f8 (s)) into columns ``k_*`` at rows ``r .. r + g``: one pass over the records."""
+    for g in range(obs.size):
+        k_obs[r + g], k_src[r + g], k_tf[r + g] = obs[g], src[g], tf[g]
+        k_am[r + g], k_dur[r + g] = am[g], dur[g]
+
+
+#: the daily-sum fields :func:`keep_columns` copies (those :func:`pair_table` reads besides the verdicts)
+KEEP_FIELDS = ("observer", "source", "t_first", "att_mean", "duration_s")
+
+
+def keep_columns(daily: np.ndarray, keep: dict, r: int) -> None:
+    """Copy :data:`KEEP_FIELDS` of ``daily`` (``DAILY_DTYPE`` rows, g of them) into ``keep[f][r:r + g]``
+    (columns of the fields' dtypes, at least ``r + g`` rows): one pass over the records, where a numpy
+    copy per field reads every record once per field (2.5x the time for 160-byte records)."""
+    g = len(daily)
+    if any(keep[f].dtype != daily.dtype[f] or keep[f].ndim != 1 or len(keep[f]) < r + g for f in KEEP_FIELDS):
+        raise ValueError(f"keep_columns: columns {KEEP_FIELDS} of the daily fields' dtypes and >= {r + g} rows")
+    if g:
+        _keep_kernel(*(daily[f] for f in KEEP_FIELDS), *(keep[f] for f in KEEP_FIELDS), int(r))
+
+
 # ----------------------------------------------------------------------------------------------------
 # Directed daily rows + ground truth -> the pair table
 # ----------------------------------------------------------------------------------------------------
@@ -407,7 +431,7 @@ def _next_group(obs, src, gi, gj, k, l):
     return take_d, take_g, key, k2, l2
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _merge_count(obs, src, gi, gj):
     """Rows of the merge of one day's directed rows (sorted by min, max of observer/source) and its
     ground-truth rows (sorted by i, j): (rows, largest directed group, largest ground-truth group); rows
@@ -423,7 +447,7 @@ def _merge_count(obs, src, gi, gj):
     return r, dmax, gmax
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _merge_fill(obs, src, d, notify, minutes, t_first, att, dur, gi, gj, gmc, gt_t, dedupe, close_minutes,
                 buf, buf2, r, o_i, o_j, o_day, o_tf, o_close, o_nj, o_ni, o_min, o_att):
     """Write the pair rows of day ``d`` of :func:`_merge_count`'s merge into ``o_*`` (the
@@ -470,7 +494,7 @@ def _as_day(day, n: int) -> np.ndarray:
     return np.ascontiguousarray(d, dtype=np.int64)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _sorted_pairs(obs, src):
     """True when directed rows are strictly increasing in (obs, src) with obs != src (daily sums are)."""
     for k in range(obs.size):
@@ -479,7 +503,7 @@ def _sorted_pairs(obs, src):
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _merge_halves(obs, src, rev, out):
     """Order by (min, max) of rows sorted by (obs, src): those with obs < src are in it already, ``rev``
     (the others, sorted by (src, obs)) are merged in; on equal keys the earlier row first (stable)."""

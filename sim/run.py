@@ -80,7 +80,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ble.ids import sim_keys
-from ble.schema import ParquetAppender, atomic_path, write_text_atomic
+from ble.schema import WINDOW_DTYPE, ParquetAppender, atomic_path, write_text_atomic
 from sim import budget, kernels
 from sim.neighbours import pairs_within_groups
 from sim.places import PLACE_TYPES, build_places
@@ -212,30 +212,53 @@ def _close_appender(appender) -> None:
 
 class _Slicer:
     """Re-cuts a stream of record arrays into arrays of exactly ``size`` rows from the start of a block
-    (its last one shorter): the slices that writing each block whole in slices of ``size`` would make."""
+    (its last one shorter): the slices that writing each block whole in slices of ``size`` would make.
+
+    The rows gather in a buffer of ``size`` rows and some room beyond: :meth:`room` hands out the
+    place of the next rows, so a producer can write them there directly (:meth:`commit` then takes
+    them, no copy), or :meth:`feed` copies an array in. A complete slice is a view of its buffer, which
+    the slicer then leaves to it (the rows beyond go to a fresh buffer), so a slice stays valid while a
+    writer holds it."""
 
     def __init__(self, size: int):
-        self.size, self._parts, self._n = int(size), [], 0
+        self.size, self._buf, self._n = int(size), None, 0
 
-    def feed(self, arr: np.ndarray, end: bool = False) -> list:
-        """The complete slices after adding ``arr`` (copies: no slice keeps its pieces alive); ``end``:
-        the block ends with ``arr``, its remainder is a slice too."""
+    def room(self, n: int) -> np.ndarray:
+        """A view of the buffer's next ``n`` rows (``n`` rows of the dtype of the first array ever fed
+        or committed: ``WINDOW_DTYPE`` unless :meth:`feed` saw another), to be written and then
+        :meth:`commit`-ted."""
+        return self._room(int(n), WINDOW_DTYPE if self._buf is None else self._buf.dtype)
+
+    def _room(self, n: int, dtype) -> np.ndarray:
+        if self._buf is None or self._buf.dtype != dtype:
+            self._buf, self._n = np.empty(self.size + max(n, self.size // 4), dtype), 0
+        elif self._n + n > len(self._buf):                   # a piece larger than the room: grow
+            buf = np.empty(self._n + n, dtype)
+            buf[:self._n] = self._buf[:self._n]
+            self._buf = buf
+        return self._buf[self._n:self._n + n]
+
+    def commit(self, n: int, end: bool = False) -> list:
+        """Take the ``n`` rows written into the last :meth:`room`; returns the complete slices (``end``:
+        the block ends with them, its remainder is a slice too)."""
+        self._n += int(n)
         out = []
-        while len(arr):
-            take = min(self.size - self._n, len(arr))
-            self._parts.append(arr[:take])
-            self._n += take
-            arr = arr[take:]
-            if self._n == self.size:
-                out.append(self._cut())
+        while self._n >= self.size:
+            full, rest = self._buf[:self.size], self._buf[self.size:self._n]
+            self._buf = np.empty(max(len(self._buf), self.size + len(rest)), full.dtype)
+            self._buf[:len(rest)] = rest
+            self._n = len(rest)
+            out.append(full)
         if end and self._n:
-            out.append(self._cut())
+            out.append(self._buf[:self._n])
+            self._buf, self._n = None, 0
         return out
 
-    def _cut(self) -> np.ndarray:
-        a = np.concatenate(self._parts)
-        self._parts, self._n = [], 0
-        return a
+    def feed(self, arr: np.ndarray, end: bool = False) -> list:
+        """The complete slices after adding ``arr`` (copied in; no slice keeps ``arr`` alive); ``end``:
+        the block ends with ``arr``, its remainder is a slice too."""
+        self._room(len(arr), arr.dtype)[:] = arr
+        return self.commit(len(arr), end)
 
 
 def window_pieces(counts: np.ndarray, edges: np.ndarray, rows: int):
@@ -523,11 +546,11 @@ def simulate(scenario, out_dir, seed: int = 0, days: int = 1, progress: bool = T
                 slicer = _Slicer(WRITE_SLICE)
                 t0 = T.add("aggregation", t0)
                 for p, win in acc.window_pieces(keys_all, pop.tx_power, float(step_s), day, radio.phase,
-                                                piece_of_obs, len(piece_block)):
+                                                piece_of_obs, len(piece_block), room=slicer.room):
                     t0 = T.add("aggregation", t0)
                     counts["windows"] += len(win)
                     end = p == len(piece_block) - 1 or piece_block[p + 1] != piece_block[p]
-                    for sl in slicer.feed(win, end):
+                    for sl in slicer.commit(len(win), end):      # the piece was made in the slicer's room
                         writer.submit(_write_sliced, w_out, sl)
                     del win
                     t0 = T.add("writing", t0)

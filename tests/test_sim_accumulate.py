@@ -195,7 +195,7 @@ def test_window_pieces_are_the_blocks_rows_in_order():
     edges = np.array([0, 150, 151, 400])                              # an empty block in the middle
     piece_of_obs, piece_block = window_pieces(counts, edges, 97)
     assert (np.diff(piece_of_obs) >= 0).all() and set(piece_block) == {0, 1, 2}
-    got, slices = {0: [], 1: [], 2: []}, {0: [], 1: [], 2: []}
+    got, slices, direct = {0: [], 1: [], 2: []}, {0: [], 1: [], 2: []}, {0: [], 1: [], 2: []}
     slicer = _Slicer(250)
     for p, w in acc.window_pieces(*args, piece_of_obs, len(piece_block)):
         k = piece_block[p]
@@ -203,11 +203,20 @@ def test_window_pieces_are_the_blocks_rows_in_order():
         assert len(w) <= 97 + counts.max()
         end = p == len(piece_block) - 1 or piece_block[p + 1] != k
         slices[k] += slicer.feed(w, end)
+    # the same pieces made in place in the slicer's room (run.py): the same slices, no copy of a piece
+    slicer = _Slicer(250)
+    for p, w in acc.window_pieces(*args, piece_of_obs, len(piece_block), room=slicer.room):
+        k = piece_block[p]
+        end = p == len(piece_block) - 1 or piece_block[p + 1] != k
+        direct[k] += slicer.commit(len(w), end)          # views the slicer no longer writes
+    with pytest.raises(ValueError, match="room"):
+        next(acc.window_pieces(*args, piece_of_obs, len(piece_block), room=lambda n: np.zeros(n + 1, w.dtype)))
     for k in range(3):
         whole = acc.windows(*args, edges[k], edges[k + 1])
         assert np.concatenate(got[k]).tobytes() == whole.tobytes()
         want = [whole[lo:lo + 250] for lo in range(0, len(whole), 250)]
         assert [s.tobytes() for s in slices[k]] == [s.tobytes() for s in want]
+        assert [s.tobytes() for s in direct[k]] == [s.tobytes() for s in want]
     assert len(slices[1]) == 0 and len(slices[0]) >= 2
 
 

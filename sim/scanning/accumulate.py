@@ -715,18 +715,26 @@ class DayAccumulator:
         return out
 
     def window_pieces(self, rid_keys: np.ndarray, tx_power: np.ndarray, scan_s: float, day: int,
-                      phase: np.ndarray, piece_of_obs: np.ndarray, n_pieces: int):
+                      phase: np.ndarray, piece_of_obs: np.ndarray, n_pieces: int, room=None):
         """The day's windows piece by piece: yields ``(p, windows of the observers o with
         piece_of_obs[o] == p)`` for p = 0 .. n_pieces - 1 (as :meth:`windows`, the same rows and order),
         each piece an observer range (``piece_of_obs`` non-decreasing). The map is read twice to bucket
-        its used slots by piece (4 bytes a window), not once per piece."""
+        its used slots by piece (4 bytes a window), not once per piece. ``room``: ``room(n)`` gives the
+        array (``WINDOW_DTYPE``, ``n`` rows) a piece of ``n`` windows is written into (default: a new
+        one), e.g. the place of the next rows of a writer's slice."""
         start, idx = _piece_slots_kernel(self.win.keys, piece_of_obs.astype(np.int64), int(n_pieces))
         for p in range(int(n_pieces)):
+            n = int(start[p + 1] - start[p])
+            out = None if room is None else room(n)
+            if out is not None and (out.dtype != WINDOW_DTYPE or out.shape != (n,)):
+                raise ValueError(f"window_pieces: room({n}) must give {n} rows of WINDOW_DTYPE, got "
+                                 f"{out.shape} {out.dtype}")
             yield p, self._windows_of(idx[start[p]:start[p + 1]].astype(np.int64), rid_keys, tx_power, scan_s,
-                                      day, phase)
+                                      day, phase, out)
 
-    def _windows_of(self, slots, rid_keys, tx_power, scan_s, day, phase) -> np.ndarray:
-        """Window rows of the used map ``slots`` (in slot order), sorted (:meth:`windows`)."""
+    def _windows_of(self, slots, rid_keys, tx_power, scan_s, day, phase, out=None) -> np.ndarray:
+        """Window rows of the used map ``slots`` (in slot order), sorted (:meth:`windows`); into ``out``
+        (every field of every row is written) if given."""
         m = self.win
         n = len(slots)
         day_t = day * 86400.0
@@ -742,7 +750,7 @@ class DayAccumulator:
         start, order, rid_o, t0_o = _window_order_kernel(obs, rid, t0, lo, (int(obs.max()) + 1 - lo) if n else 0)
         run_blocks(_window_sort_kernel, *par_cuts(len(start) - 1, 1 << 12), order, start, rid, t0, rid_o, t0_o)
         del rid_o, t0_o
-        w = np.zeros(n, WINDOW_DTYPE)
+        w = np.zeros(n, WINDOW_DTYPE) if out is None else out
         if n:
             dest = np.empty(n, np.int64)
             dest[order] = np.arange(n, dtype=np.int64)

@@ -2,8 +2,8 @@
 
 Steps, day by day. Memory: the day's rolling-ID matches (12 bytes a window) and 41 bytes per directed
 daily row, plus one block of 2**19 windows (whole observers, ``RunFolder.window_columns``: columns, no
-records) with its daily sums, and one chunk of regenerated IDs -- about 8 KB per agent at its peak, flat
-in the days:
+records) with its daily sums and the next block (read ahead on a thread while this one is computed), and
+one chunk of regenerated IDs -- about 8 KB per agent at its peak, flat in the days:
 
 1. **Matching** (what the health service and the phones do): every phone's 96 rolling IDs of the day
    are regenerated from ``keys.parquet`` (:func:`ble.ids.sim_rids`, one ID per 900 s slot) and

@@ -17,9 +17,10 @@ from tracing.core.propagation import f2_thresholds
 FINE = np.linspace(0.0, 1.0, 401)
 
 
-def _days(n=400, n_days=4, m=3000, seed=0):
+def _days(n=400, n_days=4, m=3000, seed=0, jitter=False):
     """Random day tables with repeated pairs (across and within days), unknown times and a few
-    rows without any flag."""
+    rows without any flag; ``jitter``: times 0-39 ms off the quarter hours (many within one float32
+    step of each other)."""
     rng = np.random.default_rng(seed)
     home = rng.integers(0, n - 5, m // 4)
     out = []
@@ -30,6 +31,7 @@ def _days(n=400, n_days=4, m=3000, seed=0):
         p = np.zeros(int(k.sum()), PAIR_DTYPE)
         p["i"], p["j"], p["day"] = np.minimum(a[k], b[k]), np.maximum(a[k], b[k]), d
         t = d * 86400 + np.round(rng.random(len(p)) * 96) * 900                # ties in times
+        t += rng.integers(0, 40, len(p)) * 0.001 if jitter else 0.0
         p["t_first"] = np.where(rng.random(len(p)) < 0.1, np.nan, t)
         for f, q in (("true_close", 0.2), ("notify_j", 0.5), ("notify_i", 0.5)):
             p[f] = rng.random(len(p)) < q
@@ -62,13 +64,18 @@ def _bytes_equal(a: dict, b: dict):
 def _directed(g):
     """The graph's directed edges grouped by source in the kernels' order (a source's upper edges, then
     its lower ones): indptr, dst, flags, tmin, tmax per directed edge."""
-    n = g.n
+    n, m = g.n, g.indptr[-1]
     up, low = np.diff(g.indptr), np.diff(g.rptr)
-    f = g.flags[g.reid]
     src = np.concatenate([np.repeat(np.arange(n), up), np.repeat(np.arange(n), low)])
     o = np.argsort(src, kind="stable")
-    cols = (np.concatenate([g.dst, g.rsrc]), np.concatenate([g.flags, (f & 1) | ((f & 2) << 1) | ((f & 4) >> 1)]),
-            np.concatenate([g.tmin, g.tmin[g.reid]]), np.concatenate([g.tmax, g.tmax[g.reid]]))
+    i = np.repeat(np.arange(n), up)                            # the pairs' i; lower edge F + r: (nbr, v)
+    v = np.repeat(np.arange(n), low)
+    pair = np.concatenate([np.arange(m), np.searchsorted(i * n + g.nbr[:m], g.nbr[m:] * n + v)])
+    t, r = g.tmax[pair[m:]], g.rt                              # the lower edges' tmax rounded up
+    assert np.array_equal(np.isnan(r), np.isnan(t))
+    r, t = r[~np.isnan(t)], t[~np.isnan(t)]
+    assert np.all(r >= t) and np.all(np.nextafter(r, np.float32(-np.inf)) < t)
+    cols = (g.nbr, g.fl, g.tmin[pair], g.tmax[pair])
     return (np.concatenate([[0], np.cumsum(up + low)]),) + tuple(x[o] for x in cols)
 
 
@@ -87,7 +94,7 @@ def test_pairs_are_stored_once_and_read_in_the_old_directed_order():
     g = pair_graph(c, n)
     for w, x in zip(want, _directed(g)):
         assert np.asarray(w).tobytes() == np.asarray(x, w.dtype).tobytes()
-    assert len(g.dst) == k.sum() and g.nbytes == 29 * k.sum() + 2 * 8 * (n + 1)
+    assert len(g.nbr) == 2 * k.sum() and g.nbytes == 30 * k.sum() + 2 * 8 * (n + 1)
 
 
 def test_sorted_day_tables_fold_in_place_like_the_collapse():
@@ -159,8 +166,9 @@ def test_f0_edges_in_collapse_order():
         assert np.array_equal(w, g)
 
 
-def test_one_walk_equals_the_three_f2_passes_for_any_split():
-    n, full = 400, np.concatenate(_days(seed=3))
+@pytest.mark.parametrize("jitter", [False, True])
+def test_one_walk_equals_the_three_f2_passes_for_any_split(jitter):
+    n, full = 400, np.concatenate(_days(seed=3, jitter=jitter))
     g = pair_graph(full, n)
     rng = np.random.default_rng(4)
     ranks = np.where(rng.random(n) < 0.3, np.inf, rng.random(n))

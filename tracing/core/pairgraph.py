@@ -232,84 +232,91 @@ def merge_compact(acc: np.ndarray, day: dict, out_dtype) -> np.ndarray:
 _TRUE, _WARN, _LOGS = 1, 2, 4
 
 
+@numba.njit(cache=True, nogil=True)
+def _up32(t):
+    """The smallest float32 >= t (NaN stays NaN)."""
+    u = np.float32(t)
+    return np.nextafter(u, np.float32(np.inf)) if np.float64(u) < t else u
+
+
 @numba.njit(cache=True)
-def _reverse_kernel(indptr, dst):
-    """The lower half of the graph: for each agent v, the pairs (i, v) in pair order -- ``rptr`` int64
-    (n+1,), their ``i`` (int32) and pair ids (int32)."""
-    n, m = indptr.shape[0] - 1, dst.shape[0]
+def _reverse_kernel(indptr, nbr, fl, tmax):
+    """Fill the lower half of the graph (``nbr`` / ``fl`` hold the F pairs' ``j`` / flags in their first
+    halves, length 2F): directed edge F + r, r-th in the order of the pairs (i, v) by v then pair order,
+    gets ``nbr`` = i, ``fl`` = the flags of v -> i (bits 1 and 2 exchanged).  Returns ``rptr`` int64
+    (n+1,) (edges of v: ``rptr[v]:rptr[v+1]``, from F on) and ``rt`` float32 (F,): the pair's ``tmax``
+    rounded up (the F2 walk's time test reads it in sequence, the exact value only on a tie)."""
+    n, m = indptr.shape[0] - 1, indptr[-1]
     rptr = np.zeros(n + 1, np.int64)
     for e in range(m):
-        rptr[dst[e] + 1] += 1
+        rptr[nbr[e] + 1] += 1
+    rptr[0] = m
     for v in range(n):
         rptr[v + 1] += rptr[v]
     cur = rptr[:-1].copy()
-    rsrc = np.empty(m, np.int32)
-    reid = np.empty(m, np.int32)
+    rt = np.empty(m, np.float32)
     for s in range(n):
         for e in range(indptr[s], indptr[s + 1]):
-            r = cur[dst[e]]
-            cur[dst[e]] = r + 1
-            rsrc[r] = s
-            reid[r] = e
-    return rptr, rsrc, reid
+            x = cur[nbr[e]]
+            cur[nbr[e]] = x + 1
+            nbr[x] = s
+            rt[x - m] = _up32(tmax[e])
+            f = fl[e]
+            fl[x] = (f & _TRUE) | ((f & _WARN) << 1) | ((f & _LOGS) >> 1)
+    return rptr, rt
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _deg(g, s):
-    """Directed edges out of ``s`` in the graph tuple ``g`` (:attr:`PairGraph.arrays`)."""
-    return g[0][s + 1] - g[0][s] + g[5][s + 1] - g[5][s]
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _edge(g, s, k):
-    """The ``k``-th directed edge out of ``s``: the pairs (s, j) by j, then the pairs (i, s) in pair
-    order.  Returns (pair id, destination, flags of the direction s -> destination)."""
-    indptr, dst, flags, rptr, rsrc, reid = g[0], g[1], g[2], g[5], g[6], g[7]
-    nf = indptr[s + 1] - indptr[s]
-    if k < nf:
-        e = indptr[s] + k
-        return e, np.int64(dst[e]), np.int64(flags[e])
-    r = rptr[s] + k - nf
-    e = np.int64(reid[r])
-    f = np.int64(flags[e])
-    return e, np.int64(rsrc[r]), (f & _TRUE) | ((f & _WARN) << 1) | ((f & _LOGS) >> 1)
+@numba.njit(cache=True, nogil=True)
+def _pair_id(indptr, nbr, i, j):
+    """The id of the pair (i, j) (present, i < j): a binary search of i's upper edges."""
+    lo, hi = indptr[i], indptr[i + 1]
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if nbr[mid] <= j:
+            lo = mid
+        else:
+            hi = mid
+    return lo
 
 
 @numba.njit(cache=True)
 def _f0_edges_kernel(g, f0):
     """Directed edges from the index cases ``f0`` (sorted): those to a larger agent (pair (a, b) with
     a = i), then those to a smaller one (pair (b, a)).  Returns a, b, truly close, notified."""
+    indptr, rptr, nbr, fl = g[0], g[1], g[2], g[3]
     m1, m2 = 0, 0
     for a in f0:
-        m1 += g[0][a + 1] - g[0][a]
-        m2 += g[5][a + 1] - g[5][a]
+        m1 += indptr[a + 1] - indptr[a]
+        m2 += rptr[a + 1] - rptr[a]
     a_out = np.empty(m1 + m2, np.int64)
     b_out = np.empty(m1 + m2, np.int64)
     tc = np.empty(m1 + m2, np.bool_)
     nt = np.empty(m1 + m2, np.bool_)
-    q1, q2 = 0, m1
+    q = np.array([0, m1])
     for a in f0:
-        for k in range(_deg(g, a)):
-            e, b, f = _edge(g, a, k)
-            q = q1 if b > a else q2
-            a_out[q], b_out[q] = a, b
-            tc[q] = (f & _TRUE) != 0
-            nt[q] = (f & _WARN) != 0
-            if b > a:
-                q1 += 1
-            else:
-                q2 += 1
+        for h in range(2):                       # upper edges (b > a), then lower ones
+            lo, hi = (indptr[a], indptr[a + 1]) if h == 0 else (rptr[a], rptr[a + 1])
+            for x in range(lo, hi):
+                a_out[q[h]], b_out[q[h]] = a, nbr[x]
+                tc[q[h]] = (fl[x] & _TRUE) != 0
+                nt[q[h]] = (fl[x] & _WARN) != 0
+                q[h] += 1
     return a_out, b_out, tc, nt, m1
 
 
 @numba.njit(cache=True)
 def _degree_kernel(g, bit):
     """Directed edges out of every agent whose flags have ``bit`` (int64 (n,))."""
-    n = g[0].shape[0] - 1
+    indptr, rptr, fl = g[0], g[1], g[3]
+    n = indptr.shape[0] - 1
     out = np.zeros(n, np.int64)
     for s in range(n):
-        for k in range(_deg(g, s)):
-            out[s] += (_edge(g, s, k)[2] & bit) != 0
+        c = 0
+        for x in range(indptr[s], indptr[s + 1]):
+            c += (fl[x] & bit) != 0
+        for x in range(rptr[s], rptr[s + 1]):
+            c += (fl[x] & bit) != 0
+        out[s] = c
     return out
 
 
@@ -319,8 +326,8 @@ def _newman_ziff_kernel(g, need_all, need_any, order):
     every bit of ``need_all`` and (unless 0) some bit of ``need_any`` (both masks symmetric in the two
     directions): the same union-find, read off the graph -- the largest cluster and the mean finite
     cluster size after each addition depend on the network only, not on the order of a node's edges."""
-    n = g[0].shape[0] - 1
-    m = order.shape[0]
+    indptr, rptr, nbr, fl = g[0], g[1], g[2], g[3]
+    n, m = indptr.shape[0] - 1, order.shape[0]
     parent = np.full(n, -1, np.int64)  # -1 = not occupied
     size = np.zeros(n, np.int64)
     largest = np.zeros(m, np.int64)
@@ -332,22 +339,24 @@ def _newman_ziff_kernel(g, need_all, need_any, order):
         size[v] = 1
         sum_sq += 1
         rv = v
-        for x in range(_deg(g, v)):
-            e, u, f = _edge(g, v, x)
-            if (f & need_all) != need_all or (need_any != 0 and (f & need_any) == 0) or parent[u] < 0:
-                continue
-            ru = _find(parent, u)
-            if ru == rv:
-                continue
-            su, sv = size[ru], size[rv]
-            sum_sq += 2 * su * sv  # (su + sv)^2 - su^2 - sv^2
-            if su < sv:
-                parent[ru] = rv
-                size[rv] = su + sv
-            else:
-                parent[rv] = ru
-                size[ru] = su + sv
-                rv = ru
+        for h in range(2):
+            lo, hi = (indptr[v], indptr[v + 1]) if h == 0 else (rptr[v], rptr[v + 1])
+            for x in range(lo, hi):
+                u, f = nbr[x], fl[x]
+                if (f & need_all) != need_all or (need_any != 0 and (f & need_any) == 0) or parent[u] < 0:
+                    continue
+                ru = _find(parent, u)
+                if ru == rv:
+                    continue
+                su, sv = size[ru], size[rv]
+                sum_sq += 2 * su * sv  # (su + sv)^2 - su^2 - sv^2
+                if su < sv:
+                    parent[ru] = rv
+                    size[rv] = su + sv
+                else:
+                    parent[rv] = ru
+                    size[ru] = su + sv
+                    rv = ru
         big = max(big, size[rv])
         largest[k] = big
         if k + 1 > big:
@@ -385,7 +394,8 @@ def _f2_kernel(g, ranks, delay_b, f0, st):
     in one cache line), column ``_S1`` -1 for F0 members and -3 elsewhere.  Returns (thr, delay,
     thr_ideal, thr_any) float64: the first three per true F2, in order of discovery.  Each index case's
     results depend on it alone (so ``f0`` may be split between threads)."""
-    n, tmin, tmax = g[0].shape[0] - 1, g[3], g[4]
+    indptr, rptr, nbr, fl, rt, tmin, tmax = g
+    n, nf = indptr.shape[0] - 1, indptr[-1]
     for c in range(n):
         st[c, _S2] = -1.0            # c listed as a true F2 of a (its ideal threshold set with it)
         st[c, _S3] = -1.0            # c listed as reached over any pair
@@ -398,46 +408,55 @@ def _f2_kernel(g, ranks, delay_b, f0, st):
         a = f0[ia]
         fa = np.float64(ia)
         ra = ranks[a]
-        for k in range(_deg(g, a)):                    # S1: 2 ia + 1 true close contact, 2 ia any
-            e, b, f = _edge(g, a, k)
-            if f != 0 and st[b, _S1] != -1.0:
-                st[b, _S1] = 2.0 * fa + (f & _TRUE)
+        for x in list(range(indptr[a], indptr[a + 1])) + list(range(rptr[a], rptr[a + 1])):
+            if fl[x] != 0 and st[nbr[x], _S1] != -1.0:     # S1: 2 ia + 1 true close contact, 2 ia any
+                st[nbr[x], _S1] = 2.0 * fa + (fl[x] & _TRUE)
         nl, nl3 = 0, 0
-        for k1 in range(_deg(g, a)):
-            e1, b, f1 = _edge(g, a, k1)
+        for x1 in list(range(indptr[a], indptr[a + 1])) + list(range(rptr[a], rptr[a + 1])):
+            f1, b = fl[x1], nbr[x1]
             pt, pw = (f1 & _TRUE) != 0, (f1 & _WARN) != 0
             thr_ab = max(ra, ranks[b])
-            t1 = tmin[e1]
+            t1 = tmin[x1] if x1 < nf else tmin[_pair_id(indptr, nbr, b, a)]
+            t1u = _up32(t1)
             d = delay_b[b]
-            for k2 in range(_deg(g, b)):
-                e2, c, f2 = _edge(g, b, k2)
-                t2 = tmax[e2]
-                if c == a or not (np.isnan(t1) or np.isnan(t2) or t2 >= t1):
-                    continue
-                x = st[c, _S1]
-                if x == -1.0 or x == 2.0 * fa + 1.0:        # F0, or a true close contact of a
-                    continue
-                thr = max(thr_ab, st[c, _RANK])
-                if pt and (f2 & _TRUE):
-                    if st[c, _S2] != fa:
-                        st[c, _S2] = fa
-                        lst[nl] = c
-                        nl += 1
-                        st[c, _BESTI] = thr
-                    elif thr < st[c, _BESTI]:
-                        st[c, _BESTI] = thr
-                if pw and (f2 & _LOGS):
-                    if st[c, _SB] != fa:
-                        st[c, _SB] = fa
-                        st[c, _BEST] = thr
-                        st[c, _BESTD] = d
-                    elif thr < st[c, _BEST] or (thr == st[c, _BEST] and d < st[c, _BESTD]):
-                        st[c, _BEST] = thr
-                        st[c, _BESTD] = d
-                if x != 2.0 * fa and st[c, _S3] != fa:
-                    st[c, _S3] = fa
-                    lst3[nl3] = c
-                    nl3 += 1
+            for h in range(2):                          # b's upper edges, then its lower ones
+                lo, hi = (indptr[b], indptr[b + 1]) if h == 0 else (rptr[b], rptr[b + 1])
+                for x2 in range(lo, hi):
+                    c, f2 = nbr[x2], fl[x2]
+                    if c == a:
+                        continue
+                    if not np.isnan(t1):                      # time order (unknown times pass)
+                        if h == 0:
+                            if tmax[x2] < t1:
+                                continue
+                        else:          # tmax rounded up: below t1 -> earlier; above up(t1) -> not
+                            u = rt[x2 - nf]
+                            if u < t1 or (u == t1u and tmax[_pair_id(indptr, nbr, c, b)] < t1):
+                                continue
+                    x = st[c, _S1]
+                    if x == -1.0 or x == 2.0 * fa + 1.0:        # F0, or a true close contact of a
+                        continue
+                    thr = max(thr_ab, st[c, _RANK])
+                    if pt and (f2 & _TRUE):
+                        if st[c, _S2] != fa:
+                            st[c, _S2] = fa
+                            lst[nl] = c
+                            nl += 1
+                            st[c, _BESTI] = thr
+                        elif thr < st[c, _BESTI]:
+                            st[c, _BESTI] = thr
+                    if pw and (f2 & _LOGS):
+                        if st[c, _SB] != fa:
+                            st[c, _SB] = fa
+                            st[c, _BEST] = thr
+                            st[c, _BESTD] = d
+                        elif thr < st[c, _BEST] or (thr == st[c, _BEST] and d < st[c, _BESTD]):
+                            st[c, _BEST] = thr
+                            st[c, _BESTD] = d
+                    if x != 2.0 * fa and st[c, _S3] != fa:
+                        st[c, _S3] = fa
+                        lst3[nl3] = c
+                        nl3 += 1
         o_thr, o_del, o_id = _grow(o_thr, m, nl), _grow(o_del, m, nl), _grow(o_id, m, nl)
         for k in range(nl):
             c = lst[k]
@@ -465,16 +484,16 @@ def _f2_scratch(n: int, is_f0: np.ndarray) -> np.ndarray:
 
 class PairGraph:
     """The replicate-independent part of the one-pass curves (:class:`tracing.core.coverage.OnePass`):
-    the flagged pairs, each stored once, as a directed graph.  The upper half is the CSR of the pairs
-    (i, j) by i (``indptr`` int64 (n+1,), ``dst`` = j int32, ``flags`` uint8 of the edge i -> j: bit 0
-    truly close, bit 1 dst warned if src is an index case, bit 2 src's log of dst passes; ``tmin`` /
-    ``tmax`` float64 s); the lower half lists, for each agent v, the pairs (i, v) in pair order
-    (``rptr`` int64 (n+1,), ``rsrc`` = i int32, ``reid`` = pair id int32; their direction's flags are
-    the pair's with bits 1 and 2 exchanged).  A source's edges -- the upper ones, then the lower ones --
+    the F flagged pairs, each stored once, as a directed graph.  Directed edges 0..F-1 are the pairs
+    (i, j) grouped by i (``indptr`` int64 (n+1,)), edges F..2F-1 the same pairs grouped by j in pair
+    order (``rptr`` int64 (n+1,), from F on; ``rt`` float32 (F,): the pair's ``tmax`` rounded up); per
+    directed edge ``nbr`` int32 (the other end) and ``fl`` uint8 (bit 0 truly close, bit 1 the other end warned
+    if this one is an index case, bit 2 this one's log of it passes the rule); per pair ``tmin`` /
+    ``tmax`` float64 s.  A source's edges -- ``indptr[s]:indptr[s+1]``, then ``rptr[s]:rptr[s+1]`` --
     come in the order of ``argsort(concatenate([i, j]), kind="stable")`` over the pairs.  Pairs without
     any flag are left out (they count in no metric); the three networks of the curves (traceable,
     notified, ideal) are read off the flags (:meth:`percolation`).  Built once per pair table, shared by
-    every replicate drawn on it: 29 bytes per flagged pair (8 of them the lower half).
+    every replicate drawn on it: 30 bytes per flagged pair.
 
     ``pairs``: a :class:`tracing.core.pairfold.FoldedPairs` (its arrays become the graph's: it is
     emptied) or :func:`tracing.core.coverage.collapse_pairs`' dict; ``n``: the population size;
@@ -493,16 +512,19 @@ class PairGraph:
             f = pairs
         self.n_pairs = f.n_pairs
         f.drop_unflagged()
-        if f.n_pairs >= 2**31:
-            raise ValueError(f"PairGraph: at most 2**31 - 1 flagged pairs, got {f.n_pairs}")
-        self.indptr, self.dst, self.flags, self.tmin, self.tmax = f.ptr, f.j, f.flags, f.tmin, f.tmax
+        m = f.n_pairs
+        if m >= 2**31:
+            raise ValueError(f"PairGraph: at most 2**31 - 1 flagged pairs, got {m}")
+        self.indptr, self.nbr, self.fl, self.tmin, self.tmax = f.ptr, f.j, f.flags, f.tmin, f.tmax
         f.__init__(0)                                            # the arrays are ours now
-        self.rptr, self.rsrc, self.reid = _reverse_kernel(self.indptr, self.dst)
+        for a in (self.nbr, self.fl):
+            a.resize(2 * m, refcheck=False)                     # realloc: room for the lower half
+        self.rptr, self.rt = _reverse_kernel(self.indptr, self.nbr, self.fl, self.tmax)
 
     @property
     def arrays(self) -> tuple:
-        """(indptr, dst, flags, tmin, tmax, rptr, rsrc, reid): the kernels' graph argument."""
-        return (self.indptr, self.dst, self.flags, self.tmin, self.tmax, self.rptr, self.rsrc, self.reid)
+        """(indptr, rptr, nbr, fl, rt, tmin, tmax): the kernels' graph argument."""
+        return (self.indptr, self.rptr, self.nbr, self.fl, self.rt, self.tmin, self.tmax)
 
     @property
     def nbytes(self) -> int:

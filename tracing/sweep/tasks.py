@@ -131,7 +131,7 @@ def curves_task(out: str, unit: Unit, run_rel: str, pair_units: list, strategy: 
     pop = RunFolder(store.root / run_rel).population()
     n = len(next(iter(pop.values())))
     # the day tables' pairs folded in one day at a time, in place (21 bytes a distinct pair), then the
-    # replicate-independent graph OnePass reads, made of the same arrays (29 bytes a flagged pair)
+    # replicate-independent graph OnePass reads, made of the same arrays (30 bytes a flagged pair)
     pairs = pair_graph(fold_stream((_curves_columns(store.path(u)) for u in pair_units), n), n)
     share = float(np.mean(pop["has_phone"])) if "has_phone" in pop else None
     k = resolve_index_cases(index_cases, n)     # (mode, number): uniform or by close contacts

@@ -72,17 +72,16 @@ ANALYSIS_SECONDS_PER_AGENT_DAY = 8.0e-5
 #: measured on Lang Son x0.064 (50,026 agents, seed 0, rule bluezone); later days add the last increment
 #: each.  The contact structure is per agent (42.3 pair rows per agent-day at x0.128, 42.1 here), but
 #: a larger province repeats fewer of its chance contacts: after 14 days x0.0256 had 312.1 per agent,
-#: x0.064 326.6 (+4.6%); the 1:1 province may have ~10-15% more, which ``CURVES_BYTES_PER_PAIR`` covers
+#: x0.064 326.6 (+4.6%); the 1:1 province may have ~10-15% more (not in the curves constants below)
 DISTINCT_PAIRS_PER_AGENT = (42.1, 72.6, 100.8, 126.8, 151.7, 177.7, 200.0, 220.5, 239.4, 259.0, 276.9,
                             294.9, 311.7, 326.6)
-#: peak resident bytes of a sweep's curves unit per distinct pair of the run (the collapsed pairs, 27 B
-#: each, twice that while the last day is folded in, or with the directed graph of the flagged ones,
-#: 42 B each, while it is built) plus one day's pair table (``CURVES_DAY_BYTES_PER_AGENT``), above the
-#: interpreter: 50,026 agents x 1 / 7 / 14 days peaked at 263 / 723 / 1,042 MB (2.11 / 10.0 / 16.3 M
-#: distinct pairs: the model gives 304 / 825 / 1,243 MB), 20,000 agents x 1 / 7 / 14 days at 120 / 352
-#: / 482 MB (478 MB modelled with its own 312.1 distinct pairs per agent at 14 days)
-CURVES_BYTES_PER_PAIR = 66
-CURVES_DAY_BYTES_PER_AGENT = 3_300
+#: peak resident bytes of a sweep's curves unit per distinct pair of the run (the pairs folded in place,
+#: 21 B each, then the graph, 30 B per flagged pair: 84% of them under bluezone) and per agent (the
+#: replicate's arrays and a day's columns, ~370 B, and the unit's fixed ~200 MB spread over a 1:1
+#: province), above ``BASE_BYTES``: 50,026 agents x 14 days (16.3 M pairs) peaked at 910 MiB (25.4 B a
+#: pair in the graph), 4 disjoint copies of it (200,104 agents) at 2,180 MiB (load 5-8)
+CURVES_BYTES_PER_PAIR = 26
+CURVES_DAY_BYTES_PER_AGENT = 700
 #: head-room kept free when deciding whether a run fits (the page cache of the Parquet writes, others)
 HEADROOM = 0.9
 

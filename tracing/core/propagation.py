@@ -174,7 +174,8 @@ def f2_thresholds(indptr, dst, true, warn, logs, tmin, tmax, ranks, delay_b, f0,
     the time-order rule of the module docstring) and, for each, the adoption threshold
     ``min_b max(rank_a, rank_b, rank_c)`` over paths a -> b -> c that notify (``warn[a->b]``: b's log of
     a passes; ``logs[b->c]``: b's own log of c passes, what b's upload shows), ``inf`` if none, and
-    that path's delay (h, ``delay_b[b]``). CSR inputs as ``pairgraph.PairGraph`` holds them (length E):
+    that path's delay (h, ``delay_b[b]``). CSR inputs: both directions of every pair grouped by source, in
+    the order a ``pairgraph.PairGraph`` walks them (length E):
     ``indptr`` (n+1,), ``dst``, ``true``, ``warn``, ``logs``, ``tmin``/``tmax`` (s, NaN = unknown);
     ``ranks`` (n,); ``is_f0`` (n,) bool. Returns ``(thresholds, delays)``, float64, one per true F2.
     The one-pass curves run its three uses in one walk (``pairgraph._f2_kernel``); this is their

@@ -124,8 +124,10 @@ def _claim(tkeys, counts, s, base, cap, key):
 
 #: one window-accumulator slot (packed scalars; the bucket counts live in a parallel (slots, 11) array —
 #: numba's nested arrays in records did not write through reliably inside prange loops)
-#: (16 bytes: scans ≤ 65535 per day, first/last scan as step indices, RSSI sum in float32)
-WIN_SLOT = np.dtype([("n", "u2"), ("s0", "u2"), ("s1", "u2"), ("pad", "u2"), ("rmax", "f4"), ("rsum", "f4")])
+#: (14 bytes, packed: scans ≤ 65535 per day, first/last scan as step indices, RSSI max and sum in float32;
+#: with the key and the bucket counts 44 bytes a slot; issue 16: no padding, 2 bytes x ~80 M slots at 10^6
+#: agents)
+WIN_SLOT = np.dtype([("n", "u2"), ("s0", "u2"), ("s1", "u2"), ("rmax", "f4"), ("rsum", "f4")])
 GT_SLOT = np.dtype([("n", "i4"), ("dmin", "f4")])
 
 
@@ -146,16 +148,21 @@ def _home(key, base, cap):
 def _group(keys, r, n, sh_lo, sh_hi, cap, tkeys, tvals, tbc, gr, gs, gh):
     """The next (up to :data:`_GROUP`) records from ``r`` on whose shard lies in ``sh_lo..sh_hi``, in input
     order: their indices, shards and home slots into ``gr``, ``gs``, ``gh``, the lines of their home
-    slots (key, values, bucket counts) requested. Returns (records in the group, the next ``r``)."""
+    slots (key, values, bucket counts; the values and counts of the next slot too: a slot's 14 and 22
+    bytes may cross a cache line). Returns (records in the group, the next ``r``)."""
     m = 0
+    last = tkeys.shape[0] - 1
     while r < n and m < _GROUP:
         key = keys[r]
         s = _shard(key)
         if s >= sh_lo and s < sh_hi:
             h = _home(key, s * cap, cap)
+            h1 = min(h + 1, last)
             prefetch(tkeys, h)
             prefetch(tvals, h)
+            prefetch(tvals, h1)
             prefetch(tbc, h)
+            prefetch(tbc, h1)
             gr[m] = r
             gs[m] = s
             gh[m] = h
@@ -398,7 +405,9 @@ def _window_fill_kernel(dest, slots, obs, adv, t0, rid, vn, vs1, vrsum, vrmax, v
         if u + _AHEAD < u_hi:
             qa = slots[u + _AHEAD]
             prefetch(vn, qa)
+            prefetch(vrsum, qa)                     # the slot's last bytes: it may cross a line
             prefetch(vbc, qa)
+            prefetch(vbc, min(qa + 1, vbc.shape[0] - 1))
             prefetch(w_secs, dest[u + _AHEAD])
             prefetch(w_obs, dest[u + _AHEAD])
         r = dest[u]

@@ -6,82 +6,82 @@ arguments change (``tests/test_sim_budget.py`` checks them against a simulation)
 NUMBA_VERSION = '0.68.1'
 
 KERNELS = {
-    'sim.positions._positions_kernel': (  # 4.00 s
+    'sim.positions._positions_kernel': (  # 3.69 s
         ["(int64, int64, uint64, int64, int64, float64, bool, Array(int32, 2, 'C', False, aligned=True), Array(int32, 2, 'C', False, aligned=True), Array(int64, 2, 'C', False, aligned=True), Array(int8, 2, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), float64, float64, Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True))"],
-        4.0),
-    'sim.neighbours._bounds_kernel': (  # 0.28 s
+        3.69),
+    'sim.neighbours._bounds_kernel': (  # 0.33 s
         ["(Array(float64, 2, 'C', False, aligned=True),)"],
-        0.28),
-    'sim.cell_list._buckets_kernel': (  # 1.60 s
+        0.33),
+    'sim.cell_list._buckets_kernel': (  # 1.92 s
         ["(Array(uint64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, int64, int64, Array(float64, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), int64, int64)"],
-        1.6),
+        1.92),
     'sim.cell_list._pair_scatter_kernel': (  # 0.23 s
         ["(Array(uint64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, int64, Array(int64, 2, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), int64, int64)"],
         0.23),
-    'sim.cell_list._points_kernel': (  # 0.36 s
+    'sim.cell_list._points_kernel': (  # 0.39 s
         ["(Array(float64, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), float64, float64, float64, int64, int64, int64, int64, int64, bool, Array(int64, 2, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), int64, int64)"],
-        0.36),
-    'sim.cell_list._scan_kernel': (  # 1.32 s
+        0.39),
+    'sim.cell_list._scan_kernel': (  # 2.06 s
         ["(Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, int64, float64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, int64, Array(uint64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 2, 'C', False, aligned=True), int64, int64)"],
-        1.32),
-    'sim.scanning.step._close_kernel': (  # 0.21 s
+        2.06),
+    'sim.scanning.step._close_kernel': (  # 0.36 s
         ["(Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), float64, Array(bool, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), int64, int64)"],
-        0.21),
-    'sim.scanning.step._eval_static_kernel': (  # 2.23 s
+        0.36),
+    'sim.scanning.step._eval_static_kernel': (  # 3.38 s
         ["(uint64, int64, Array(int64, 1, 'C', False, aligned=True), float64, float64, Array(float64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), float64, float64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 2, 'C', False, aligned=True), float64, float64, float64, float64, float64, float64, Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), int64, int64)"],
-        2.23),
-    'sim.scanning.step._eval_step_kernel': (  # 1.24 s
+        3.38),
+    'sim.scanning.step._eval_step_kernel': (  # 2.19 s
         ["(uint64, int64, int64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), float64, float64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 2, 'C', False, aligned=True), float64, float64, float64, float64, float64, float64, Array(float64, 1, 'C', False, aligned=True), int64, int64)"],
-        1.24),
-    'sim.scanning.step._phases': (  # 0.36 s
+        2.19),
+    'sim.scanning.step._phases': (  # 0.63 s
         ["(uint64, Array(uint64, 1, 'C', False, aligned=True))"],
-        0.36),
-    'sim.scanning.runs._close_runs_kernel': (  # 0.57 s
-        ["(Array(uint64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True))"],
-        0.57),
-    'sim.scanning.runs._runs_compact_kernel': (  # 0.62 s
-        ["(Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True))"],
-        0.62),
-    'sim.scanning.runs._runs_merge_kernel': (  # 2.93 s
-        ["(Array(uint64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), uint16, Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, int64)"],
-        2.93),
-    'sim.scanning.stays._candidates_kernel': (  # 0.36 s
-        ["(Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(bool, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, int64)"],
-        0.36),
-    'sim.scanning.stays._eval_stays_kernel': (  # 6.61 s
-        ["(int64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(bool, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), uint64, int64, Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), float64, float64, float64, int64, float64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 2, 'C', False, aligned=True), float64, float64, float64, float64, float64, float64, Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, int64)"],
-        6.61),
-    'sim.scanning.stays._stays_kernel': (  # 1.22 s
-        ["(Array(int32, 2, 'C', False, aligned=True), Array(int32, 2, 'C', False, aligned=True), Array(int64, 2, 'C', False, aligned=True), Array(int8, 2, 'C', False, aligned=True), int64, int64, int64, bool, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True))"],
-        1.22),
-    'sim.scanning.accumulate._contains_kernel': (  # 0.34 s
-        ["(Array(uint64, 1, 'C', False, aligned=True), int64, Array(uint64, 1, 'C', False, aligned=True), Array(bool, 1, 'C', False, aligned=True), int64, int64)"],
-        0.34),
-    'sim.scanning.accumulate._gt_insert_kernel': (  # 0.40 s
-        ["(Array(uint64, 1, 'C', False, aligned=True), Array(Record([('n', {'type': int32, 'offset': 0, 'alignment': None, 'title': None, }), ('dmin', {'type': float32, 'offset': 4, 'alignment': None, 'title': None, })], 8, False), 1, 'C', False, aligned=False), Array(int64, 1, 'C', False, aligned=True), int64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), int64, int64)"],
-        0.4),
-    'sim.scanning.accumulate._obs_counts_kernel': (  # 0.13 s
-        ["(Array(uint64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True))"],
-        0.13),
-    'sim.scanning.accumulate._piece_slots_kernel': (  # 1.20 s
-        ["(Array(uint64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64)"],
-        1.2),
-    'sim.scanning.accumulate._shard_order_kernel': (  # 0.47 s
-        ["(Array(uint64, 1, 'C', False, aligned=True), int64)"],
-        0.47),
-    'sim.scanning.accumulate._win_insert_kernel': (  # 0.63 s
-        ["(Array(uint64, 1, 'C', False, aligned=True), Array(Record([('n', {'type': uint16, 'offset': 0, 'alignment': None, 'title': None, }), ('s0', {'type': uint16, 'offset': 2, 'alignment': None, 'title': None, }), ('s1', {'type': uint16, 'offset': 4, 'alignment': None, 'title': None, }), ('pad', {'type': uint16, 'offset': 6, 'alignment': None, 'title': None, }), ('rmax', {'type': float32, 'offset': 8, 'alignment': None, 'title': None, }), ('rsum', {'type': float32, 'offset': 12, 'alignment': None, 'title': None, })], 16, False), 1, 'C', False, aligned=False), Array(uint16, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), bool, int64, int64)"],
         0.63),
-    'sim.scanning.accumulate._window_fill_kernel': (  # 0.88 s
+    'sim.scanning.runs._close_runs_kernel': (  # 0.71 s
+        ["(Array(uint64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True))"],
+        0.71),
+    'sim.scanning.runs._runs_compact_kernel': (  # 0.72 s
+        ["(Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True))"],
+        0.72),
+    'sim.scanning.runs._runs_merge_kernel': (  # 3.27 s
+        ["(Array(uint64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), uint16, Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, int64)"],
+        3.27),
+    'sim.scanning.stays._candidates_kernel': (  # 0.56 s
+        ["(Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(bool, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, int64)"],
+        0.56),
+    'sim.scanning.stays._eval_stays_kernel': (  # 9.20 s
+        ["(int64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(bool, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), uint64, int64, Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), float64, float64, float64, int64, float64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 2, 'C', False, aligned=True), float64, float64, float64, float64, float64, float64, Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, int64)"],
+        9.2),
+    'sim.scanning.stays._stays_kernel': (  # 1.10 s
+        ["(Array(int32, 2, 'C', False, aligned=True), Array(int32, 2, 'C', False, aligned=True), Array(int64, 2, 'C', False, aligned=True), Array(int8, 2, 'C', False, aligned=True), int64, int64, int64, bool, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True))"],
+        1.1),
+    'sim.scanning.accumulate._contains_kernel': (  # 0.65 s
+        ["(Array(uint64, 1, 'C', False, aligned=True), int64, Array(uint64, 1, 'C', False, aligned=True), Array(bool, 1, 'C', False, aligned=True), int64, int64)"],
+        0.65),
+    'sim.scanning.accumulate._gt_insert_kernel': (  # 1.34 s
+        ["(Array(uint64, 1, 'C', False, aligned=True), Array(Record([('n', {'type': int32, 'offset': 0, 'alignment': None, 'title': None, }), ('dmin', {'type': float32, 'offset': 4, 'alignment': None, 'title': None, })], 8, False), 1, 'C', False, aligned=False), Array(int64, 1, 'C', False, aligned=True), int64, Array(uint64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), int64, int64)"],
+        1.34),
+    'sim.scanning.accumulate._obs_counts_kernel': (  # 0.20 s
+        ["(Array(uint64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True))"],
+        0.2),
+    'sim.scanning.accumulate._piece_slots_kernel': (  # 0.75 s
+        ["(Array(uint64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64)"],
+        0.75),
+    'sim.scanning.accumulate._shard_order_kernel': (  # 0.48 s
+        ["(Array(uint64, 1, 'C', False, aligned=True), int64)"],
+        0.48),
+    'sim.scanning.accumulate._win_insert_kernel': (  # 1.42 s
+        ["(Array(uint64, 1, 'C', False, aligned=True), Array(Record([('n', {'type': uint16, 'offset': 0, 'alignment': None, 'title': None, }), ('s0', {'type': uint16, 'offset': 2, 'alignment': None, 'title': None, }), ('s1', {'type': uint16, 'offset': 4, 'alignment': None, 'title': None, }), ('rmax', {'type': float32, 'offset': 6, 'alignment': None, 'title': None, }), ('rsum', {'type': float32, 'offset': 10, 'alignment': None, 'title': None, })], 14, False), 1, 'C', False, aligned=False), Array(uint16, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, Array(uint64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), bool, int64, int64)"],
+        1.42),
+    'sim.scanning.accumulate._window_fill_kernel': (  # 0.89 s
         ["(Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(uint16, 1, 'A', False, aligned=True), Array(uint16, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), float64, float64, Array(int64, 1, 'A', False, aligned=True), Array(uint64, 1, 'A', False, aligned=True), Array(float64, 1, 'A', False, aligned=True), Array(float64, 1, 'A', False, aligned=True), Array(int32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 2, 'A', False, aligned=True), int64, int64)"],
-        0.88),
-    'sim.scanning.accumulate._window_heads_kernel': (  # 0.25 s
+        0.89),
+    'sim.scanning.accumulate._window_heads_kernel': (  # 0.24 s
         ["(Array(int64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(uint16, 1, 'A', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), float64, float64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True))"],
-        0.25),
-    'sim.scanning.accumulate._window_order_kernel': (  # 0.35 s
+        0.24),
+    'sim.scanning.accumulate._window_order_kernel': (  # 0.59 s
         ["(Array(int64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), int64, int64)"],
-        0.35),
-    'sim.scanning.accumulate._window_sort_kernel': (  # 1.07 s
-        ["(Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), int64, int64)"],
-        1.07),
+        0.59),
+    'sim.scanning.accumulate._window_sort_kernel': (  # 1.29 s
+        ["(Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), int64, int64)"],
+        1.29),
 }

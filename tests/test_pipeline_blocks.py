@@ -388,3 +388,29 @@ def test_keep_columns_copies_the_pair_fields_of_daily_rows():
         pj.keep_columns(daily, {**keep, "att_mean": keep["att_mean"].astype(np.float64)}, 5)
     with pytest.raises(ValueError, match="keep_columns"):
         pj.keep_columns(daily, keep, 11)
+
+
+def test_blocks_in_parallel_with_gaps_equal_whole_day(tmp_path, monkeypatch):
+    """Blocks computed on BLOCK_THREADS threads, each writing its rows at its windows' offset, then moved
+    together: with unmatched windows (fewer rows than windows: gaps to close) and blocks of a few hundred
+    windows, the pair table and counts are those of the day read as one block."""
+    import sim.runfolder as rf
+    from ble.schema import read_parquet
+    from sim.run import simulate
+    from sim.scenario import preset
+    out = simulate(preset("lang-son", 0.001), tmp_path / "run", seed=4, days=1, progress=False)
+    f = out / "windows" / "day-000.parquet"
+    w = read_parquet(f, "windows")
+    rng = np.random.default_rng(1)
+    bad = rng.random(len(w)) < 0.2
+    w["rid"][bad] = rng.integers(0, 2**63, int(bad.sum())).astype(np.uint64)   # IDs nobody broadcast
+    write_parquet(f, w, "windows")
+    s_block, s_whole = {}, {}
+    monkeypatch.setattr(rf, "WINDOW_BLOCK_ROWS", 300)
+    with pytest.warns(UserWarning, match="rolling ID that no phone"):
+        got = P.pairs_from_run(out, "gaen-ch", stats=s_block)
+    monkeypatch.setattr(rf, "WINDOW_BLOCK_ROWS", 1 << 40)
+    with pytest.warns(UserWarning, match="rolling ID that no phone"):
+        want = P.pairs_from_run(out, "gaen-ch", stats=s_whole)
+    assert s_whole["unmatched"] == int(bad.sum()) and len(want) > 100
+    assert same(got, want) and s_block == s_whole

@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -248,6 +249,43 @@ def _day_pairs(run: RunFolder, d: int, agent, key, rule: Rule, have_gt: bool, cl
             blocks.close()                               # stops the reading thread on an error
 
 
+#: threads computing window blocks' daily rows at once (deterministic: each writes its own rows)
+BLOCK_THREADS = 2
+
+
+def _block_rows(w: dict, src, sl, d: int, rule: Rule, keep: dict, at: int, bufs) -> tuple[int, dict]:
+    """One block of window columns ``w`` with its windows' ``src``/``sl`` (resolved advertiser and slot):
+    its directed daily rows (sums and the rule's verdicts, :data:`_SLIM`) written to ``keep[f][at:at + g]``
+    (g <= the block's windows); returns g and the block's match counts. ``bufs``: thread-local daily-sums
+    buffer, reused block after block."""
+    m = len(w["observer"])
+    unmatched = int(np.count_nonzero(src < 0))
+    own = (src >= 0) & (src == w["observer"])
+    t_slot = np.floor(w["t_start"] / BLUEZONE_SLOT_S).astype(np.int64)
+    counts = dict(windows=m, matched=m - unmatched, unmatched=unmatched, own_id=int(np.count_nonzero(own)),
+                  slot_mismatch=int(np.count_nonzero((src >= 0) & (t_slot != sl))))
+    buf = getattr(bufs, "buf", None)
+    if buf is None or len(buf) < m:                      # one daily-sums buffer per thread
+        buf = bufs.buf = np.zeros(m + m // 4, DAILY_DTYPE)
+    daily = window_sums(w, np.where(own, -1, src), d, DAILY_DTYPE, out=buf)
+    del w, own, t_slot
+    notify, minutes, _ = evaluate(daily, rule)           # the rule is per directed daily row
+    g = len(daily)
+    keep["notify"][at:at + g] = notify
+    keep["minutes"][at:at + g] = minutes
+    keep_columns(daily, keep, at)                        # observer, source, t_first, att_mean, duration_s
+    return g, counts
+
+
+def _collect(item, st: dict) -> tuple[int, int]:
+    """Wait for one block of :func:`_block_rows`: add its counts to ``st``; return (offset, rows)."""
+    at, fut = item
+    g, counts = fut.result()
+    for k, v in counts.items():
+        st[k] += v
+    return at, g
+
+
 def _day_rows(run: RunFolder, d: int, agent, key, rule: Rule, close_minutes: float, chunk_ids: int, blocks,
               ground_truth) -> tuple[np.ndarray, dict]:
     """The body of :func:`_day_pairs`: ``blocks``, the day's window column blocks; ``ground_truth()``,
@@ -257,32 +295,31 @@ def _day_rows(run: RunFolder, d: int, agent, key, rule: Rule, close_minutes: flo
     slot = slot.astype(np.int32)            # global 900 s slot (< 2**31 up to day 22 million)
     n = source.size
     keep = {f: np.empty(n, t) for f, t in _SLIM}           # at most one daily row per window
-    lo = r = 0
-    buf = None
-    for w in blocks:                                     # blocks of whole observers: memory of two blocks
-        m = len(w["observer"])
-        src, sl = source[lo:lo + m], slot[lo:lo + m]
-        lo += m
-        unmatched = int(np.count_nonzero(src < 0))
-        own = (src >= 0) & (src == w["observer"])
-        t_slot = np.floor(w["t_start"] / BLUEZONE_SLOT_S).astype(np.int64)
-        for k, v in dict(windows=m, matched=m - unmatched, unmatched=unmatched, own_id=int(np.count_nonzero(own)),
-                         slot_mismatch=int(np.count_nonzero((src >= 0) & (t_slot != sl)))).items():
-            st[k] += v
-        if buf is None or len(buf) < m:                  # one daily-sums buffer for the day's blocks
-            buf = np.zeros(m + m // 4, DAILY_DTYPE)
-        daily = window_sums(w, np.where(own, -1, src), d, DAILY_DTYPE, out=buf)
-        del w, own, t_slot
-        notify, minutes, _ = evaluate(daily, rule)       # the rule is per directed daily row
-        g = len(daily)
-        for f, v in (("notify", notify), ("minutes", minutes)):
-            keep[f][r:r + g] = v
-        keep_columns(daily, keep, r)                      # observer, source, t_first, att_mean, duration_s
-        r += g
-        del daily, notify, minutes
+    lo, segs, pending, bufs = 0, [], deque(), threading.local()
+    with ThreadPoolExecutor(BLOCK_THREADS, thread_name_prefix="pairs-block") as pool:
+        for w in blocks:                                 # blocks of whole observers, in file order
+            m = len(w["observer"])
+            if lo + m > n:                               # more windows than IDs read: refused below
+                lo += m
+                break
+            # each block's rows go to keep at its windows' offset (disjoint: g <= m), in parallel
+            pending.append((lo, pool.submit(_block_rows, w, source[lo:lo + m], slot[lo:lo + m], d, rule, keep,
+                                            lo, bufs)))
+            lo += m
+            del w
+            while len(pending) >= BLOCK_THREADS:         # at most BLOCK_THREADS blocks in flight
+                segs.append(_collect(pending.popleft(), st))
+        while pending:
+            segs.append(_collect(pending.popleft(), st))
     if lo != n:
         raise ValueError(f"{run.path}: day {d}: the windows file changed while it was read ({lo} of {n} rows)")
-    del source, slot, buf
+    r = 0
+    for at, g in segs:                                   # close the gaps (none where every window is a row)
+        if at != r:
+            for f in keep:
+                keep[f][r:r + g] = keep[f][at:at + g]    # moved left; numpy copes with the overlap
+        r += g
+    del source, slot, bufs
     gt = ground_truth()
     order = pair_order(keep["observer"][:r], keep["source"][:r], d)
     for f in keep:                                       # one column at a time: one extra column of memory

@@ -311,7 +311,7 @@ class OnePass:
         # traceable network (truly close and notified), notified network, close-contact network
         self._order = order_from_ranks(ranks)
         self._sorted_ranks = ranks[self._order]
-        self._nets = {name: g.percolation(name, self._order) for name in ("", "notified_", "ideal_")}
+        self._nets = g.percolation(self._order)
         self._largest, self._chi = self._nets[""]
 
     def evaluate(self, grid) -> dict:

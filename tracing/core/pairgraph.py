@@ -230,6 +230,8 @@ def merge_compact(acc: np.ndarray, day: dict, out_dtype) -> np.ndarray:
 # directed edge flags: bit 0 truly close, bit 1 dst warned if src is an index case, bit 2 src's log
 # of dst passes the rule (a pair's byte is that of its edge i -> j: true, notify_j, notify_i)
 _TRUE, _WARN, _LOGS = 1, 2, 4
+# the networks of the curves: (flags all needed, flags one of which is needed) of a pair
+_NETWORKS = {"": (_TRUE, _WARN | _LOGS), "notified_": (0, _WARN | _LOGS), "ideal_": (_TRUE, 0)}
 
 
 @numba.njit(cache=True, nogil=True)
@@ -321,46 +323,51 @@ def _degree_kernel(g, bit):
 
 
 @numba.njit(cache=True)
-def _newman_ziff_kernel(g, need_all, need_any, order):
-    """:func:`tracing.core.percolation.newman_ziff_csr` on the network of the pairs whose flags have
-    every bit of ``need_all`` and (unless 0) some bit of ``need_any`` (both masks symmetric in the two
-    directions): the same union-find, read off the graph -- the largest cluster and the mean finite
-    cluster size after each addition depend on the network only, not on the order of a node's edges."""
+def _newman_ziff_kernel(g, masks, order):
+    """:func:`tracing.core.percolation.newman_ziff_csr` on k networks at once, one scan of each added
+    node's edges: network q holds the pairs whose flags have every bit of ``masks[q, 0]`` and (unless
+    0) some bit of ``masks[q, 1]`` (both symmetric in the two directions).  The same union-find per
+    network -- the largest cluster and the mean finite cluster size after each addition depend on the
+    network only, not on the order of a node's edges.  Returns (largest, chi), (k, len(order))."""
     indptr, rptr, nbr, fl = g[0], g[1], g[2], g[3]
-    n, m = indptr.shape[0] - 1, order.shape[0]
-    parent = np.full(n, -1, np.int64)  # -1 = not occupied
-    size = np.zeros(n, np.int64)
-    largest = np.zeros(m, np.int64)
-    chi = np.zeros(m, np.float64)
-    big, sum_sq = 0, 0
-    for k in range(m):
-        v = order[k]
-        parent[v] = v
-        size[v] = 1
+    n, m, k = indptr.shape[0] - 1, order.shape[0], masks.shape[0]
+    parent = np.full((n, k), -1, np.int64)  # -1 = not occupied (the same nodes in every network)
+    size = np.zeros((n, k), np.int64)
+    largest = np.zeros((k, m), np.int64)
+    chi = np.zeros((k, m), np.float64)
+    big, sum_sq, rv = np.zeros(k, np.int64), np.zeros(k, np.int64), np.empty(k, np.int64)
+    for t in range(m):
+        v = order[t]
+        parent[v, :] = v
+        size[v, :] = 1
         sum_sq += 1
-        rv = v
+        rv[:] = v
         for h in range(2):
             lo, hi = (indptr[v], indptr[v + 1]) if h == 0 else (rptr[v], rptr[v + 1])
             for x in range(lo, hi):
                 u, f = nbr[x], fl[x]
-                if (f & need_all) != need_all or (need_any != 0 and (f & need_any) == 0) or parent[u] < 0:
+                if parent[u, 0] < 0:
                     continue
-                ru = _find(parent, u)
-                if ru == rv:
-                    continue
-                su, sv = size[ru], size[rv]
-                sum_sq += 2 * su * sv  # (su + sv)^2 - su^2 - sv^2
-                if su < sv:
-                    parent[ru] = rv
-                    size[rv] = su + sv
-                else:
-                    parent[rv] = ru
-                    size[ru] = su + sv
-                    rv = ru
-        big = max(big, size[rv])
-        largest[k] = big
-        if k + 1 > big:
-            chi[k] = (sum_sq - big * big) / (k + 1 - big)
+                for q in range(k):
+                    if (f & masks[q, 0]) != masks[q, 0] or (masks[q, 1] != 0 and (f & masks[q, 1]) == 0):
+                        continue
+                    ru = _find(parent[:, q], u)
+                    if ru == rv[q]:
+                        continue
+                    su, sv = size[ru, q], size[rv[q], q]
+                    sum_sq[q] += 2 * su * sv  # (su + sv)^2 - su^2 - sv^2
+                    if su < sv:
+                        parent[ru, q] = rv[q]
+                        size[rv[q], q] = su + sv
+                    else:
+                        parent[rv[q], q] = ru
+                        size[ru, q] = su + sv
+                        rv[q] = ru
+        for q in range(k):
+            big[q] = max(big[q], size[rv[q], q])
+            largest[q, t] = big[q]
+            if t + 1 > big[q]:
+                chi[q, t] = (sum_sq[q] - big[q] * big[q]) / (t + 1 - big[q])
     return largest, chi
 
 
@@ -534,15 +541,15 @@ class PairGraph:
         """Distinct truly close contacts per agent (int64 (n,))."""
         return _degree_kernel(self.arrays, _TRUE)
 
-    def percolation(self, network: str, order: np.ndarray):
-        """Newman--Ziff (``percolation.newman_ziff_csr``'s ``largest``, ``chi``) of a network: ``""``
+    def percolation(self, order: np.ndarray, networks=("", "notified_", "ideal_")) -> dict:
+        """Newman--Ziff (``percolation.newman_ziff_csr``'s ``largest``, ``chi``) of each network: ``""``
         traceable (truly close and notified either way), ``"notified_"``, ``"ideal_"`` (truly close),
-        adding the agents ``order`` (distinct)."""
-        need_all, need_any = {"": (_TRUE, _WARN | _LOGS), "notified_": (0, _WARN | _LOGS),
-                              "ideal_": (_TRUE, 0)}[network]
+        adding the agents ``order`` (distinct); all in one scan of the graph."""
+        masks = np.array([_NETWORKS[name] for name in networks], np.int64).reshape(-1, 2)
         if len(order) == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.float64)
-        return _newman_ziff_kernel(self.arrays, need_all, need_any, np.asarray(order, np.int64))
+            return {name: (np.zeros(0, np.int64), np.zeros(0, np.float64)) for name in networks}
+        largest, chi = _newman_ziff_kernel(self.arrays, masks, np.asarray(order, np.int64))
+        return {name: (largest[q], chi[q]) for q, name in enumerate(networks)}
 
     def f0_edges(self, f0: np.ndarray):
         """``(a, b, true, notified)`` of every pair with an index case a (``f0`` sorted, distinct): the

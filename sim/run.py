@@ -110,10 +110,9 @@ RUN_KERNELS = {
     "sim.scanning.step": ("_close_kernel", "_eval_static_kernel", "_eval_step_kernel", "_phases"),
     "sim.scanning.runs": ("_close_runs_kernel", "_runs_compact_kernel", "_runs_merge_kernel"),
     "sim.scanning.stays": ("_candidates_kernel", "_eval_stays_kernel", "_stays_kernel"),
-    "sim.scanning.accumulate": ("_contains_kernel", "_gt_insert_kernel", "_obs_counts_kernel",
-                                "_piece_slots_kernel", "_shard_order_kernel", "_win_insert_kernel",
-                                "_window_fill_kernel", "_window_heads_kernel", "_window_order_kernel",
-                                "_window_sort_kernel"),
+    "sim.scanning.accumulate": ("_contains_kernel", "_gt_insert_kernel", "_shard_order_kernel", "_win_insert_kernel"),
+    "sim.scanning.extract": ("_obs_counts_kernel", "_piece_slots_kernel", "_window_fill_kernel",
+                             "_window_heads_kernel", "_window_order_kernel", "_window_sort_kernel"),
 }
 #: CPU seconds of a first run's compilation of RUN_KERNELS: 35 s cold less 2.4 s warm for a tiny run at load 2.6
 #: (benchmarks/firstrun.py; README Performance; 59-72 s before the scanning kernels ran serial on run_blocks)

@@ -8,7 +8,7 @@ import pytest
 
 from sim import cell_list
 from sim.neighbours import pairs_within, pairs_within_groups
-from sim.scanning.accumulate import _merge_sort_rows
+from sim.scanning.extract import _merge_sort_rows
 
 
 @pytest.mark.parametrize("m", [0, 1, 2, 48, 49, 300, 5000])

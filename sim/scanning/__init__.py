@@ -29,7 +29,8 @@ attenuation = advertiser's TX power − RSSI); ground truth keyed by (i, j), i <
 close (sub)steps and the minimum distance.
 
 Modules: :mod:`sim.scanning.step` (radio per scan, :class:`Radio`, the scenario's radio parameters),
-:mod:`sim.scanning.accumulate` (the sharded hash maps, :class:`DayAccumulator`),
+:mod:`sim.scanning.accumulate` (the sharded hash maps, :class:`DayAccumulator`; its window extraction's
+kernels in :mod:`sim.scanning.extract`),
 :mod:`sim.scanning.runs` (run-length merge, :class:`PairRuns`, :class:`CloseRuns`),
 :mod:`sim.scanning.stays` (pairs of agents seated in one instance, evaluated once per stay overlap with the
 same draws: :func:`seated_stays`, :func:`eval_stays`).

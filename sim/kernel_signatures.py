@@ -6,82 +6,82 @@ arguments change (``tests/test_sim_budget.py`` checks them against a simulation)
 NUMBA_VERSION = '0.68.1'
 
 KERNELS = {
-    'sim.positions._positions_kernel': (  # 3.69 s
+    'sim.positions._positions_kernel': (  # 4.07 s
         ["(int64, int64, uint64, int64, int64, float64, bool, Array(int32, 2, 'C', False, aligned=True), Array(int32, 2, 'C', False, aligned=True), Array(int64, 2, 'C', False, aligned=True), Array(int8, 2, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), float64, float64, Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True))"],
-        3.69),
+        4.07),
     'sim.neighbours._bounds_kernel': (  # 0.33 s
         ["(Array(float64, 2, 'C', False, aligned=True),)"],
         0.33),
-    'sim.cell_list._buckets_kernel': (  # 1.92 s
+    'sim.cell_list._buckets_kernel': (  # 2.31 s
         ["(Array(uint64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, int64, int64, Array(float64, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), int64, int64)"],
-        1.92),
-    'sim.cell_list._pair_scatter_kernel': (  # 0.23 s
+        2.31),
+    'sim.cell_list._pair_scatter_kernel': (  # 0.24 s
         ["(Array(uint64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, int64, Array(int64, 2, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), int64, int64)"],
-        0.23),
-    'sim.cell_list._points_kernel': (  # 0.39 s
-        ["(Array(float64, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), float64, float64, float64, int64, int64, int64, int64, int64, bool, Array(int64, 2, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), int64, int64)"],
-        0.39),
-    'sim.cell_list._scan_kernel': (  # 2.06 s
-        ["(Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, int64, float64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, int64, Array(uint64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 2, 'C', False, aligned=True), int64, int64)"],
-        2.06),
-    'sim.scanning.step._close_kernel': (  # 0.36 s
-        ["(Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), float64, Array(bool, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), int64, int64)"],
-        0.36),
-    'sim.scanning.step._eval_static_kernel': (  # 3.38 s
-        ["(uint64, int64, Array(int64, 1, 'C', False, aligned=True), float64, float64, Array(float64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), float64, float64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 2, 'C', False, aligned=True), float64, float64, float64, float64, float64, float64, Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), int64, int64)"],
-        3.38),
-    'sim.scanning.step._eval_step_kernel': (  # 2.19 s
-        ["(uint64, int64, int64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), float64, float64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 2, 'C', False, aligned=True), float64, float64, float64, float64, float64, float64, Array(float64, 1, 'C', False, aligned=True), int64, int64)"],
-        2.19),
-    'sim.scanning.step._phases': (  # 0.63 s
-        ["(uint64, Array(uint64, 1, 'C', False, aligned=True))"],
-        0.63),
-    'sim.scanning.runs._close_runs_kernel': (  # 0.71 s
-        ["(Array(uint64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True))"],
-        0.71),
-    'sim.scanning.runs._runs_compact_kernel': (  # 0.72 s
-        ["(Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True))"],
-        0.72),
-    'sim.scanning.runs._runs_merge_kernel': (  # 3.27 s
-        ["(Array(uint64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), uint16, Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, int64)"],
-        3.27),
-    'sim.scanning.stays._candidates_kernel': (  # 0.56 s
-        ["(Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(bool, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, int64)"],
-        0.56),
-    'sim.scanning.stays._eval_stays_kernel': (  # 9.20 s
-        ["(int64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(bool, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), uint64, int64, Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), float64, float64, float64, int64, float64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 2, 'C', False, aligned=True), float64, float64, float64, float64, float64, float64, Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, int64)"],
-        9.2),
-    'sim.scanning.stays._stays_kernel': (  # 1.10 s
-        ["(Array(int32, 2, 'C', False, aligned=True), Array(int32, 2, 'C', False, aligned=True), Array(int64, 2, 'C', False, aligned=True), Array(int8, 2, 'C', False, aligned=True), int64, int64, int64, bool, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True))"],
-        1.1),
-    'sim.scanning.accumulate._contains_kernel': (  # 0.65 s
-        ["(Array(uint64, 1, 'C', False, aligned=True), int64, Array(uint64, 1, 'C', False, aligned=True), Array(bool, 1, 'C', False, aligned=True), int64, int64)"],
-        0.65),
-    'sim.scanning.accumulate._gt_insert_kernel': (  # 1.34 s
-        ["(Array(uint64, 1, 'C', False, aligned=True), Array(Record([('n', {'type': int32, 'offset': 0, 'alignment': None, 'title': None, }), ('dmin', {'type': float32, 'offset': 4, 'alignment': None, 'title': None, })], 8, False), 1, 'C', False, aligned=False), Array(int64, 1, 'C', False, aligned=True), int64, Array(uint64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), int64, int64)"],
-        1.34),
-    'sim.scanning.accumulate._obs_counts_kernel': (  # 0.20 s
-        ["(Array(uint64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True))"],
-        0.2),
-    'sim.scanning.accumulate._piece_slots_kernel': (  # 0.75 s
-        ["(Array(uint64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64)"],
-        0.75),
-    'sim.scanning.accumulate._shard_order_kernel': (  # 0.48 s
-        ["(Array(uint64, 1, 'C', False, aligned=True), int64)"],
-        0.48),
-    'sim.scanning.accumulate._win_insert_kernel': (  # 1.42 s
-        ["(Array(uint64, 1, 'C', False, aligned=True), Array(Record([('n', {'type': uint16, 'offset': 0, 'alignment': None, 'title': None, }), ('s0', {'type': uint16, 'offset': 2, 'alignment': None, 'title': None, }), ('s1', {'type': uint16, 'offset': 4, 'alignment': None, 'title': None, }), ('rmax', {'type': float32, 'offset': 6, 'alignment': None, 'title': None, }), ('rsum', {'type': float32, 'offset': 10, 'alignment': None, 'title': None, })], 14, False), 1, 'C', False, aligned=False), Array(uint16, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, Array(uint64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), bool, int64, int64)"],
-        1.42),
-    'sim.scanning.accumulate._window_fill_kernel': (  # 0.89 s
-        ["(Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(uint16, 1, 'A', False, aligned=True), Array(uint16, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), float64, float64, Array(int64, 1, 'A', False, aligned=True), Array(uint64, 1, 'A', False, aligned=True), Array(float64, 1, 'A', False, aligned=True), Array(float64, 1, 'A', False, aligned=True), Array(int32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 2, 'A', False, aligned=True), int64, int64)"],
-        0.89),
-    'sim.scanning.accumulate._window_heads_kernel': (  # 0.24 s
-        ["(Array(int64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(uint16, 1, 'A', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), float64, float64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True))"],
         0.24),
-    'sim.scanning.accumulate._window_order_kernel': (  # 0.59 s
+    'sim.cell_list._points_kernel': (  # 0.44 s
+        ["(Array(float64, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), float64, float64, float64, int64, int64, int64, int64, int64, bool, Array(int64, 2, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), int64, int64)"],
+        0.44),
+    'sim.cell_list._scan_kernel': (  # 1.91 s
+        ["(Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, int64, float64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, int64, Array(uint64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 2, 'C', False, aligned=True), int64, int64)"],
+        1.91),
+    'sim.scanning.step._close_kernel': (  # 0.24 s
+        ["(Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), float64, Array(bool, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), int64, int64)"],
+        0.24),
+    'sim.scanning.step._eval_static_kernel': (  # 2.99 s
+        ["(uint64, int64, Array(int64, 1, 'C', False, aligned=True), float64, float64, Array(float64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), float64, float64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 2, 'C', False, aligned=True), float64, float64, float64, float64, float64, float64, Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), int64, int64)"],
+        2.99),
+    'sim.scanning.step._eval_step_kernel': (  # 2.39 s
+        ["(uint64, int64, int64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), float64, float64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 2, 'C', False, aligned=True), float64, float64, float64, float64, float64, float64, Array(float64, 1, 'C', False, aligned=True), int64, int64)"],
+        2.39),
+    'sim.scanning.step._phases': (  # 0.71 s
+        ["(uint64, Array(uint64, 1, 'C', False, aligned=True))"],
+        0.71),
+    'sim.scanning.runs._close_runs_kernel': (  # 0.75 s
+        ["(Array(uint64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True))"],
+        0.75),
+    'sim.scanning.runs._runs_compact_kernel': (  # 0.77 s
+        ["(Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True))"],
+        0.77),
+    'sim.scanning.runs._runs_merge_kernel': (  # 3.73 s
+        ["(Array(uint64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), uint16, Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, int64)"],
+        3.73),
+    'sim.scanning.stays._candidates_kernel': (  # 0.67 s
+        ["(Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(bool, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, int64)"],
+        0.67),
+    'sim.scanning.stays._eval_stays_kernel': (  # 7.43 s
+        ["(int64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(bool, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), uint64, int64, Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), float64, float64, float64, int64, float64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float64, 2, 'C', False, aligned=True), float64, float64, float64, float64, float64, float64, Array(float64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, int64)"],
+        7.43),
+    'sim.scanning.stays._stays_kernel': (  # 1.34 s
+        ["(Array(int32, 2, 'C', False, aligned=True), Array(int32, 2, 'C', False, aligned=True), Array(int64, 2, 'C', False, aligned=True), Array(int8, 2, 'C', False, aligned=True), int64, int64, int64, bool, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True))"],
+        1.34),
+    'sim.scanning.accumulate._contains_kernel': (  # 0.72 s
+        ["(Array(uint64, 1, 'C', False, aligned=True), int64, Array(uint64, 1, 'C', False, aligned=True), Array(bool, 1, 'C', False, aligned=True), int64, int64)"],
+        0.72),
+    'sim.scanning.accumulate._gt_insert_kernel': (  # 1.51 s
+        ["(Array(uint64, 1, 'C', False, aligned=True), Array(Record([('n', {'type': int32, 'offset': 0, 'alignment': None, 'title': None, }), ('dmin', {'type': float32, 'offset': 4, 'alignment': None, 'title': None, })], 8, False), 1, 'C', False, aligned=False), Array(int64, 1, 'C', False, aligned=True), int64, Array(uint64, 1, 'C', False, aligned=True), Array(int32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), int64, int64)"],
+        1.51),
+    'sim.scanning.accumulate._shard_order_kernel': (  # 0.85 s
+        ["(Array(uint64, 1, 'C', False, aligned=True), int64)"],
+        0.85),
+    'sim.scanning.accumulate._win_insert_kernel': (  # 1.52 s
+        ["(Array(uint64, 1, 'C', False, aligned=True), Array(Record([('n', {'type': uint16, 'offset': 0, 'alignment': None, 'title': None, }), ('s0', {'type': uint16, 'offset': 2, 'alignment': None, 'title': None, }), ('s1', {'type': uint16, 'offset': 4, 'alignment': None, 'title': None, }), ('rmax', {'type': float32, 'offset': 6, 'alignment': None, 'title': None, }), ('rsum', {'type': float32, 'offset': 10, 'alignment': None, 'title': None, })], 14, False), 1, 'C', False, aligned=False), Array(uint16, 2, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64, Array(uint64, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 1, 'C', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(int8, 1, 'C', False, aligned=True), bool, int64, int64)"],
+        1.52),
+    'sim.scanning.extract._obs_counts_kernel': (  # 0.21 s
+        ["(Array(uint64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True))"],
+        0.21),
+    'sim.scanning.extract._piece_slots_kernel': (  # 0.63 s
+        ["(Array(uint64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), int64)"],
+        0.63),
+    'sim.scanning.extract._window_fill_kernel': (  # 1.37 s
+        ["(Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(uint16, 1, 'A', False, aligned=True), Array(uint16, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(uint16, 2, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(float32, 1, 'C', False, aligned=True), float64, float64, Array(int64, 1, 'A', False, aligned=True), Array(uint64, 1, 'A', False, aligned=True), Array(float64, 1, 'A', False, aligned=True), Array(float64, 1, 'A', False, aligned=True), Array(int32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 1, 'A', False, aligned=True), Array(float32, 2, 'A', False, aligned=True), int64, int64)"],
+        1.37),
+    'sim.scanning.extract._window_heads_kernel': (  # 0.23 s
+        ["(Array(int64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(uint16, 1, 'A', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), float64, float64, Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True))"],
+        0.23),
+    'sim.scanning.extract._window_order_kernel': (  # 0.50 s
         ["(Array(int64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), int64, int64)"],
-        0.59),
-    'sim.scanning.accumulate._window_sort_kernel': (  # 1.29 s
+        0.5),
+    'sim.scanning.extract._window_sort_kernel': (  # 1.31 s
         ["(Array(int64, 1, 'C', False, aligned=True), Array(int64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), Array(uint64, 1, 'C', False, aligned=True), Array(float64, 1, 'C', False, aligned=True), int64, int64)"],
-        1.29),
+        1.31),
 }

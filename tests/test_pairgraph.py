@@ -257,7 +257,8 @@ def test_curves_unit_reads_six_columns_one_row_group_at_a_time(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from tracing.sweep.tasks import _curves_columns
+    from tracing.sweep.store import read_pair_columns
+    from tracing.sweep.tasks import _CURVES_COLUMNS
 
     n, day = 400, compact_stream(_days(seed=10, n_days=1), 400)
     day = day[np.r_[True, (np.diff(day["i"]) != 0) | (np.diff(day["j"]) != 0)]]     # a stored day
@@ -265,7 +266,7 @@ def test_curves_unit_reads_six_columns_one_row_group_at_a_time(tmp_path):
     pq.write_table(pa.table({k: np.ascontiguousarray(day[k]) for k in day.dtype.names}), path,
                    row_group_size=500)
     assert pq.ParquetFile(path).num_row_groups > 2
-    cols = _curves_columns(path)
+    cols = read_pair_columns(path, _CURVES_COLUMNS)
     assert list(cols) == ["i", "j", "t_first", "true_close", "notify_j", "notify_i"]
     assert cols["i"].dtype == cols["j"].dtype == np.int32
     for k, x in cols.items():
@@ -274,5 +275,5 @@ def test_curves_unit_reads_six_columns_one_row_group_at_a_time(tmp_path):
     bad = day.copy()
     bad["j"][-1] = 2**31
     pq.write_table(pa.table({k: np.ascontiguousarray(bad[k]) for k in bad.dtype.names}), path)
-    with pytest.raises(ValueError, match="day.parquet: agent ids outside"):
-        _curves_columns(path)
+    with pytest.raises(ValueError, match="day.parquet: agent ids outside 0..2147483647"):
+        read_pair_columns(path, _CURVES_COLUMNS)

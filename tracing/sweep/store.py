@@ -14,7 +14,8 @@ under a name that contains that hash, with the hash and the parameters inside th
   after its run folder (``runs/...``) is complete; the run folder carries the same hash in
   ``unit.json``, so a folder overwritten by a run of other parameters is never taken for this one;
 * ``units/pairs-<label>-r<rep>-<rule>-d<day>-<hash>.parquet`` -- one day of the pair table
-  (:data:`tracing.pairs.PAIR_DTYPE`), hash and parameters in the Parquet metadata;
+  (:data:`tracing.pairs.PAIR_DTYPE`), hash and parameters in the Parquet metadata; read whole by
+  :meth:`Store.read_pairs`, or some of its columns by :func:`read_pair_columns`;
 * ``units/curves-<label>-r<rep>-<rule>-<strategy>-<hash>.npz`` -- the replicate's curves on the sweep's
   grid and on the fine grid and its exact percolation threshold (``numpy.savez``, read back with
   ``allow_pickle=False``; hash and parameters in a JSON string member).
@@ -40,7 +41,7 @@ from ble.schema import atomic_path, write_text_atomic
 from sim.run import code_digest
 from tracing.version import __version__
 
-__all__ = ["HASH_CHARS", "canonical_json", "unit_params", "unit_hash", "safe_label", "Unit", "Store"]
+__all__ = ["HASH_CHARS", "canonical_json", "unit_params", "unit_hash", "safe_label", "Unit", "Store", "read_pair_columns"]
 
 HASH_CHARS = 16          #: hex digits of the SHA-256 kept in names (64 bits)
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -265,3 +266,26 @@ class Store:
                 p.unlink(missing_ok=True)
                 k += 1
         return k
+
+
+def read_pair_columns(path, dtypes: Mapping) -> dict:
+    """The columns ``{name: dtype}`` of a stored pair table (a pairs unit's Parquet file) as contiguous
+    arrays, filled one row group at a time: beside them only one row group's Arrow buffers, and no other
+    column decoded.  Agent columns ``i`` / ``j`` must fit ``0..`` their integer dtype's maximum
+    (``ValueError`` naming the file otherwise)."""
+    import pyarrow as pa                   # heavy: imported where tables are read
+    import pyarrow.parquet as pq
+    f = pq.ParquetFile(path)
+    out = {k: np.empty(f.metadata.num_rows, dt) for k, dt in dtypes.items()}
+    q, t = 0, None
+    for g in range(f.num_row_groups):
+        t = f.read_row_group(g, columns=list(out))
+        for k, x in out.items():
+            v = t.column(k).to_numpy()
+            if k in ("i", "j") and len(v) and not 0 <= v.min() <= v.max() <= np.iinfo(x.dtype).max:
+                raise ValueError(f"{path}: agent ids outside 0..{np.iinfo(x.dtype).max} in column {k}")
+            x[q:q + len(v)] = v
+        q += t.num_rows
+    del t
+    pa.default_memory_pool().release_unused()          # else Arrow's allocator keeps the freed buffers
+    return out

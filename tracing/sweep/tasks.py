@@ -41,7 +41,7 @@ from tracing.core.coverage import fold_stream, pair_graph
 from tracing.pipeline import pairs_from_run
 from tracing.sweep.epidemic import replicate_closed_loop
 from tracing.sweep.replicate import analysis_rng, one_replicate, resolve_index_cases
-from tracing.sweep.store import Store, Unit
+from tracing.sweep.store import Store, Unit, read_pair_columns
 
 __all__ = ["Task", "sim_task", "pairs_task", "curves_task", "epidemic_task"]
 
@@ -94,30 +94,9 @@ def pairs_task(out: str, unit: Unit, run_rel: str, rule: str, day: int, reuse: b
             "seconds": round(time.perf_counter() - t0, 3)}
 
 
+#: the columns of a stored day table the curves read (agents as int32: 19 bytes a row)
 _CURVES_COLUMNS = {"i": np.int32, "j": np.int32, "t_first": np.float64, "true_close": np.bool_,
                    "notify_j": np.bool_, "notify_i": np.bool_}
-
-
-def _curves_columns(path: Path) -> dict:
-    """The columns of a stored day table that the curves read (agents as int32: 19 bytes a row), filled
-    one row group at a time: beside them only one row group's Arrow buffers (``day``, ``minutes`` and
-    ``att`` never)."""
-    import pyarrow as pa                   # heavy: imported where tables are read
-    import pyarrow.parquet as pq
-    f = pq.ParquetFile(path)
-    out = {k: np.empty(f.metadata.num_rows, dt) for k, dt in _CURVES_COLUMNS.items()}
-    q, t = 0, None
-    for g in range(f.num_row_groups):
-        t = f.read_row_group(g, columns=list(out))
-        for k, x in out.items():
-            v = t.column(k).to_numpy()
-            if k in ("i", "j") and len(v) and not 0 <= v.min() <= v.max() < 2**31:
-                raise ValueError(f"{path}: agent ids outside 0..2**31-1 in column {k}")
-            x[q:q + len(v)] = v
-        q += t.num_rows
-    del t
-    pa.default_memory_pool().release_unused()          # else Arrow's allocator keeps the freed buffers
-    return out
 
 
 def curves_task(out: str, unit: Unit, run_rel: str, pair_units: list, strategy: str, seed: int,
@@ -132,7 +111,8 @@ def curves_task(out: str, unit: Unit, run_rel: str, pair_units: list, strategy: 
     n = len(next(iter(pop.values())))
     # the day tables' pairs folded in one day at a time, in place (21 bytes a distinct pair), then the
     # replicate-independent graph OnePass reads, made of the same arrays (30 bytes a flagged pair)
-    pairs = pair_graph(fold_stream((_curves_columns(store.path(u)) for u in pair_units), n), n)
+    pairs = pair_graph(fold_stream((read_pair_columns(store.path(u), _CURVES_COLUMNS) for u in pair_units),
+                                   n), n)
     share = float(np.mean(pop["has_phone"])) if "has_phone" in pop else None
     k = resolve_index_cases(index_cases, n)     # (mode, number): uniform or by close contacts
     c, f, p = one_replicate(pairs, n, pop, strategy, analysis_rng(seed, replicate), k,

@@ -26,7 +26,9 @@ windows extracted in pieces of whole observers and the pair runs flushed in key-
 6,785 MiB, set by the evening peak of away pairs (their runs' state, ~190 B a pair) on top of the 3.9 GiB
 maps; a 10^5-agent day 1,351 MiB. Re-measured quiet on the final code of that round (the scanning kernels
 serial on ``sim.kernels.run_blocks`` threads too; load 1.2-2.0): a 10^6-agent day took 263 s (418 CPU-s)
-and peaked at 6,962 MiB; a 10^5-agent day 25.7 s, 1,367 MiB.
+and peaked at 6,962 MiB; a 10^5-agent day 25.7 s, 1,367 MiB. With the day maps' lines prefetched in groups, the windows sorted on
+contiguous copies and extracted straight into the writer's buffer (same bytes; load 1.0-1.6): 224 s
+(344 CPU-s) and 6,852 MiB at 10^6 agents, 22.9 s and 1,344 MiB at 10^5.
 
 A sweep (``proxitrace sweep``) also builds each day's pair table, which holds that day's windows whole
 (``tracing.pipeline.pairs_from_run``): measured on Lạng Sơn x0.128 (100,000 agents), one day, one
@@ -60,8 +62,8 @@ __all__ = ["BYTES_PER_AGENT", "BASE_BYTES", "SECONDS_PER_AGENT_DAY", "ANALYSIS_B
 BYTES_PER_AGENT = 7_000
 #: fixed resident bytes (interpreter, numpy/pyarrow/numba, compiled kernels)
 BASE_BYTES = 300 * 2**20
-#: wall seconds per agent-day on the reference machine at load 1-2 (263 s for 10^6 agents x 1 day)
-SECONDS_PER_AGENT_DAY = 2.65e-4
+#: wall seconds per agent-day on the reference machine at load 1-2 (224 s for 10^6 agents x 1 day)
+SECONDS_PER_AGENT_DAY = 2.25e-4
 #: peak resident bytes per agent of a sweep's pair-table unit of one day (2.70 GB at 312,662 agents and
 #: 1.14 GB at 10^5, less the fixed part: 7.6 and 8.3 KB; rounded up)
 ANALYSIS_BYTES_PER_AGENT = 8_500
@@ -72,15 +74,16 @@ ANALYSIS_SECONDS_PER_AGENT_DAY = 8.0e-5
 #: measured on Lang Son x0.064 (50,026 agents, seed 0, rule bluezone); later days add the last increment
 #: each.  The contact structure is per agent (42.3 pair rows per agent-day at x0.128, 42.1 here), but
 #: a larger province repeats fewer of its chance contacts: after 14 days x0.0256 had 312.1 per agent,
-#: x0.064 326.6 (+4.6%); the 1:1 province may have ~10-15% more (not in the curves constants below)
+#: x0.064 326.6 (+4.6%), the 1:1 province 342.2 (+4.8%; covered by ``CURVES_BYTES_PER_PAIR``)
 DISTINCT_PAIRS_PER_AGENT = (42.1, 72.6, 100.8, 126.8, 151.7, 177.7, 200.0, 220.5, 239.4, 259.0, 276.9,
                             294.9, 311.7, 326.6)
 #: peak resident bytes of a sweep's curves unit per distinct pair of the run (the pairs folded in place,
 #: 21 B each, then the graph, 30 B per flagged pair: 84% of them under bluezone) and per agent (the
 #: replicate's arrays and a day's columns, ~370 B, and the unit's fixed ~200 MB spread over a 1:1
 #: province), above ``BASE_BYTES``: 50,026 agents x 14 days (16.3 M pairs) peaked at 910 MiB (25.4 B a
-#: pair in the graph), 4 disjoint copies of it (200,104 agents) at 2,180 MiB (load 5-8)
-CURVES_BYTES_PER_PAIR = 26
+#: pair in the graph); the real 1:1 Lang Son x 14 days (267.5 M pairs, 342 per agent) at 7,253 MiB
+#: (7.6 GB, 27.2 B a pair above the interpreter), which 27 B a pair with the x0.064 table covers
+CURVES_BYTES_PER_PAIR = 27
 CURVES_DAY_BYTES_PER_AGENT = 700
 #: head-room kept free when deciding whether a run fits (the page cache of the Parquet writes, others)
 HEADROOM = 0.9

@@ -45,9 +45,9 @@ _PLACES = {
     # preschool/primary classes (ages <= primary_max_age) in staggered rows primary_spacing_m apart
     # (6 nearest classmates; the square grid gave 8.6 close contacts a day at ages 5-9 vs Prem's 6.0)
     "school":     dict(layout="seated", class_size=32, density_m2=1.6, spacing_m=1.2,
-                       move_prob=0.05, attendance=0.95, primary_spacing_m=1.5, primary_max_age=10),
+                       move_prob=0.05, primary_spacing_m=1.5, primary_max_age=10),
     "university": dict(layout="seated", class_size=60, density_m2=1.5, spacing_m=1.1,
-                       move_prob=0.05, attendance=0.8),
+                       move_prob=0.05),
     # work spacings calibrated to Prem 2021's work matrix (4.6-5.7 contacts a day at ages 30-59)
     "office":     dict(layout="seated", size=12, density_m2=6.0, spacing_m=1.4, move_prob=0.15,
                        visit_weekday=0.02, visit_weekend=0.0, dwell_min=30.0, per_people=800),
@@ -194,7 +194,7 @@ _PROB_KEYS = {"urban_share", "young_adult_at_home", "single_parent_share", "elde
               "ios_share", "android_share", "employment_rate", "agriculture_share", "civil_servant_share",
               "health_worker_share", "transport_worker_share", "factory_share", "market_vendor_share",
               "restaurant_staff_share", "hotel_staff_share", "university_share", "night_shift_share",
-              "home_lunch_share", "saturday_work_share", "move_prob", "attendance", "visit_weekday",
+              "home_lunch_share", "saturday_work_share", "move_prob", "visit_weekday",
               "visit_weekend", "share_urban", "share_rural"}
 _INT_POS = {"size", "class_size", "household_max", "commune_size", "district_size", "step_s",
             "gt_substeps", "per_people", "room_size", "farm_team", "visit_range", "primary_max_age"}

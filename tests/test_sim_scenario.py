@@ -67,6 +67,8 @@ def test_scenario_toml_overrides(tmp_path):
     ("[places.market]\ndensity_m2 = 0\n", "scenario.toml: places.market.density_m2: must be a positive number"),
     ("[places.nightclub]\nsize = 3\n", "scenario.toml: places.nightclub: unknown key"),
     ("[population]\nsizes = 3\n", "scenario.toml: population.sizes: unknown key"),
+    # attendance is drawn per age from MICS6 (sim.population); a place-type key for it did nothing
+    ("[places.school]\nattendance = 0.9\n", "scenario.toml: places.school.attendance: unknown key"),
     ("preset = \"hanoi\"\n", "scenario.toml: preset: unknown preset"),
     ("[phones]\ncarriage_probs = [1, 2]\n", "scenario.toml: phones.carriage_probs:"),
     ("[schedule]\nwake = 1500\n", "scenario.toml: schedule.wake: must be a minute of the day"),

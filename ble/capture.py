@@ -26,7 +26,8 @@ While scanning, rows go to an append-only CSV journal ``FILE.journal.csv`` (colu
 after Ctrl-C -- the journal is converted to the two Parquet files (atomically) and removed. If the
 process is killed before that, ``proxitrace import --format capture FILE.journal.csv`` reads it.
 SIGTERM (``kill``, a service manager stopping the capture) is handled like Ctrl-C: the scan stops and
-everything received is saved.
+everything received is saved (through the event loop's signal handler, which sets an event, not an
+exception raised inside whichever task is running).
 
 Scanning mode: passive (no scan requests) unless ``--active``. BlueZ only scans passively with
 advertisement-monitor patterns, which this module builds for ``--service bluezone`` / ``gaen``; for
@@ -299,45 +300,51 @@ def _explain(e: BaseException) -> str:
 
 
 async def _scan(writer: CaptureWriter, duration_s: float, factory, scanning_mode, bluez, adapter,
-                on_started=None):
+                on_started=None) -> bool:
+    """Scan until ``duration_s`` has passed or SIGTERM arrives; returns whether SIGTERM stopped it."""
     def on_adv(device, adv):
         writer.add(device.address, adv.rssi, adv.tx_power, adv.service_uuids, adv.service_data,
                    adv.manufacturer_data)
 
+    # SIGTERM through the event loop: its handler only sets an event, so no exception is raised inside
+    # whichever task (bleak's, a callback's) happens to run when the signal lands
+    term = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGTERM, term.set)
+        watching = True
+    except (NotImplementedError, RuntimeError, ValueError):     # Windows; not the main thread
+        watching = False
     if adapter:
         bluez = {**bluez, "adapter": adapter}
     scanner = factory(on_adv, scanning_mode, bluez)
     try:
-        await asyncio.wait_for(scanner.start(), timeout=START_TIMEOUT_S)
-    except _bluetooth_errors() as e:
-        raise CaptureError(_explain(e)) from e
-    if on_started:
-        on_started()
-    try:
-        end = time.monotonic() + duration_s
-        while True:
-            left = end - time.monotonic()
-            if left <= 0:
-                break
-            await asyncio.sleep(min(left, writer.flush_interval_s))
-            writer.flush()
-    finally:
         try:
-            await asyncio.wait_for(scanner.stop(), timeout=5.0)
-        except Exception:
-            pass
-
-
-def _sigterm(signum, frame):
-    raise KeyboardInterrupt   # stop the scan and save, as Ctrl-C does
-
-
-def _on_sigterm_interrupt():
-    """Handle SIGTERM as Ctrl-C; return the previous handler (None where signals cannot be set here:
-    not the main thread)."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, _sigterm)
+            await asyncio.wait_for(scanner.start(), timeout=START_TIMEOUT_S)
+        except _bluetooth_errors() as e:
+            raise CaptureError(_explain(e)) from e
+        if on_started:
+            on_started()
+        try:
+            end = time.monotonic() + duration_s
+            while not term.is_set():
+                left = end - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(term.wait(), timeout=min(left, writer.flush_interval_s))
+                except asyncio.TimeoutError:
+                    pass
+                writer.flush()
+        finally:
+            try:
+                await asyncio.wait_for(scanner.stop(), timeout=5.0)
+            except Exception:
+                pass
+    finally:
+        if watching:
+            loop.remove_signal_handler(signal.SIGTERM)
+    return term.is_set()
 
 
 def capture(out, duration_s: float, *, service: str = "any", active: bool = False, observer: int = 0,
@@ -361,10 +368,12 @@ def capture(out, duration_s: float, *, service: str = "any", active: bool = Fals
                            meta={"scanning_mode": mode, "requested_duration_s": duration_s,
                                  "started_unix_s": time.time(), "address": "sha256(per-capture salt)"})
     interrupted = False
-    old_term = _on_sigterm_interrupt()
+    # removing the loop's SIGTERM handler (_scan) resets SIGTERM to SIG_DFL: put back what was there
+    old_term = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
     try:
-        asyncio.run(_scan(writer, duration_s, factory, mode, bluez, adapter, on_started=lambda: note and print(
-            f"proxitrace capture: note: {note}", file=stderr)))
+        interrupted = asyncio.run(_scan(writer, duration_s, factory, mode, bluez, adapter,
+                                        on_started=lambda: note and print(f"proxitrace capture: note: {note}",
+                                                                          file=stderr)))
     except CaptureError:
         writer.discard()             # never started: leave nothing behind
         raise

@@ -387,6 +387,55 @@ def _grow(x, m, need):
 _S1, _S2, _S3, _SB, _BEST, _BESTD, _BESTI, _RANK = range(8)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _f2_visit(st, c, fa, x, thr, true_path, warn_path, d, lst, nl, lst3, nl3):
+    """One path a -> b -> c of index case number ``fa`` reaching c (not F0, not a true close contact
+    of a; ``x`` = c's ``_S1``), at threshold ``thr``: c listed as a true F2 (``true_path``: both hops
+    truly close; its best ideal threshold kept), the rule's best (threshold, delay ``d``) kept where
+    the path notifies (``warn_path``), and c listed as reached over any pair unless a contact of a.
+    Returns the lists' new lengths (nl, nl3)."""
+    if true_path:
+        if st[c, _S2] != fa:
+            st[c, _S2] = fa
+            lst[nl] = c
+            nl += 1
+            st[c, _BESTI] = thr
+        elif thr < st[c, _BESTI]:
+            st[c, _BESTI] = thr
+    if warn_path:
+        if st[c, _SB] != fa:
+            st[c, _SB] = fa
+            st[c, _BEST] = thr
+            st[c, _BESTD] = d
+        elif thr < st[c, _BEST] or (thr == st[c, _BEST] and d < st[c, _BESTD]):
+            st[c, _BEST] = thr
+            st[c, _BESTD] = d
+    if x != 2.0 * fa and st[c, _S3] != fa:
+        st[c, _S3] = fa
+        lst3[nl3] = c
+        nl3 += 1
+    return nl, nl3
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _f2_emit(st, fa, lst, nl, lst3, nl3, o_thr, o_del, o_id, o_any, m, m3):
+    """Append index case ``fa``'s results (module doc of :func:`_f2_kernel`) from its lists to the
+    outputs (grown as needed); returns them and their new lengths."""
+    o_thr, o_del, o_id = _grow(o_thr, m, nl), _grow(o_del, m, nl), _grow(o_id, m, nl)
+    for k in range(nl):
+        c = lst[k]
+        hit = st[c, _SB] == fa
+        o_thr[m] = st[c, _BEST] if hit else np.inf
+        o_del[m] = st[c, _BESTD] if hit else np.nan
+        o_id[m] = st[c, _BESTI]
+        m += 1
+    o_any = _grow(o_any, m3, nl3)
+    for k in range(nl3):
+        o_any[m3] = st[lst3[k], _BEST] if st[lst3[k], _SB] == fa else np.inf
+        m3 += 1
+    return o_thr, o_del, o_id, o_any, m, m3
+
+
 @numba.njit(cache=True, nogil=True)
 def _f2_kernel(g, ranks, delay_b, f0, st):
     """The three all-levels F2 passes of the one-pass curves in one walk over the paths a -> b -> c
@@ -443,40 +492,9 @@ def _f2_kernel(g, ranks, delay_b, f0, st):
                     x = st[c, _S1]
                     if x == -1.0 or x == 2.0 * fa + 1.0:        # F0, or a true close contact of a
                         continue
-                    thr = max(thr_ab, st[c, _RANK])
-                    if pt and (f2 & _TRUE):
-                        if st[c, _S2] != fa:
-                            st[c, _S2] = fa
-                            lst[nl] = c
-                            nl += 1
-                            st[c, _BESTI] = thr
-                        elif thr < st[c, _BESTI]:
-                            st[c, _BESTI] = thr
-                    if pw and (f2 & _LOGS):
-                        if st[c, _SB] != fa:
-                            st[c, _SB] = fa
-                            st[c, _BEST] = thr
-                            st[c, _BESTD] = d
-                        elif thr < st[c, _BEST] or (thr == st[c, _BEST] and d < st[c, _BESTD]):
-                            st[c, _BEST] = thr
-                            st[c, _BESTD] = d
-                    if x != 2.0 * fa and st[c, _S3] != fa:
-                        st[c, _S3] = fa
-                        lst3[nl3] = c
-                        nl3 += 1
-        o_thr, o_del, o_id = _grow(o_thr, m, nl), _grow(o_del, m, nl), _grow(o_id, m, nl)
-        for k in range(nl):
-            c = lst[k]
-            hit = st[c, _SB] == fa
-            o_thr[m] = st[c, _BEST] if hit else np.inf
-            o_del[m] = st[c, _BESTD] if hit else np.nan
-            o_id[m] = st[c, _BESTI]
-            m += 1
-        o_any = _grow(o_any, m3, nl3)
-        for k in range(nl3):
-            c = lst3[k]
-            o_any[m3] = st[c, _BEST] if st[c, _SB] == fa else np.inf
-            m3 += 1
+                    nl, nl3 = _f2_visit(st, c, fa, x, max(thr_ab, st[c, _RANK]), pt and (f2 & _TRUE) != 0,
+                                        pw and (f2 & _LOGS) != 0, d, lst, nl, lst3, nl3)
+        o_thr, o_del, o_id, o_any, m, m3 = _f2_emit(st, fa, lst, nl, lst3, nl3, o_thr, o_del, o_id, o_any, m, m3)
     return o_thr[:m].copy(), o_del[:m].copy(), o_id[:m].copy(), o_any[:m3].copy()
 
 

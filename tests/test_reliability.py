@@ -387,3 +387,40 @@ def test_failed_simulate_into_an_old_run_folder_does_not_look_complete(tmp_path,
     with pytest.raises(OSError):
         sim_run.simulate(preset("lang-son", 0.0005), out, days=1, progress=False)
     assert not (out / "run.json").exists()
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def test_release_memory_hands_freed_heap_back_to_the_system():
+    from tracing.sweep import engines
+    if engines._MALLOC_TRIM is None or not Path("/proc/self/status").exists():
+        pytest.skip("glibc's malloc_trim and /proc are needed")
+    # freeing a 16 MiB block raises glibc's mmap threshold, so the 1 MiB arrays that follow come from
+    # the heap, as a simulated day's medium arrays do; the last one pins the heap's top, so nothing is
+    # returned when the others are freed until malloc_trim releases their pages
+    big = np.ones((16 << 20) // 8)
+    del big
+    arrs = [np.ones((1 << 20) // 8) for _ in range(200)]
+    keep = arrs[-1]
+    del arrs
+    before = _rss_bytes()
+    engines.release_memory()
+    assert before - _rss_bytes() > 150 << 20          # of the 199 MiB freed
+    assert keep.sum() == len(keep)
+
+
+def test_in_process_engine_releases_memory_after_every_unit(monkeypatch):
+    from tracing.sweep import engines
+    from tracing.sweep.tasks import Task
+    calls = []
+    monkeypatch.setattr(engines, "release_memory", lambda: calls.append("release"))
+    tasks = [Task(key=f"k{i}", fn=lambda i=i: calls.append(i) or {"unit": f"u{i}", "status": "done"}, args=(),
+                  deps=()) for i in range(3)]
+    engines.InProcess().run(tasks, lambda res: None)
+    assert calls == [0, "release", 1, "release", 2, "release"]

@@ -13,6 +13,7 @@ and packaged data, Python, numpy, numba, pyarrow); a worker that differs is refu
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import platform
 import sys
@@ -30,10 +31,36 @@ from tracing.sweep.tasks import Task
 from tracing.version import __version__
 
 __all__ = ["RunLog", "InProcess", "DaskEngine", "make_engine", "write_timings", "environment",
-           "check_environments"]
+           "check_environments", "release_memory", "run_unit"]
 
 #: seconds a Dask engine waits for a worker (at start, and while units are pending) before failing
 WORKER_TIMEOUT_S = 60.0
+
+try:                                  # glibc's malloc_trim (absent on macOS, musl, Windows)
+    _MALLOC_TRIM = ctypes.CDLL(None).malloc_trim
+except (OSError, AttributeError, TypeError):
+    _MALLOC_TRIM = None
+
+
+def release_memory() -> None:
+    """Hand the memory a finished unit freed back to the system, so that the next unit of a long-lived
+    process (the sweep's own, a Dask worker) starts from the interpreter's size: pyarrow's pool
+    (mimalloc and jemalloc keep freed pages) and glibc's malloc (freed chunks inside its heaps, one per
+    thread that allocated -- the simulator's writer and kernel threads -- stay resident until trimmed).
+    Measured (issue 16): after a simulated unit of 50,026 agents x 2 days the process held 684 MiB,
+    344 MiB after this; the 1:1 Lang Son x 14 days sweep peaked at 8.45 GiB in its curves unit in the
+    sweep's process against 7.08 GiB in a fresh one."""
+    pyarrow.default_memory_pool().release_unused()
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
+def run_unit(fn, *args):
+    """``fn(*args)`` (a unit of :mod:`tracing.sweep.tasks`), then :func:`release_memory`."""
+    try:
+        return fn(*args)
+    finally:
+        release_memory()
 
 
 def environment() -> dict:
@@ -91,7 +118,7 @@ class InProcess:
         if self.shuffle is not None:
             tasks = _random_topological(tasks, np.random.default_rng(self.shuffle))
         for t in tasks:
-            log(t.fn(*t.args))
+            log(run_unit(t.fn, *t.args))
 
     def close(self):
         pass
@@ -171,7 +198,7 @@ class DaskEngine:
         futures = {}
         for t in tasks:
             deps = [futures[k] for k in t.deps]
-            futures[t.key] = self.client.submit(t.fn, *t.args, *deps, key=t.key, pure=False,
+            futures[t.key] = self.client.submit(run_unit, t.fn, *t.args, *deps, key=t.key, pure=False,
                                                 retries=1)
         pending = set(futures.values())
         poll = min(5.0, max(self.worker_timeout_s / 4, 0.05))

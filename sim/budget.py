@@ -55,8 +55,9 @@ import math
 
 __all__ = ["BYTES_PER_AGENT", "BASE_BYTES", "SECONDS_PER_AGENT_DAY", "ANALYSIS_BYTES_PER_AGENT",
            "ANALYSIS_SECONDS_PER_AGENT_DAY", "CURVES_BYTES_PER_PAIR", "available_bytes",
-           "distinct_pairs_per_agent", "estimate", "estimate_sweep", "check_fits",
-           "describe"]
+           "distinct_pairs_per_agent", "PAIR_ROWS_PER_AGENT_DAY", "EPIDEMIC_BYTES_PER_ROW",
+           "EPIDEMIC_BYTES_PER_AGENT", "EPIDEMIC_SECONDS_PER_ROW_RUN", "estimate", "estimate_sweep",
+           "check_fits", "describe"]
 
 #: peak resident bytes per agent of one simulated day (6,962 MiB at 10^6 agents, less the fixed part)
 BYTES_PER_AGENT = 7_000
@@ -85,6 +86,24 @@ DISTINCT_PAIRS_PER_AGENT = (42.1, 72.6, 100.8, 126.8, 151.7, 177.7, 200.0, 220.5
 #: (7.6 GB, 27.2 B a pair above the interpreter), which 27 B a pair with the x0.064 table covers
 CURVES_BYTES_PER_PAIR = 27
 CURVES_DAY_BYTES_PER_AGENT = 700
+#: pair-table rows per agent and simulated day, rule bluezone, 14 days: 41.8 at Lang Son x0.02, 42.3 at
+#: x0.04, 43.6 at 1:1 (476.6 M rows)
+PAIR_ROWS_PER_AGENT_DAY = 43.6
+#: peak resident bytes of a sweep's epidemic unit (``--epidemic``: the closed loop holds its replayed
+#: cycle's pair tables, ground truth and contact records whole, with an adjacency, doses and the ideal
+#: rule's copy) per pair-day row of the cycle and per agent, above ``BASE_BYTES``. Measured (in a
+#: resumed sweep that ran only that unit, 14-day cycle): Lang Son x0.02 (15,633 agents, 9.14 M rows)
+#: 2,496,024 KiB, x0.04 (31,266 agents, 18.53 M rows) 4,383,340 KiB: 206 B a row between the two; the
+#: per-agent part covers x0.04 (x0.02 is 6% above the model). The 1:1 province's 14-day loop would need
+#: ~109 GB.
+EPIDEMIC_BYTES_PER_ROW = 210
+EPIDEMIC_BYTES_PER_AGENT = 11_000
+#: wall seconds of the epidemic unit per pair-day row of its cycle and per closed-loop run of the default
+#: 120 days (x0.02: 588 s, x0.04: 1,063 s for 127 runs and the calibration: 4.8e-7 and 4.3e-7, both
+#: measured beside another sweep, load 2.5-3.5, so an upper figure)
+EPIDEMIC_SECONDS_PER_ROW_RUN = 4.5e-7
+#: closed-loop runs of the default length that the network calibration costs (5 x 6 runs of 25 days / 120)
+EPIDEMIC_CALIBRATION_RUNS = 6.25
 #: head-room kept free when deciding whether a run fits (the page cache of the Parquet writes, others)
 HEADROOM = 0.9
 
@@ -123,27 +142,44 @@ def distinct_pairs_per_agent(days: int) -> float:
     return t[d - 1] if d <= len(t) else t[-1] + (t[-1] - t[-2]) * (d - len(t))
 
 
-def estimate_sweep(n_agents: int, days: int) -> dict:
+def estimate_sweep(n_agents: int, days: int, *, epidemic_days: int = 0, epidemic_runs: int = 0) -> dict:
     """:func:`estimate` of a sweep replicate: the simulation, the day's pair tables (one at a time),
-    then the curves over all days' distinct pairs; ``peak_bytes`` the largest of the three stages'
-    peaks, ``seconds`` the first two's sum (curves are seconds), and ``bytes_per_agent`` the per-agent
-    bytes of the stage that sets the peak.  (The closed loop of ``--epidemic`` is not modelled.)"""
-    n, d = int(n_agents), int(days)
+    then the curves over all days' distinct pairs and, with ``epidemic_days`` (the replayed cycle of
+    ``--epidemic``, :func:`tracing.sweep.epidemic.cycle_days`), the closed loop over that cycle's pair
+    tables (a separate simulation and pair tables of that many days where the sweep simulated fewer),
+    ``epidemic_runs`` closed-loop runs. ``peak_bytes`` is the largest stage peak, ``seconds`` the sum of
+    the stages (curves are seconds), ``bytes_per_agent`` the per-agent bytes of the stage that sets the
+    peak and ``peak_stage`` its name."""
+    n, d, cyc = int(n_agents), int(days), int(epidemic_days)
     est = estimate(n, d)
     curves = CURVES_BYTES_PER_PAIR * distinct_pairs_per_agent(d) + CURVES_DAY_BYTES_PER_AGENT
-    per_agent = max(BYTES_PER_AGENT, ANALYSIS_BYTES_PER_AGENT, int(math.ceil(curves)))
-    est.update(peak_bytes=BASE_BYTES + per_agent * n, bytes_per_agent=per_agent,
-               seconds=est["seconds"] + ANALYSIS_SECONDS_PER_AGENT_DAY * n * d)
+    stages = {"simulation": BYTES_PER_AGENT, "pair-table units": ANALYSIS_BYTES_PER_AGENT,
+              "curves unit": int(math.ceil(curves))}
+    seconds = est["seconds"] + ANALYSIS_SECONDS_PER_AGENT_DAY * n * d
+    if cyc > 0:
+        rows = PAIR_ROWS_PER_AGENT_DAY * cyc * n
+        stages[f"epidemic closed loop over {cyc} days"] = int(math.ceil(EPIDEMIC_BYTES_PER_ROW * PAIR_ROWS_PER_AGENT_DAY * cyc
+                                                       + EPIDEMIC_BYTES_PER_AGENT))
+        if cyc > d:                     # its own run of the cycle's days, and their pair tables
+            seconds += (SECONDS_PER_AGENT_DAY + ANALYSIS_SECONDS_PER_AGENT_DAY) * n * cyc
+        seconds += EPIDEMIC_SECONDS_PER_ROW_RUN * rows * (max(int(epidemic_runs), 0) + EPIDEMIC_CALIBRATION_RUNS)
+    stage = max(stages, key=stages.get)
+    est.update(peak_bytes=BASE_BYTES + stages[stage] * n, bytes_per_agent=stages[stage], peak_stage=stage,
+               seconds=seconds)
     return est
 
 
 def describe(est: dict, available: int | None) -> str:
-    """One line: ``781,655 agents x 14 days: ~79 min on an idle 2-core machine, peak ~10.1 GB (24.8 GB available)``."""
+    """One line: ``781,655 agents x 14 days: ~79 min on an idle 2-core machine, peak ~10.1 GB (24.8 GB
+    available)``, with ``, set by the curves unit`` after the peak where a sweep stage other than the
+    simulation sets it (``est["peak_stage"]``)."""
     s = est["seconds"]
     t = f"{s:.0f} s" if s < 120 else (f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h")
     av = f" ({available / 1e9:.1f} GB available)" if available is not None else ""
+    stage = est.get("peak_stage", "simulation")
+    where = f", set by the {stage}" if stage != "simulation" else ""
     return (f"{est['n_agents']:,} agents x {est['days']} day{'s' if est['days'] != 1 else ''}: ~{t} on an "
-            f"idle 2-core machine, peak ~{est['peak_bytes'] / 1e9:.1f} GB{av}")
+            f"idle 2-core machine, peak ~{est['peak_bytes'] / 1e9:.1f} GB{where}{av}")
 
 
 def check_fits(name: str, scale: float, est: dict, available: int | None) -> None:

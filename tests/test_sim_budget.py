@@ -200,3 +200,31 @@ def test_run_blocks_any_split_and_errors():
     assert kernels.even_cuts(3, 5) == [0, 1, 2, 3] and kernels.even_cuts(64, 2) == [0, 32, 64]
     with pytest.raises(ValueError, match="out of range"):
         kernels.run_blocks(fill, 2, kernels.even_cuts(51, 8), np.zeros(50, np.int64))
+
+
+def test_sweep_refuses_an_epidemic_its_closed_loop_cannot_hold(tmp_path, monkeypatch):
+    """``--epidemic`` holds its replayed cycle's contact records whole: the estimate grows with the cycle's
+    days, adds a separate run of the cycle where the sweep simulated fewer days, and the sweep refuses
+    in one line, naming the stage, a run whose closed loop would not fit where the sweep alone would
+    (the 1:1 province: ~8 GB without, far over 24 GB with the closed loop)."""
+    from tracing.sweep.adoption import sweep
+    n = 781_655
+    plain = budget.estimate_sweep(n, 1)
+    short = budget.estimate_sweep(n, 1, epidemic_days=14, epidemic_runs=127)
+    own = budget.estimate_sweep(n, 14, epidemic_days=14, epidemic_runs=127)
+    three = budget.estimate_sweep(n, 21, epidemic_days=21, epidemic_runs=127)
+    assert short["peak_stage"] == own["peak_stage"] == "epidemic closed loop over 14 days"
+    assert short["peak_bytes"] == own["peak_bytes"] < three["peak_bytes"]
+    extra = (budget.SECONDS_PER_AGENT_DAY + budget.ANALYSIS_SECONDS_PER_AGENT_DAY) * n * 14
+    base14 = budget.estimate_sweep(n, 14)["seconds"] - budget.estimate_sweep(n, 1)["seconds"]
+    assert short["seconds"] - plain["seconds"] == pytest.approx(own["seconds"] - plain["seconds"] - base14 + extra)
+    room = int(2 * plain["peak_bytes"] / budget.HEADROOM)           # twice what the sweep alone needs
+    assert own["peak_bytes"] > budget.HEADROOM * room
+    monkeypatch.setattr(budget, "available_bytes", lambda: room)
+    out = tmp_path / "sweep"
+    with pytest.raises(ValueError) as e:
+        sweep(out, preset="lang-son", scale=1.0, days=1, replicates=1, progress=False, epidemic=True)
+    msg = str(e.value)
+    assert "\n" not in msg and "set by the epidemic closed loop" in msg and not out.exists()
+    fit = float(msg.split("fits is ~")[1].split()[0])
+    budget.check_fits("x", fit, budget.estimate_sweep(int(n * fit), 1, epidemic_days=14, epidemic_runs=127), room)

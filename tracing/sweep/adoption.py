@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from sim import budget
 from sim.strategies import STRATEGIES, priorities
+from tracing.closedloop.params import load_closed_loop_params
 from tracing.contacts import pairs_from_contacts, read_contacts
 from tracing.core.checks import check_fraction
 from tracing.core.coverage import METRICS, DelayModel
@@ -47,7 +48,7 @@ from tracing.report.staging import StagedOutputs
 from tracing.report.tables import summarise, write_comparison, write_csv, write_json
 from tracing.sweep.channels import channel_sweep
 from tracing.sweep.engines import RunLog, make_engine, write_timings
-from tracing.sweep.epidemic import epidemic_from_store
+from tracing.sweep.epidemic import cycle_days, default_variants, epidemic_from_store
 from tracing.sweep.plan import (parse_adoption, parse_channels, parse_owner_shares, plan_epidemic, plan_sweep,
                                 rule_desc_of, scenarios_of, split_list, with_owner_shares)
 from tracing.sweep.replicate import (FINE_GRID, default_index_cases, index_spec, one_replicate, replicate_seeds,
@@ -167,14 +168,22 @@ def _owner_words(sc, shares, phones_only: bool) -> str:
             "of adults, fewer children; change it with --phone-owners)")
 
 
-def _check_memory(scenarios, days: int, dask, workers: int, engine) -> list:
+def _check_memory(scenarios, days: int, dask, workers: int, engine, *, epidemic: bool = False,
+                  levels: int = 0, channels=("ble",), ideal_only: bool = False) -> list:
     """Refuse (``ValueError``, one line, :func:`sim.budget.check_fits`) a sweep whose largest replicate
     cannot fit this machine's available memory -- times the worker processes of a local Dask cluster;
-    not checked for a remote scheduler or a given engine (their memory is elsewhere). Returns one line of
-    estimate per scenario for the log."""
+    not checked for a remote scheduler or a given engine (their memory is elsewhere). With ``epidemic``
+    the closed loop over each scenario's replayed cycle counts too (``levels`` adoption levels, every
+    variant of ``channels``, the rule and the ideal rule). Returns one line of estimate per scenario
+    for the log."""
     lines = []
-    for _label, sc, display, _key, s in scenarios:
-        est = budget.estimate_sweep(sc.n_agents, days)
+    for _label, sc, display, pkey, s in scenarios:
+        cyc = runs = 0
+        if epidemic:
+            _, iv, _ = load_closed_loop_params(None if pkey else display)
+            cyc = cycle_days(days, iv.cycle_days)
+            runs = 1 + (1 if ideal_only else 2) * len(default_variants(channels, iv, True)) * int(levels)
+        est = budget.estimate_sweep(sc.n_agents, days, epidemic_days=cyc, epidemic_runs=runs)
         avail = budget.available_bytes()
         if engine is None and dask in (None, "local"):
             k = max(int(workers), 1) if dask == "local" else 1
@@ -242,7 +251,9 @@ def sweep(out_dir, *, preset=None, scenario=None, scale: float | None = None,
     scenarios = with_owner_shares(scenarios_of(preset, scenario, scale), parse_owner_shares(phone_owners))
     ispec = index_spec(index_cases, index_from)
     rule_spec, rule_desc = rule_desc_of(rule)
-    fits = _check_memory(scenarios, int(days), dask, workers, engine)   # one-line refusal before any work
+    # one-line refusal before any work
+    fits = _check_memory(scenarios, int(days), dask, workers, engine, epidemic=bool(epidemic), levels=len(grid),
+                         channels=channel_list, ideal_only=rule_desc["name"] == "ideal")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     store = Store(out)

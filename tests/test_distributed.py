@@ -45,6 +45,21 @@ def test_unit_order_does_not_matter(tmp_path, tmp_path_factory):
     assert log.count("skipped") == 2 and log.count("done ") == 4
 
 
+def test_units_in_fresh_processes_give_the_same_bytes(tmp_path, tmp_path_factory, monkeypatch):
+    """From an estimated peak of ISOLATE_PEAK_BYTES (a 1:1 province) the in-process engine runs each unit
+    in a fresh process (memory kept by the allocators after a unit cannot add to the next one's peak):
+    the same bytes, the engine named in timings.json."""
+    from tracing.sweep import adoption
+    ref = reference_sweep(tmp_path_factory)
+    out = tmp_path / "isolated"
+    monkeypatch.setattr(adoption, "ISOLATE_PEAK_BYTES", 0)
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "1")              # the spawned units' numba threads
+    sweep(out, preset="lang-son", scale=0.001, days=1, replicates=2, adoption="0:1:0.1", seed=11,
+          progress=False)
+    assert_same_outputs(ref, out)
+    assert "a fresh process per unit" in json.loads((out / "timings.json").read_text())["engine"]
+
+
 def test_multi_preset_multi_strategy(tmp_path, tmp_path_factory):
     ref = reference_sweep(tmp_path_factory)
     out = tmp_path / "multi"

@@ -415,6 +415,66 @@ def test_release_memory_hands_freed_heap_back_to_the_system():
     assert keep.sum() == len(keep)
 
 
+def _fails(msg):
+    raise ValueError(msg)
+
+
+def test_run_isolated_runs_in_another_process_and_returns_its_result_or_error():
+    import os
+    from tracing.sweep import engines
+    assert engines.run_isolated(os.getpid) != os.getpid()
+    assert engines.run_isolated(divmod, 7, 2) == (3, 1)
+    with pytest.raises(ValueError, match="^windows.parquet: line 3: bad rssi$"):
+        engines.run_isolated(_fails, "windows.parquet: line 3: bad rssi")
+
+
+def _write_pid_and_sleep(path):
+    import os
+    import time
+    Path(path).write_text(str(os.getpid()))
+    time.sleep(120)
+
+
+def test_an_isolated_unit_dies_with_the_sweep(tmp_path):
+    """A killed sweep does not leave its unit computing on alone (PR_SET_PDEATHSIG)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    if not sys.platform.startswith("linux"):
+        pytest.skip("PR_SET_PDEATHSIG is Linux's")
+    pid_file = tmp_path / "child.pid"
+    code = ("import sys; from tests.test_reliability import _write_pid_and_sleep as f; "
+            "from tracing.sweep.engines import run_isolated; run_isolated(f, sys.argv[1])")
+    parent = subprocess.Popen([sys.executable, "-c", code, str(pid_file)], cwd=Path(__file__).parents[1])
+    try:
+        for _ in range(600):                       # wait for the unit's process to start
+            if pid_file.exists() and pid_file.read_text():
+                break
+            time.sleep(0.1)
+        child = int(pid_file.read_text())
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=30)
+
+        def running():
+            try:
+                state = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                return False
+            return state != "Z"
+        for _ in range(100):
+            if not running():
+                break
+            time.sleep(0.1)
+        alive = running()
+        if alive:
+            os.kill(child, signal.SIGKILL)
+        assert not alive
+    finally:
+        parent.kill()
+
+
 def test_in_process_engine_releases_memory_after_every_unit(monkeypatch):
     from tracing.sweep import engines
     from tracing.sweep.tasks import Task

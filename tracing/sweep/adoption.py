@@ -47,7 +47,7 @@ from tracing.report.plots import plot_comparison, plot_coverage, plot_percolatio
 from tracing.report.staging import StagedOutputs
 from tracing.report.tables import summarise, write_comparison, write_csv, write_json
 from tracing.sweep.channels import channel_sweep
-from tracing.sweep.engines import RunLog, make_engine, write_timings
+from tracing.sweep.engines import ISOLATE_PEAK_BYTES, RunLog, make_engine, write_timings
 from tracing.sweep.epidemic import cycle_days, default_variants, epidemic_from_store
 from tracing.sweep.plan import (parse_adoption, parse_channels, parse_owner_shares, plan_epidemic, plan_sweep,
                                 rule_desc_of, scenarios_of, split_list, with_owner_shares)
@@ -175,8 +175,8 @@ def _check_memory(scenarios, days: int, dask, workers: int, engine, *, epidemic:
     not checked for a remote scheduler or a given engine (their memory is elsewhere). With ``epidemic``
     the closed loop over each scenario's replayed cycle counts too (``levels`` adoption levels, every
     variant of ``channels``, the rule and the ideal rule). Returns one line of estimate per scenario
-    for the log."""
-    lines = []
+    for the log and the largest estimated peak of a replicate (bytes)."""
+    lines, peak = [], 0
     for _label, sc, display, pkey, s in scenarios:
         cyc = runs = 0
         if epidemic:
@@ -191,7 +191,8 @@ def _check_memory(scenarios, days: int, dask, workers: int, engine, *, epidemic:
                 avail //= k                 # k replicates' units may run at once
             budget.check_fits(f"sweep {display}", s, est, avail)
         lines.append(f"{display} x{s:g}, per replicate: {budget.describe(est, avail)}")
-    return lines
+        peak = max(peak, est["peak_bytes"])
+    return lines, peak
 
 
 def sweep(out_dir, *, preset=None, scenario=None, scale: float | None = None,
@@ -252,8 +253,8 @@ def sweep(out_dir, *, preset=None, scenario=None, scale: float | None = None,
     ispec = index_spec(index_cases, index_from)
     rule_spec, rule_desc = rule_desc_of(rule)
     # one-line refusal before any work
-    fits = _check_memory(scenarios, int(days), dask, workers, engine, epidemic=bool(epidemic), levels=len(grid),
-                         channels=channel_list, ideal_only=rule_desc["name"] == "ideal")
+    fits, peak = _check_memory(scenarios, int(days), dask, workers, engine, epidemic=bool(epidemic),
+                               levels=len(grid), channels=channel_list, ideal_only=rule_desc["name"] == "ideal")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     store = Store(out)
@@ -270,7 +271,7 @@ def sweep(out_dir, *, preset=None, scenario=None, scale: float | None = None,
             resume=bool(resume), channels=channel_list)
         tasks += etasks
     log = RunLog(out / "sweep.log", echo=progress)
-    engine = engine or make_engine(dask, workers)
+    engine = engine or make_engine(dask, workers, isolate=peak >= ISOLATE_PEAK_BYTES)
     log.note(f"# sweep {time.strftime('%Y-%m-%dT%H:%M:%S')}: {len(tasks)} units, engine "
              f"{engine.name}, resume={bool(resume)}")
     for line in fits:

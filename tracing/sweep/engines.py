@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import ctypes
 import json
+import multiprocessing
 import platform
+import signal
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +34,15 @@ from tracing.sweep.tasks import Task
 from tracing.version import __version__
 
 __all__ = ["RunLog", "InProcess", "DaskEngine", "make_engine", "write_timings", "environment",
-           "check_environments", "release_memory", "run_unit"]
+           "check_environments", "release_memory", "run_unit", "run_isolated", "ISOLATE_PEAK_BYTES"]
+
+#: estimated peak of a replicate (:func:`sim.budget.estimate_sweep`) from which the in-process engine
+#: runs each unit in a fresh process: memory a unit freed but the allocators kept (glibc's heaps of the
+#: simulator's threads, fragments between live blocks) cannot raise the next unit's peak. The 1:1 Lang
+#: Son x 14 days sweep peaked at 7.96 GiB in its curves unit in one process, with malloc_trim and
+#: pyarrow's release after each unit, against 7.08 GiB for that unit alone; a fresh process costs ~1.5 s
+#: (imports, kernels from numba's cache), nothing beside units of 30 s and more at that size
+ISOLATE_PEAK_BYTES = 4 * 2**30
 
 #: seconds a Dask engine waits for a worker (at start, and while units are pending) before failing
 WORKER_TIMEOUT_S = 60.0
@@ -61,6 +72,24 @@ def run_unit(fn, *args):
         return fn(*args)
     finally:
         release_memory()
+
+
+def _die_with_parent() -> None:
+    """Linux: the unit's process gets SIGTERM when the sweep's process dies (killed, say), instead of
+    computing on alone (beside a resumed sweep that would compute the same unit)."""
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)          # PR_SET_PDEATHSIG
+    except (OSError, AttributeError, TypeError):
+        pass
+
+
+def run_isolated(fn, *args):
+    """``fn(*args)`` in a fresh (spawned) process, its result or exception returned to this one; the
+    unit's memory is the system's again when it ends. ``spawn``, not ``fork``: numba's and pyarrow's
+    thread pools of this process must not be copied mid-use."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_die_with_parent) as ex:
+        return ex.submit(fn, *args).result()
 
 
 def environment() -> dict:
@@ -108,17 +137,20 @@ class RunLog:
 
 class InProcess:
     """Run the tasks one after the other, in the (topological) order given; with ``shuffle`` (a
-    seed) in a random topological order instead (tests: results must not depend on the order)."""
-    name = "in-process"
+    seed) in a random topological order instead (tests: results must not depend on the order); with
+    ``isolate`` each in a fresh process (:func:`run_isolated`; the sweep asks for it from
+    :data:`ISOLATE_PEAK_BYTES`), else in this one followed by :func:`release_memory`."""
 
-    def __init__(self, shuffle: int | None = None):
+    def __init__(self, shuffle: int | None = None, isolate: bool = False):
         self.shuffle = shuffle
+        self.isolate = bool(isolate)
+        self.name = "in-process, a fresh process per unit" if self.isolate else "in-process"
 
     def run(self, tasks: list[Task], log: RunLog) -> None:
         if self.shuffle is not None:
             tasks = _random_topological(tasks, np.random.default_rng(self.shuffle))
         for t in tasks:
-            log(run_unit(t.fn, *t.args))
+            log(run_isolated(t.fn, *t.args) if self.isolate else run_unit(t.fn, *t.args))
 
     def close(self):
         pass
@@ -232,8 +264,10 @@ class DaskEngine:
             self.cluster.close()
 
 
-def make_engine(dask: str | None, workers: int = 2, worker_timeout_s: float = WORKER_TIMEOUT_S):
-    return InProcess() if not dask else DaskEngine(dask, workers, worker_timeout_s)
+def make_engine(dask: str | None, workers: int = 2, worker_timeout_s: float = WORKER_TIMEOUT_S, *,
+                isolate: bool = False):
+    """:class:`DaskEngine` for ``--dask``, else :class:`InProcess` (``isolate``: a fresh process per unit)."""
+    return InProcess(isolate=isolate) if not dask else DaskEngine(dask, workers, worker_timeout_s)
 
 
 def write_timings(out: Path, engine: str, seconds: float, results: list) -> None:

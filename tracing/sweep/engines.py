@@ -40,8 +40,9 @@ __all__ = ["RunLog", "InProcess", "DaskEngine", "make_engine", "write_timings", 
 #: runs each unit in a fresh process: memory a unit freed but the allocators kept (glibc's heaps of the
 #: simulator's threads, fragments between live blocks) cannot raise the next unit's peak. The 1:1 Lang
 #: Son x 14 days sweep peaked at 7.96 GiB in its curves unit in one process, with malloc_trim and
-#: pyarrow's release after each unit, against 7.08 GiB for that unit alone; a fresh process costs ~1.5 s
-#: (imports, kernels from numba's cache), nothing beside units of 30 s and more at that size
+#: pyarrow's release after each unit, against 7.08 GiB for that unit alone, and at 7.14 GiB with a fresh
+#: process per unit (same bytes out); a fresh process costs ~2 s (imports, kernels from numba's cache):
+#: 39 s of that sweep's 28.5 min, whose units take 30 s and more
 ISOLATE_PEAK_BYTES = 4 * 2**30
 
 #: seconds a Dask engine waits for a worker (at start, and while units are pending) before failing
@@ -60,7 +61,8 @@ def release_memory() -> None:
     thread that allocated -- the simulator's writer and kernel threads -- stay resident until trimmed).
     Measured (issue 16): after a simulated unit of 50,026 agents x 2 days the process held 684 MiB,
     344 MiB after this; the 1:1 Lang Son x 14 days sweep peaked at 8.45 GiB in its curves unit in the
-    sweep's process against 7.08 GiB in a fresh one."""
+    sweep's process, 7.96 GiB with this, against 7.08 GiB in a fresh one (hence
+    :data:`ISOLATE_PEAK_BYTES`: 7.14 GiB for that sweep with a fresh process per unit)."""
     pyarrow.default_memory_pool().release_unused()
     if _MALLOC_TRIM is not None:
         _MALLOC_TRIM(0)

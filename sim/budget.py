@@ -56,7 +56,8 @@ import math
 __all__ = ["BYTES_PER_AGENT", "BASE_BYTES", "SECONDS_PER_AGENT_DAY", "ANALYSIS_BYTES_PER_AGENT",
            "ANALYSIS_SECONDS_PER_AGENT_DAY", "CURVES_BYTES_PER_PAIR", "available_bytes",
            "distinct_pairs_per_agent", "PAIR_ROWS_PER_AGENT_DAY", "EPIDEMIC_BYTES_PER_ROW",
-           "EPIDEMIC_BYTES_PER_AGENT", "EPIDEMIC_SECONDS_PER_ROW_RUN", "estimate", "estimate_sweep",
+           "EPIDEMIC_BYTES_PER_AGENT", "EPIDEMIC_SECONDS_PER_ROW_RUN", "EPIDEMIC_CALIBRATION_RUNS", "estimate",
+           "estimate_sweep",
            "check_fits", "describe"]
 
 #: peak resident bytes per agent of one simulated day (6,962 MiB at 10^6 agents, less the fixed part)
@@ -158,11 +159,12 @@ def estimate_sweep(n_agents: int, days: int, *, epidemic_days: int = 0, epidemic
     seconds = est["seconds"] + ANALYSIS_SECONDS_PER_AGENT_DAY * n * d
     if cyc > 0:
         rows = PAIR_ROWS_PER_AGENT_DAY * cyc * n
-        stages[f"epidemic closed loop over {cyc} days"] = int(math.ceil(EPIDEMIC_BYTES_PER_ROW * PAIR_ROWS_PER_AGENT_DAY * cyc
-                                                       + EPIDEMIC_BYTES_PER_AGENT))
+        per_agent = EPIDEMIC_BYTES_PER_ROW * PAIR_ROWS_PER_AGENT_DAY * cyc + EPIDEMIC_BYTES_PER_AGENT
+        stages[f"epidemic closed loop over {cyc} days"] = int(math.ceil(per_agent))
         if cyc > d:                     # its own run of the cycle's days, and their pair tables
             seconds += (SECONDS_PER_AGENT_DAY + ANALYSIS_SECONDS_PER_AGENT_DAY) * n * cyc
-        seconds += EPIDEMIC_SECONDS_PER_ROW_RUN * rows * (max(int(epidemic_runs), 0) + EPIDEMIC_CALIBRATION_RUNS)
+        runs = max(int(epidemic_runs), 0) + EPIDEMIC_CALIBRATION_RUNS
+        seconds += EPIDEMIC_SECONDS_PER_ROW_RUN * rows * runs
     stage = max(stages, key=stages.get)
     est.update(peak_bytes=BASE_BYTES + stages[stage] * n, bytes_per_agent=stages[stage], peak_stage=stage,
                seconds=seconds)

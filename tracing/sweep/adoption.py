@@ -169,7 +169,7 @@ def _owner_words(sc, shares, phones_only: bool) -> str:
 
 
 def _check_memory(scenarios, days: int, dask, workers: int, engine, *, epidemic: bool = False,
-                  levels: int = 0, channels=("ble",), ideal_only: bool = False) -> list:
+                  levels: int = 0, channels=("ble",), ideal_only: bool = False) -> tuple[list, int]:
     """Refuse (``ValueError``, one line, :func:`sim.budget.check_fits`) a sweep whose largest replicate
     cannot fit this machine's available memory -- times the worker processes of a local Dask cluster;
     not checked for a remote scheduler or a given engine (their memory is elsewhere). With ``epidemic``

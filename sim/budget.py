@@ -26,9 +26,10 @@ windows extracted in pieces of whole observers and the pair runs flushed in key-
 6,785 MiB, set by the evening peak of away pairs (their runs' state, ~190 B a pair) on top of the 3.9 GiB
 maps; a 10^5-agent day 1,351 MiB. Re-measured quiet on the final code of that round (the scanning kernels
 serial on ``sim.kernels.run_blocks`` threads too; load 1.2-2.0): a 10^6-agent day took 263 s (418 CPU-s)
-and peaked at 6,962 MiB; a 10^5-agent day 25.7 s, 1,367 MiB. With the day maps' lines prefetched in groups, the windows sorted on
-contiguous copies and extracted straight into the writer's buffer (same bytes; load 1.0-1.6): 224 s
-(344 CPU-s) and 6,852 MiB at 10^6 agents, 22.9 s and 1,344 MiB at 10^5.
+and peaked at 6,962 MiB; a 10^5-agent day 25.7 s, 1,367 MiB. With the day maps' lines prefetched in
+groups, the windows sorted on contiguous copies and extracted straight into the writer's buffer (same
+bytes; load 1.0-1.6): 224 s (344 CPU-s) and 6,852 MiB at 10^6 agents, 22.9 s and 1,344 MiB at 10^5. (A
+later session's machine, ~1.5-2x faster: 115 s at 10^6 agents; the constants keep the slower one.)
 
 A sweep (``proxitrace sweep``) also builds each day's pair table, which holds that day's windows whole
 (``tracing.pipeline.pairs_from_run``): measured on Lạng Sơn x0.128 (100,000 agents), one day, one
@@ -54,11 +55,10 @@ from __future__ import annotations
 import math
 
 __all__ = ["BYTES_PER_AGENT", "BASE_BYTES", "SECONDS_PER_AGENT_DAY", "ANALYSIS_BYTES_PER_AGENT",
-           "ANALYSIS_SECONDS_PER_AGENT_DAY", "CURVES_BYTES_PER_PAIR", "available_bytes",
-           "distinct_pairs_per_agent", "PAIR_ROWS_PER_AGENT_DAY", "EPIDEMIC_BYTES_PER_ROW",
-           "EPIDEMIC_BYTES_PER_AGENT", "EPIDEMIC_SECONDS_PER_ROW_RUN", "EPIDEMIC_CALIBRATION_RUNS", "estimate",
-           "estimate_sweep",
-           "check_fits", "describe"]
+           "ANALYSIS_SECONDS_PER_AGENT_DAY", "CURVES_BYTES_PER_PAIR", "PAIR_ROWS_PER_AGENT_DAY",
+           "EPIDEMIC_BYTES_PER_ROW", "EPIDEMIC_BYTES_PER_AGENT", "EPIDEMIC_SECONDS_PER_ROW_RUN",
+           "EPIDEMIC_CALIBRATION_RUNS", "available_bytes", "distinct_pairs_per_agent", "estimate",
+           "estimate_sweep", "check_fits", "describe"]
 
 #: peak resident bytes per agent of one simulated day (6,962 MiB at 10^6 agents, less the fixed part)
 BYTES_PER_AGENT = 7_000

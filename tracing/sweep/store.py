@@ -41,7 +41,8 @@ from ble.schema import atomic_path, write_text_atomic
 from sim.run import code_digest
 from tracing.version import __version__
 
-__all__ = ["HASH_CHARS", "canonical_json", "unit_params", "unit_hash", "safe_label", "Unit", "Store", "read_pair_columns"]
+__all__ = ["HASH_CHARS", "canonical_json", "unit_params", "unit_hash", "safe_label", "Unit", "Store",
+           "read_pair_columns"]
 
 HASH_CHARS = 16          #: hex digits of the SHA-256 kept in names (64 bits)
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
